@@ -1,0 +1,174 @@
+//! Storage of named objects for arca repositories.
+//!
+//! This crate owns the [`Storage`] trait: a small, synchronous interface over named objects
+//! (`config`, `keys/ID`, `data/XX/ID`, ...), its local-disk implementation, and layers that
+//! wrap any storage (fault injection for tests). It knows nothing of the repository format.
+//!
+//! The trait is synchronous on purpose: the engines above run their own thread pools and keep
+//! many requests in flight by calling from several threads; object-store backends keep a
+//! private async runtime behind this interface.
+
+pub mod fault;
+pub mod local;
+pub mod suite;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use local::LocalStorage;
+
+/// What went wrong with a storage operation, and whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object (or the storage root) does not exist.
+    NotFound,
+    /// The object already exists and the operation refuses to replace it.
+    AlreadyExists,
+    /// Credentials or permissions refuse the operation.
+    PermissionDenied,
+    /// The device or quota is full.
+    NoSpace,
+    /// A fault that may go away: timeout, connection reset, server busy.
+    Transient,
+    /// The storage refuses deletion or replacement (append-only).
+    AppendOnly,
+    /// Anything else; retrying will not help.
+    Other,
+}
+
+/// An error from a storage operation, naming the object it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}: {message}")]
+pub struct StorageError {
+    pub kind: ErrorKind,
+    pub op: &'static str,
+    pub path: String,
+    pub message: String,
+}
+
+impl StorageError {
+    pub fn new(kind: ErrorKind, op: &'static str, path: &str, message: impl fmt::Display) -> Self {
+        StorageError {
+            kind,
+            op,
+            path: path.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Converts an I/O error into a storage error for `op` on `path`.
+    pub fn io(op: &'static str, path: &str, err: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match err.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::AlreadyExists => ErrorKind::AlreadyExists,
+            K::PermissionDenied => ErrorKind::PermissionDenied,
+            K::StorageFull | K::QuotaExceeded => ErrorKind::NoSpace,
+            K::TimedOut | K::Interrupted | K::ConnectionReset | K::ConnectionAborted => {
+                ErrorKind::Transient
+            }
+            _ if err.raw_os_error() == Some(libc::ENOSPC) => ErrorKind::NoSpace,
+            _ => ErrorKind::Other,
+        };
+        StorageError::new(kind, op, path, err)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    /// Whether trying the same operation again may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Full name relative to the storage root, e.g. `data/ab/abcd...`.
+    pub name: String,
+    pub size: u64,
+}
+
+/// Fixed properties of a storage.
+#[derive(Debug, Clone)]
+pub struct Properties {
+    /// How many requests are worth keeping in flight at once.
+    pub connections: usize,
+    /// Human-readable location, for messages.
+    pub location: String,
+    /// Whether this is a local filesystem (fast random reads, cheap requests).
+    pub local: bool,
+}
+
+/// A flat namespace of immutable objects under a root.
+///
+/// Names use `/` separators. `write` is atomic and durable when it returns: a reader sees
+/// either nothing or the whole object, also after a crash. Objects are written once; the
+/// repository format never rewrites an object under the same name except `config` at init.
+pub trait Storage: Send + Sync {
+    /// Properties of this storage.
+    fn properties(&self) -> Properties;
+    /// Creates the root (and whatever a backend needs) so that objects can be written.
+    fn create(&self) -> Result<()>;
+    /// Reads a whole object.
+    fn read(&self, name: &str) -> Result<Vec<u8>>;
+    /// Reads `length` bytes at `offset`; fails if the object is shorter.
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+    /// Writes a whole object atomically and durably.
+    fn write(&self, name: &str, data: &[u8]) -> Result<()>;
+    /// Removes an object. Removing a missing object is `NotFound`.
+    fn delete(&self, name: &str) -> Result<()>;
+    /// Size of an object.
+    fn stat(&self, name: &str) -> Result<ObjectInfo>;
+    /// Every object whose name starts with `prefix` (a directory such as `snapshots/`).
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+}
+
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn properties(&self) -> Properties {
+        (**self).properties()
+    }
+    fn create(&self) -> Result<()> {
+        (**self).create()
+    }
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        (**self).read(name)
+    }
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        (**self).read_range(name, offset, length)
+    }
+    fn write(&self, name: &str, data: &[u8]) -> Result<()> {
+        (**self).write(name, data)
+    }
+    fn delete(&self, name: &str) -> Result<()> {
+        (**self).delete(name)
+    }
+    fn stat(&self, name: &str) -> Result<ObjectInfo> {
+        (**self).stat(name)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        (**self).list(prefix)
+    }
+}
+
+/// Opens a storage from a location string. Only local paths exist so far; other schemes
+/// are refused with a clear message.
+pub fn open_location(location: &str) -> Result<Arc<dyn Storage>> {
+    if let Some((scheme, _)) = location.split_once(':')
+        && !scheme.is_empty()
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+        && scheme.len() > 1
+    {
+        return Err(StorageError::new(
+            ErrorKind::Other,
+            "open",
+            location,
+            format!("storage scheme '{scheme}:' is not supported yet"),
+        ));
+    }
+    Ok(Arc::new(LocalStorage::new(location)))
+}

@@ -97,6 +97,12 @@ impl MasterKey {
         k
     }
 
+    /// The same key with another chunker secret (to deduplicate like another repository).
+    pub fn with_chunker_key(mut self, key: [u8; 32]) -> MasterKey {
+        self.chunker_key = key;
+        self
+    }
+
     pub fn chunker_key(&self) -> &[u8; 32] {
         &self.chunker_key
     }

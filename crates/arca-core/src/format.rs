@@ -24,9 +24,9 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams {
-            min_size: 512 * 1024,
+            min_size: 256 * 1024,
             avg_size: 1024 * 1024,
-            max_size: 8 * 1024 * 1024,
+            max_size: 4 * 1024 * 1024,
         }
     }
 }

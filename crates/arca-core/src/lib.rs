@@ -4,8 +4,20 @@
 //! [`progress::Progress`] trait and return errors that name the file, object or snapshot
 //! concerned.
 
+pub mod backup;
+pub mod chunker;
 pub mod crypto;
+pub mod error;
 pub mod format;
+pub mod fsmeta;
 pub mod id;
+pub mod index;
+pub mod pack;
+pub mod parallel;
+pub mod progress;
+pub mod repo;
+pub mod saver;
 
+pub use error::{Error, ErrorKind, Result};
 pub use id::Id;
+pub use repo::Repository;

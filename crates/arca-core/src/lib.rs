@@ -16,6 +16,7 @@ pub mod pack;
 pub mod parallel;
 pub mod progress;
 pub mod repo;
+pub mod restore;
 pub mod saver;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,758 @@
+//! The restorer: plans a restore from a snapshot's trees, then fetches blobs pack by pack on
+//! several threads, writes them at their offsets (leaving holes where content is zero),
+//! links hardlinks, creates special files and sets metadata bottom-up; optionally verifies.
+//!
+//! Over an existing tree only what differs is written: existing files are compared blob
+//! by blob (`Overwrite::Always`), or skipped when size and mtime match
+//! (`Overwrite::IfChanged`), or never touched (`Overwrite::Never`).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::crypto::SEAL_OVERHEAD;
+use crate::error::{Error, Result};
+use crate::format::{BlobEntry, EntryError, Node, NodeKind, Tree};
+use crate::fsmeta::{self, ApplyOptions};
+use crate::id::Id;
+use crate::index::Index;
+use crate::pack::open_blob;
+use crate::progress::Progress;
+use crate::repo::{Repository, pack_name};
+
+/// What to do with files that already exist in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overwrite {
+    /// Compare content blob by blob and rewrite what differs.
+    #[default]
+    Always,
+    /// Skip files whose size and mtime match; otherwise as `Always`.
+    IfChanged,
+    /// Leave existing files alone.
+    Never,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
+    pub overwrite: Overwrite,
+    /// Remove files in the target that are not in the snapshot.
+    pub delete: bool,
+    pub dry_run: bool,
+    /// Re-read written files and compare their content hashes.
+    pub verify: bool,
+    pub threads: Option<usize>,
+    /// Restore ownership; default: when running as root.
+    pub ownership: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub files_written: u64,
+    pub files_unchanged: u64,
+    pub dirs: u64,
+    pub other_entries: u64,
+    pub total_bytes: u64,
+    pub bytes_written: u64,
+    pub bytes_unchanged: u64,
+    pub deleted: u64,
+    pub verified_files: u64,
+    pub errors: Vec<EntryError>,
+    pub duration_secs: f64,
+}
+
+struct PlanFile {
+    path: PathBuf,
+    node: Node,
+    /// Index of the file this one is a hardlink of.
+    link_to: Option<usize>,
+}
+
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<PlanFile>,
+    others: Vec<(PathBuf, Node)>,
+    /// Directories whose whole content is restored (for --delete).
+    complete_dirs: Vec<(PathBuf, Vec<Vec<u8>>)>,
+}
+
+struct Filters {
+    includes: Option<GlobSet>,
+    excludes: Option<GlobSet>,
+}
+
+fn globset(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let full = if p.starts_with('/') {
+            p.clone()
+        } else {
+            format!("**/{p}")
+        };
+        for g in [full.clone(), format!("{}/**", full.trim_end_matches('/'))] {
+            b.add(
+                GlobBuilder::new(&g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("bad pattern {p:?}: {e}")))?,
+            );
+        }
+    }
+    Ok(Some(
+        b.build()
+            .map_err(|e| Error::Invalid(format!("bad patterns: {e}")))?,
+    ))
+}
+
+/// Finds the node at `sub` (a path inside the snapshot) starting from the root tree.
+pub fn find_path(repo: &Repository, index: &Index, root: &Id, sub: &Path) -> Result<Node> {
+    let mut node = Node::new(Vec::new(), NodeKind::Dir);
+    node.subtree = Some(*root);
+    node.mode = 0o755;
+    for c in sub.components() {
+        let name = match c {
+            std::path::Component::Normal(n) => n.as_bytes(),
+            _ => continue,
+        };
+        let tree_id = match (&node.kind, node.subtree) {
+            (NodeKind::Dir, Some(t)) => t,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{} is not a directory in the snapshot",
+                    sub.display()
+                )));
+            }
+        };
+        let tree = repo.load_tree(index, &tree_id)?;
+        node = tree
+            .nodes
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| Error::Invalid(format!("{} is not in the snapshot", sub.display())))?;
+    }
+    Ok(node)
+}
+
+/// Plaintext length of a blob from its index entry.
+pub fn plain_length(e: &BlobEntry) -> u64 {
+    if e.raw_length > 0 {
+        e.raw_length as u64
+    } else {
+        (e.length as usize).saturating_sub(SEAL_OVERHEAD) as u64
+    }
+}
+
+/// Restores `node` (a directory's content, or a single file) into `target`.
+/// `snapshot_prefix` is the path of `node` inside the snapshot (for include/exclude).
+pub fn restore(
+    repo: &Repository,
+    index: &Index,
+    node: &Node,
+    snapshot_prefix: &Path,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let start = std::time::Instant::now();
+    let filters = Filters {
+        includes: globset(&opts.includes)?,
+        excludes: globset(&opts.excludes)?,
+    };
+    let mut summary = RestoreSummary::default();
+    let mut plan = Plan::default();
+    let mut links: HashMap<(u64, u64), usize> = HashMap::new();
+    if node.kind == NodeKind::Dir {
+        plan_dir(
+            repo,
+            index,
+            node,
+            snapshot_prefix,
+            target,
+            &filters,
+            false,
+            &mut plan,
+            &mut links,
+            &mut summary,
+        )?;
+    } else {
+        plan_entry(
+            node.clone(),
+            snapshot_prefix,
+            target.join(std::ffi::OsStr::from_bytes(&node.name)),
+            &mut plan,
+            &mut links,
+        );
+    }
+    summary.files = plan.files.len() as u64;
+    summary.dirs = plan.dirs.len() as u64;
+    summary.other_entries = plan.others.len() as u64;
+    summary.total_bytes = plan.files.iter().map(|f| f.node.size).sum();
+    progress.set_total(summary.files, summary.total_bytes);
+    if opts.dry_run {
+        summary.duration_secs = start.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    fs::create_dir_all(target).map_err(|e| Error::path(target, e))?;
+    let errors = Mutex::new(Vec::<EntryError>::new());
+    let fail = |path: &Path, reason: String| {
+        progress.warning(path, &reason);
+        errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(EntryError {
+                path: path.to_string_lossy().into_owned(),
+                reason,
+            });
+    };
+
+    // Directories first (replacing anything that is not a directory).
+    for (path, _) in &plan.dirs {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                if opts.overwrite == Overwrite::Never {
+                    fail(path, "exists and is not a directory".into());
+                    continue;
+                }
+                if let Err(e) = fs::remove_file(path) {
+                    fail(path, format!("cannot replace with a directory: {e}"));
+                    continue;
+                }
+                if let Err(e) = fs::create_dir(path) {
+                    fail(path, format!("create directory: {e}"));
+                }
+            }
+            Err(_) => {
+                if let Err(e) = fs::create_dir_all(path) {
+                    fail(path, format!("create directory: {e}"));
+                }
+            }
+        }
+    }
+
+    // Decide per file what to write; collect the blobs needed.
+    let mut needed: HashMap<Id, Vec<(usize, u64)>> = HashMap::new();
+    let mut fresh = vec![false; plan.files.len()];
+    let remaining: Vec<AtomicU64> = (0..plan.files.len()).map(|_| AtomicU64::new(0)).collect();
+    for (i, f) in plan.files.iter().enumerate() {
+        if f.link_to.is_some() {
+            continue;
+        }
+        match prepare_file(repo, index, f, opts.overwrite) {
+            Ok(FilePrep::Skip) => {
+                summary.files_unchanged += 1;
+                summary.bytes_unchanged += f.node.size;
+                progress.add_files(1);
+                progress.add_bytes(f.node.size);
+            }
+            Ok(FilePrep::Write {
+                blobs,
+                fresh: is_fresh,
+                unchanged_bytes,
+            }) => {
+                fresh[i] = is_fresh;
+                summary.files_written += 1;
+                summary.bytes_unchanged += unchanged_bytes;
+                progress.add_bytes(unchanged_bytes);
+                remaining[i].store(blobs.len() as u64, Ordering::Relaxed);
+                if blobs.is_empty() {
+                    progress.add_files(1);
+                }
+                for (id, off) in blobs {
+                    needed.entry(id).or_default().push((i, off));
+                }
+            }
+            Err(e) => fail(&f.path, e.to_string()),
+        }
+    }
+
+    // Group by pack.
+    let mut by_pack: HashMap<Id, Vec<(BlobEntry, Vec<(usize, u64)>)>> = HashMap::new();
+    for (id, targets) in needed {
+        match index.get(&id) {
+            Some(loc) => by_pack.entry(loc.pack).or_default().push((loc.entry, targets)),
+            None => {
+                for (fi, _) in targets {
+                    fail(
+                        &plan.files[fi].path,
+                        format!("blob {id} is missing from the repository"),
+                    );
+                }
+            }
+        }
+    }
+    let mut packs: Vec<(Id, Vec<(BlobEntry, Vec<(usize, u64)>)>)> = by_pack.into_iter().collect();
+    packs.sort_by_key(|(id, _)| *id);
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
+        .max(1);
+    let written = AtomicU64::new(0);
+    let queue = Mutex::new(packs.into_iter());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut open_files: HashMap<usize, File> = HashMap::new();
+                loop {
+                    if progress.should_stop() {
+                        break;
+                    }
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some((pack, mut blobs)) = next else { break };
+                    blobs.sort_by_key(|(e, _)| e.offset);
+                    restore_pack(
+                        repo,
+                        &pack,
+                        &blobs,
+                        &plan,
+                        &fresh,
+                        &remaining,
+                        &mut open_files,
+                        &written,
+                        progress,
+                        &fail,
+                    );
+                    if open_files.len() > 256 {
+                        open_files.clear();
+                    }
+                }
+            });
+        }
+    });
+    if progress.should_stop() {
+        return Err(Error::Interrupted);
+    }
+    summary.bytes_written = written.load(Ordering::Relaxed);
+
+    // Hardlinks, symlinks and special files.
+    for f in &plan.files {
+        if let Some(first) = f.link_to {
+            let src = &plan.files[first].path;
+            let _ = fs::remove_file(&f.path);
+            if let Err(e) = fs::hard_link(src, &f.path) {
+                fail(&f.path, format!("create hardlink to {}: {e}", src.display()));
+            }
+            progress.add_files(1);
+        }
+    }
+    for (path, node) in &plan.others {
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if opts.overwrite == Overwrite::Never {
+                continue;
+            }
+            let r = if m.is_dir() {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            };
+            if let Err(e) = r {
+                fail(path, format!("cannot replace: {e}"));
+                continue;
+            }
+        }
+        let r = match node.kind {
+            NodeKind::Symlink => fsmeta::create_symlink(path, node),
+            _ => fsmeta::create_special(path, node),
+        };
+        if let Err(e) = r {
+            fail(path, e.to_string());
+        }
+        progress.add_files(1);
+    }
+
+    // --delete: remove what the snapshot does not have.
+    if opts.delete {
+        for (dir, names) in &plan.complete_dirs {
+            let Ok(rd) = fs::read_dir(dir) else { continue };
+            for entry in rd.flatten() {
+                let name = entry.file_name();
+                if names.binary_search_by(|n| n.as_slice().cmp(name.as_bytes())).is_ok() {
+                    continue;
+                }
+                let p = entry.path();
+                let r = match entry.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
+                    _ => fs::remove_file(&p),
+                };
+                match r {
+                    Ok(()) => summary.deleted += 1,
+                    Err(e) => fail(&p, format!("delete: {e}")),
+                }
+            }
+        }
+    }
+
+    // Metadata: files and others, then directories deepest first.
+    let apply = ApplyOptions {
+        ownership: opts.ownership.unwrap_or_else(fsmeta::running_as_root),
+        xattrs: true,
+    };
+    let failed_paths: std::collections::HashSet<String> = errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|e| e.path.clone())
+        .collect();
+    for f in &plan.files {
+        if f.link_to.is_none() && !failed_paths.contains(f.path.to_string_lossy().as_ref()) {
+            if let Err(e) = fsmeta::apply_metadata(&f.path, &f.node, &apply) {
+                fail(&f.path, e.to_string());
+            }
+        }
+    }
+    for (path, node) in &plan.others {
+        if let Err(e) = fsmeta::apply_metadata(path, node, &apply) {
+            fail(path, e.to_string());
+        }
+    }
+    for (path, node) in plan.dirs.iter().rev() {
+        if let Err(e) = fsmeta::apply_metadata(path, node, &apply) {
+            fail(path, e.to_string());
+        }
+    }
+
+    if opts.verify {
+        let results = crate::parallel::map(
+            plan.files.iter().filter(|f| f.link_to.is_none()).collect(),
+            threads,
+            |f| (f, verify_file(repo, index, f)),
+        );
+        for (f, r) in results {
+            match r {
+                Ok(()) => summary.verified_files += 1,
+                Err(e) => fail(&f.path, format!("verification failed: {e}")),
+            }
+        }
+    }
+    summary.errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.duration_secs = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_dir(
+    repo: &Repository,
+    index: &Index,
+    dir: &Node,
+    snap_path: &Path,
+    target: &Path,
+    filters: &Filters,
+    parent_included: bool,
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), usize>,
+    summary: &mut RestoreSummary,
+) -> Result<bool> {
+    let tree: Tree = match dir.subtree {
+        Some(id) => match repo.load_tree(index, &id) {
+            Ok(t) => t,
+            Err(e) => {
+                summary.errors.push(EntryError {
+                    path: target.to_string_lossy().into_owned(),
+                    reason: format!("cannot read directory listing: {e}"),
+                });
+                return Ok(false);
+            }
+        },
+        None => Tree::default(),
+    };
+    let mut any = false;
+    let mut complete = true;
+    let mut names = Vec::new();
+    for node in tree.nodes {
+        if !node.has_safe_name() {
+            summary.errors.push(EntryError {
+                path: target.to_string_lossy().into_owned(),
+                reason: format!("refusing unsafe name {:?} in the snapshot", node.name_lossy()),
+            });
+            complete = false;
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(&node.name);
+        let sp = snap_path.join(name);
+        let tp = target.join(name);
+        if filters.excludes.as_ref().is_some_and(|g| g.is_match(&sp)) {
+            complete = false;
+            continue;
+        }
+        let included =
+            parent_included || filters.includes.as_ref().is_none_or(|g| g.is_match(&sp));
+        if node.kind == NodeKind::Dir {
+            let dir_index = plan.dirs.len();
+            plan.dirs.push((tp.clone(), node.clone()));
+            let sub = plan_dir(
+                repo, index, &node, &sp, &tp, filters, included, plan, links, summary,
+            )?;
+            if !(sub || included) {
+                plan.dirs.remove(dir_index);
+                complete = false;
+                continue;
+            }
+            any = true;
+        } else if included {
+            plan_entry(node.clone(), &sp, tp, plan, links);
+            any = true;
+        } else {
+            complete = false;
+            continue;
+        }
+        names.push(node.name);
+    }
+    if complete {
+        names.sort();
+        plan.complete_dirs.push((target.to_path_buf(), names));
+    }
+    Ok(any)
+}
+
+fn plan_entry(
+    node: Node,
+    _snap_path: &Path,
+    path: PathBuf,
+    plan: &mut Plan,
+    links: &mut HashMap<(u64, u64), usize>,
+) {
+    match node.kind {
+        NodeKind::File => {
+            let mut link_to = None;
+            if node.nlink > 1 {
+                let key = (node.dev, node.inode);
+                match links.get(&key) {
+                    Some(&first) => link_to = Some(first),
+                    None => {
+                        links.insert(key, plan.files.len());
+                    }
+                }
+            }
+            plan.files.push(PlanFile {
+                path,
+                node,
+                link_to,
+            });
+        }
+        NodeKind::Dir => plan.dirs.push((path, node)),
+        _ => plan.others.push((path, node)),
+    }
+}
+
+enum FilePrep {
+    Skip,
+    Write {
+        blobs: Vec<(Id, u64)>,
+        fresh: bool,
+        unchanged_bytes: u64,
+    },
+}
+
+fn prepare_file(
+    repo: &Repository,
+    index: &Index,
+    f: &PlanFile,
+    overwrite: Overwrite,
+) -> Result<FilePrep> {
+    let node = &f.node;
+    let mut layout = Vec::with_capacity(node.content.len());
+    let mut off = 0u64;
+    for id in &node.content {
+        let loc = index.get(id).ok_or(Error::BlobNotFound(*id))?;
+        let len = plain_length(&loc.entry);
+        layout.push((*id, off, len));
+        off += len;
+    }
+    let existing = fs::symlink_metadata(&f.path).ok();
+    match existing {
+        Some(m) if m.is_file() => {
+            if overwrite == Overwrite::Never {
+                return Ok(FilePrep::Skip);
+            }
+            let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
+            if overwrite == Overwrite::IfChanged && m.len() == node.size && mtime == node.mtime_ns
+            {
+                return Ok(FilePrep::Skip);
+            }
+            // Compare blob by blob; keep what matches.
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&f.path)
+                .map_err(|e| Error::path(&f.path, e))?;
+            let mut blobs = Vec::new();
+            let mut unchanged = 0u64;
+            let mut buf = Vec::new();
+            for &(id, off, len) in &layout {
+                let same = off + len <= m.len() && {
+                    buf.resize(len as usize, 0);
+                    file.read_exact_at(&mut buf, off).is_ok() && repo.crypto().blob_id(&buf) == id
+                };
+                if same {
+                    unchanged += len;
+                } else {
+                    blobs.push((id, off));
+                }
+            }
+            file.set_len(node.size).map_err(|e| Error::path(&f.path, e))?;
+            if blobs.is_empty() && m.len() == node.size {
+                return Ok(FilePrep::Skip);
+            }
+            Ok(FilePrep::Write {
+                blobs,
+                fresh: false,
+                unchanged_bytes: unchanged,
+            })
+        }
+        Some(m) => {
+            if overwrite == Overwrite::Never {
+                return Ok(FilePrep::Skip);
+            }
+            if m.is_dir() {
+                fs::remove_dir_all(&f.path).map_err(|e| Error::path(&f.path, e))?;
+            } else {
+                fs::remove_file(&f.path).map_err(|e| Error::path(&f.path, e))?;
+            }
+            create_sized(&f.path, node.size)?;
+            Ok(FilePrep::Write {
+                blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
+                fresh: true,
+                unchanged_bytes: 0,
+            })
+        }
+        None => {
+            create_sized(&f.path, node.size)?;
+            Ok(FilePrep::Write {
+                blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
+                fresh: true,
+                unchanged_bytes: 0,
+            })
+        }
+    }
+}
+
+fn create_sized(path: &Path, size: u64) -> Result<()> {
+    let f = File::create(path).map_err(|e| Error::path(path, e))?;
+    if size > 0 {
+        f.set_len(size).map_err(|e| Error::path(path, e))?;
+    }
+    Ok(())
+}
+
+/// Largest gap between needed blobs that is read through rather than skipped.
+const MAX_GAP: u64 = 1 << 20;
+
+#[allow(clippy::too_many_arguments)]
+fn restore_pack(
+    repo: &Repository,
+    pack: &Id,
+    blobs: &[(BlobEntry, Vec<(usize, u64)>)],
+    plan: &Plan,
+    fresh: &[bool],
+    remaining: &[AtomicU64],
+    open_files: &mut HashMap<usize, File>,
+    written: &AtomicU64,
+    progress: &dyn Progress,
+    fail: &(dyn Fn(&Path, String) + Sync),
+) {
+    let name = pack_name(pack);
+    let mut i = 0;
+    while i < blobs.len() {
+        // Coalesce neighbouring blobs into one read.
+        let start = blobs[i].0.offset as u64;
+        let mut end = start + blobs[i].0.length as u64;
+        let mut j = i + 1;
+        while j < blobs.len() && (blobs[j].0.offset as u64) <= end + MAX_GAP && end - start < (32 << 20) {
+            end = end.max(blobs[j].0.offset as u64 + blobs[j].0.length as u64);
+            j += 1;
+        }
+        let data = repo.storage().read_range(&name, start, end - start);
+        for (entry, targets) in &blobs[i..j] {
+            let plain = match &data {
+                Ok(d) => {
+                    let o = (entry.offset as u64 - start) as usize;
+                    open_blob(repo.crypto(), entry, &d[o..o + entry.length as usize])
+                        .map_err(|e| format!("{name}: {e}"))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let plain = match plain {
+                Ok(p) => p,
+                Err(e) => {
+                    for (fi, _) in targets {
+                        fail(&plan.files[*fi].path, format!("cannot restore blob {}: {e}", entry.id));
+                    }
+                    continue;
+                }
+            };
+            let zero = plain.iter().all(|&b| b == 0);
+            for &(fi, off) in targets {
+                let path = &plan.files[fi].path;
+                progress.add_bytes(plain.len() as u64);
+                if !(zero && fresh[fi]) {
+                    let file = match open_files.entry(fi) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            match OpenOptions::new().write(true).open(path) {
+                                Ok(f) => v.insert(f),
+                                Err(e) => {
+                                    fail(path, format!("open for writing: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = file.write_all_at(&plain, off) {
+                        fail(path, format!("write: {e}"));
+                        continue;
+                    }
+                    written.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                }
+                if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    open_files.remove(&fi);
+                    progress.add_files(1);
+                }
+            }
+        }
+        i = j;
+    }
+}
+
+fn verify_file(repo: &Repository, index: &Index, f: &PlanFile) -> Result<()> {
+    let mut file = File::open(&f.path).map_err(|e| Error::path(&f.path, e))?;
+    let mut buf = Vec::new();
+    let mut total = 0u64;
+    for id in &f.node.content {
+        let loc = index.get(id).ok_or(Error::BlobNotFound(*id))?;
+        let len = plain_length(&loc.entry) as usize;
+        buf.resize(len, 0);
+        file.read_exact(&mut buf)
+            .map_err(|e| Error::path(&f.path, format!("reading at {total}: {e}")))?;
+        if repo.crypto().blob_id(&buf) != *id {
+            return Err(Error::path(
+                &f.path,
+                format!("content at offset {total} differs from the snapshot"),
+            ));
+        }
+        total += len as u64;
+    }
+    let md = file.metadata().map_err(|e| Error::path(&f.path, e))?;
+    if md.len() != total {
+        return Err(Error::path(
+            &f.path,
+            format!("size is {} but the snapshot has {total}", md.len()),
+        ));
+    }
+    Ok(())
+}

@@ -1,1 +1,84 @@
-fn main() {}
+//! The `arca` binary: parses the command line, runs one command, maps errors to the
+//! documented exit codes.
+
+mod cli;
+mod cmd;
+mod common;
+mod output;
+mod password;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit codes (documented in the README and in `arca --help`).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const INCOMPLETE: i32 = 3;
+    pub const NO_REPOSITORY: i32 = 10;
+    pub const LOCKED: i32 = 11;
+    pub const WRONG_PASSWORD: i32 = 12;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<arca_core::Error>() {
+            return match e.kind() {
+                arca_core::ErrorKind::RepositoryNotFound => exit::NO_REPOSITORY,
+                arca_core::ErrorKind::WrongPassword => exit::WRONG_PASSWORD,
+                arca_core::ErrorKind::Locked => exit::LOCKED,
+                arca_core::ErrorKind::Interrupted => exit::INTERRUPTED,
+                arca_core::ErrorKind::Other => exit::FAILURE,
+            };
+        }
+    }
+    exit::FAILURE
+}
+
+fn main() {
+    let cli = Cli::parse();
+    common::install_interrupt_handler();
+    let g = cli.global.clone();
+    let result = match cli.command {
+        Command::Init(a) => cmd::init::run(&g, a),
+        Command::Backup(a) => cmd::backup::run(&g, a),
+        Command::Snapshots(a) => cmd::snapshots::run(&g, a),
+        Command::Ls(a) => cmd::ls::run(&g, a),
+        Command::Find(a) => cmd::find::run(&g, a),
+        Command::Diff(a) => cmd::diff::run(&g, a),
+        Command::Dump(a) => cmd::dump::run(&g, a),
+        Command::Restore(a) => cmd::restore::run(&g, a),
+        Command::Cat(a) => cmd::cat::run(&g, a),
+        Command::Stats(a) => cmd::stats::run(&g, a),
+        Command::Check(a) => cmd::check::run(&g, a),
+        Command::Repair(a) => cmd::check::repair(&g, a),
+        Command::Key(a) => cmd::key::run(&g, a),
+        Command::Unlock(a) => cmd::key::unlock(&g, a),
+        Command::Completions(a) => cmd::generate::completions(a),
+        Command::Man(a) => cmd::generate::man(a),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            let code = if common::interrupted() {
+                exit::INTERRUPTED
+            } else {
+                exit_code(&err)
+            };
+            if g.json {
+                let msg = serde_json::json!({
+                    "message_type": "error",
+                    "error": format!("{err:#}"),
+                    "code": code,
+                });
+                eprintln!("{msg}");
+            } else {
+                eprintln!("arca: {err:#}");
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -285,24 +285,10 @@ pub fn backup_paths(
             return Err(e);
         }
     };
-    let stats = (
-        saver
-            .stats()
-            .blobs_added
-            .load(std::sync::atomic::Ordering::Relaxed),
-        saver
-            .stats()
-            .bytes_added
-            .load(std::sync::atomic::Ordering::Relaxed),
-        saver
-            .stats()
-            .bytes_added_raw
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    saver.finish()?;
-    summary.blobs_added = stats.0;
-    summary.bytes_added = stats.1;
-    summary.bytes_added_raw = stats.2;
+    let (_, totals) = saver.finish()?;
+    summary.blobs_added = totals.blobs_added;
+    summary.bytes_added = totals.bytes_added;
+    summary.bytes_added_raw = totals.bytes_added_raw;
     summary.start = Some(start_time);
     summary.end = Some(jiff::Timestamp::now());
     summary.duration_secs = start.elapsed().as_secs_f64();
@@ -423,29 +409,15 @@ pub fn backup_stream(
     let bytes = encode_tree(&tree);
     let tree_id = repo.crypto().blob_id(&bytes);
     saver.save(BlobKind::Tree, tree_id, bytes)?;
-    let stats = (
-        saver
-            .stats()
-            .blobs_added
-            .load(std::sync::atomic::Ordering::Relaxed),
-        saver
-            .stats()
-            .bytes_added
-            .load(std::sync::atomic::Ordering::Relaxed),
-        saver
-            .stats()
-            .bytes_added_raw
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    saver.finish()?;
+    let (_, totals) = saver.finish()?;
     accepted?;
     let summary = SnapshotSummary {
         files_new: 1,
         bytes_read: size,
         total_bytes: size,
-        blobs_added: stats.0,
-        bytes_added: stats.1,
-        bytes_added_raw: stats.2,
+        blobs_added: totals.blobs_added,
+        bytes_added: totals.bytes_added,
+        bytes_added_raw: totals.bytes_added_raw,
         start: Some(start_time),
         end: Some(jiff::Timestamp::now()),
         duration_secs: start.elapsed().as_secs_f64(),
@@ -851,4 +823,35 @@ fn build_trees(
     }
     let root = root.ok_or_else(|| Error::Invalid("the walk ended early".into()))?;
     Ok((root, summary, errors))
+}
+
+/// Counts files and bytes under `paths` (for progress totals), honouring excludes.
+pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack: Vec<PathBuf> = paths
+        .iter()
+        .filter_map(|p| absolute_clean(p).ok())
+        .collect();
+    while let Some(p) = stack.pop() {
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                for e in rd.flatten() {
+                    let child = e.path();
+                    if !excludes.is_excluded(&child) {
+                        stack.push(child);
+                    }
+                }
+            }
+        } else {
+            files += 1;
+            if md.is_file() {
+                bytes += md.len();
+            }
+        }
+    }
+    (files, bytes)
 }

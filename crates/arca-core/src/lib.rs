@@ -5,6 +5,7 @@
 //! concerned.
 
 pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
@@ -12,12 +13,15 @@ pub mod format;
 pub mod fsmeta;
 pub mod id;
 pub mod index;
+pub mod lock;
 pub mod pack;
 pub mod parallel;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod saver;
+pub mod walk;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

@@ -113,10 +113,9 @@ fn globset(patterns: &[String]) -> Result<Option<GlobSet>> {
             );
         }
     }
-    Ok(Some(
-        b.build()
-            .map_err(|e| Error::Invalid(format!("bad patterns: {e}")))?,
-    ))
+    Ok(Some(b.build().map_err(|e| {
+        Error::Invalid(format!("bad patterns: {e}"))
+    })?))
 }
 
 /// Finds the node at `sub` (a path inside the snapshot) starting from the root tree.
@@ -286,7 +285,10 @@ pub fn restore(
     let mut by_pack: HashMap<Id, Vec<(BlobEntry, Vec<(usize, u64)>)>> = HashMap::new();
     for (id, targets) in needed {
         match index.get(&id) {
-            Some(loc) => by_pack.entry(loc.pack).or_default().push((loc.entry, targets)),
+            Some(loc) => by_pack
+                .entry(loc.pack)
+                .or_default()
+                .push((loc.entry, targets)),
             None => {
                 for (fi, _) in targets {
                     fail(
@@ -346,7 +348,10 @@ pub fn restore(
             let src = &plan.files[first].path;
             let _ = fs::remove_file(&f.path);
             if let Err(e) = fs::hard_link(src, &f.path) {
-                fail(&f.path, format!("create hardlink to {}: {e}", src.display()));
+                fail(
+                    &f.path,
+                    format!("create hardlink to {}: {e}", src.display()),
+                );
             }
             progress.add_files(1);
         }
@@ -382,7 +387,10 @@ pub fn restore(
             let Ok(rd) = fs::read_dir(dir) else { continue };
             for entry in rd.flatten() {
                 let name = entry.file_name();
-                if names.binary_search_by(|n| n.as_slice().cmp(name.as_bytes())).is_ok() {
+                if names
+                    .binary_search_by(|n| n.as_slice().cmp(name.as_bytes()))
+                    .is_ok()
+                {
                     continue;
                 }
                 let p = entry.path();
@@ -478,7 +486,10 @@ fn plan_dir(
         if !node.has_safe_name() {
             summary.errors.push(EntryError {
                 path: target.to_string_lossy().into_owned(),
-                reason: format!("refusing unsafe name {:?} in the snapshot", node.name_lossy()),
+                reason: format!(
+                    "refusing unsafe name {:?} in the snapshot",
+                    node.name_lossy()
+                ),
             });
             complete = false;
             continue;
@@ -490,8 +501,7 @@ fn plan_dir(
             complete = false;
             continue;
         }
-        let included =
-            parent_included || filters.includes.as_ref().is_none_or(|g| g.is_match(&sp));
+        let included = parent_included || filters.includes.as_ref().is_none_or(|g| g.is_match(&sp));
         if node.kind == NodeKind::Dir {
             let dir_index = plan.dirs.len();
             plan.dirs.push((tp.clone(), node.clone()));
@@ -581,12 +591,11 @@ fn prepare_file(
                 return Ok(FilePrep::Skip);
             }
             let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
-            if overwrite == Overwrite::IfChanged && m.len() == node.size && mtime == node.mtime_ns
-            {
+            if overwrite == Overwrite::IfChanged && m.len() == node.size && mtime == node.mtime_ns {
                 return Ok(FilePrep::Skip);
             }
             // Compare blob by blob; keep what matches.
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&f.path)
@@ -605,7 +614,8 @@ fn prepare_file(
                     blobs.push((id, off));
                 }
             }
-            file.set_len(node.size).map_err(|e| Error::path(&f.path, e))?;
+            file.set_len(node.size)
+                .map_err(|e| Error::path(&f.path, e))?;
             if blobs.is_empty() && m.len() == node.size {
                 return Ok(FilePrep::Skip);
             }
@@ -673,7 +683,10 @@ fn restore_pack(
         let start = blobs[i].0.offset as u64;
         let mut end = start + blobs[i].0.length as u64;
         let mut j = i + 1;
-        while j < blobs.len() && (blobs[j].0.offset as u64) <= end + MAX_GAP && end - start < (32 << 20) {
+        while j < blobs.len()
+            && (blobs[j].0.offset as u64) <= end + MAX_GAP
+            && end - start < (32 << 20)
+        {
             end = end.max(blobs[j].0.offset as u64 + blobs[j].0.length as u64);
             j += 1;
         }
@@ -691,7 +704,10 @@ fn restore_pack(
                 Ok(p) => p,
                 Err(e) => {
                     for (fi, _) in targets {
-                        fail(&plan.files[*fi].path, format!("cannot restore blob {}: {e}", entry.id));
+                        fail(
+                            &plan.files[*fi].path,
+                            format!("cannot restore blob {}: {e}", entry.id),
+                        );
                     }
                     continue;
                 }

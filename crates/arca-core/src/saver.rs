@@ -34,6 +34,14 @@ pub struct SaverStats {
     pub packs_written: AtomicU64,
 }
 
+/// What a finished saver added.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SaverTotals {
+    pub blobs_added: u64,
+    pub bytes_added: u64,
+    pub bytes_added_raw: u64,
+}
+
 struct Job {
     kind: BlobKind,
     id: Id,
@@ -230,8 +238,9 @@ impl BlobSaver {
             .unwrap_or_else(|| Error::Invalid("the saving pipeline stopped".into()))
     }
 
-    /// Flushes every pack and the final index file. Returns the packs written.
-    pub fn finish(mut self) -> Result<Vec<IndexPack>> {
+    /// Flushes every pack and the final index file. Returns the packs written and the
+    /// final counters.
+    pub fn finish(mut self) -> Result<(Vec<IndexPack>, SaverTotals)> {
         self.job_tx.take();
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -250,7 +259,12 @@ impl BlobSaver {
         if self.failed.load(Ordering::SeqCst) {
             return Err(self.take_error());
         }
-        Ok(packs)
+        let totals = SaverTotals {
+            blobs_added: self.stats.blobs_added.load(Ordering::SeqCst),
+            bytes_added: self.stats.bytes_added.load(Ordering::SeqCst),
+            bytes_added_raw: self.stats.bytes_added_raw.load(Ordering::SeqCst),
+        };
+        Ok((packs, totals))
     }
 }
 

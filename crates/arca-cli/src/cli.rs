@@ -1,0 +1,315 @@
+//! Command-line definitions: every flag is declared once here; help, the man page and
+//! shell completions are generated from these definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "arca",
+    version,
+    about = "Encrypted, deduplicating backups of files, streams and databases",
+    after_help = "Exit codes: 0 success, 1 failure, 3 snapshot written but incomplete, \
+10 repository does not exist, 11 repository locked, 12 wrong password, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Repository location (a local directory)
+    #[arg(short = 'r', long = "repo", env = "ARCA_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line)
+    #[arg(long, env = "ARCA_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password
+    #[arg(long, env = "ARCA_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Never show progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Cache directory (object stores; accepted for local repositories)
+    #[arg(long, env = "ARCA_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Worker threads (default: the number of cores)
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository
+    Init(InitArgs),
+    /// Back up paths, stdin or a command's output into a new snapshot
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List files in a snapshot
+    Ls(LsArgs),
+    /// Find files by name or path pattern in snapshots
+    Find(FindArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
+    /// Write a file of a snapshot to stdout (a directory as tar)
+    Dump(DumpArgs),
+    /// Restore a snapshot or part of it
+    Restore(RestoreArgs),
+    /// Print a decoded repository object as JSON (for debugging)
+    Cat(CatArgs),
+    /// Show repository statistics
+    Stats(StatsArgs),
+    /// Check the repository's integrity
+    Check(CheckArgs),
+    /// Repair a damaged repository
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Manage keys (passwords)
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Remove stale locks
+    Unlock(UnlockArgs),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+    /// Write man pages to a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// zstd compression level for data (0 disables compression)
+    #[arg(long, default_value_t = 3)]
+    pub compression: i32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum BackupTypeArg {
+    Full,
+    Incremental,
+    Differential,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    pub paths: Vec<PathBuf>,
+    /// Backup type: what is read and which snapshot is the parent
+    #[arg(long = "type", value_enum, default_value = "incremental")]
+    pub backup_type: BackupTypeArg,
+    /// Read every file and compare content instead of trusting timestamps
+    #[arg(long)]
+    pub checksum: bool,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's)
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Snapshot time, "YYYY-MM-DD HH:MM:SS" in local time (default: now)
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Exclude paths matching a glob (repeatable)
+    #[arg(short = 'e', long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line
+    #[arg(long)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Skip directories that contain a file with this name
+    #[arg(long)]
+    pub exclude_if_present: Vec<String>,
+    /// Do not cross filesystem boundaries
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Do everything but write to the repository
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Read the data to back up from stdin
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// File name for --stdin / --stdin-from-command data
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Run the command after `--` and back up its stdout; a failing command keeps no snapshot
+    #[arg(long, conflicts_with = "stdin")]
+    pub stdin_from_command: bool,
+    /// Command and arguments for --stdin-from-command
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only snapshots of this host (repeatable)
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with this tag (repeatable; "a,b" needs both)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this path (repeatable)
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Only these snapshots
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot (id, prefix, `latest`, or REF:sub/path)
+    pub snapshot: String,
+    /// Only list below this path
+    pub path: Option<String>,
+    /// Long listing: mode, owner, size, time
+    #[arg(short, long)]
+    pub long: bool,
+    /// Only the directory itself, not its whole subtree
+    #[arg(long)]
+    pub no_recursive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Glob matched against file names (or whole paths when it contains `/`)
+    pub pattern: String,
+    /// Only this snapshot (repeatable)
+    #[arg(short = 's', long = "snapshot")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub first: String,
+    pub second: String,
+    /// Also list metadata-only changes
+    #[arg(long)]
+    pub metadata: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    pub snapshot: String,
+    /// Path inside the snapshot
+    pub path: String,
+    /// Write to this file instead of stdout
+    #[arg(short = 't', long)]
+    pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OverwriteArg {
+    Always,
+    IfChanged,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot to restore (id, prefix, `latest`), optionally REF:sub/path
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(short = 't', long)]
+    pub target: PathBuf,
+    /// Only restore paths matching a glob (repeatable)
+    #[arg(short = 'i', long = "include")]
+    pub includes: Vec<String>,
+    /// Do not restore paths matching a glob (repeatable)
+    #[arg(short = 'e', long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Re-read restored files and compare with the snapshot
+    #[arg(long)]
+    pub verify: bool,
+    /// What to do with existing files
+    #[arg(long, value_enum, default_value = "always")]
+    pub overwrite: OverwriteArg,
+    /// Remove files in the target that are not in the snapshot
+    #[arg(long)]
+    pub delete: bool,
+    /// Show what would be restored
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// config, snapshot, tree, index, key or pack
+    pub kind: String,
+    /// Object id (snapshot references allowed for `snapshot`; `tree` accepts SNAP:path)
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only these snapshots (default: all)
+    pub snapshots: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Read and verify every byte of data
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read a subset of the data: "n/m" or "P%"
+    #[arg(long)]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs' headers
+    Index,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List keys
+    List,
+    /// Add a key for a new password
+    Add(NewPasswordArgs),
+    /// Remove a key (not the last one, not the one in use)
+    Remove { id: String },
+    /// Change the password of the key in use
+    Passwd(NewPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from this file
+    #[arg(long)]
+    pub new_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the man pages into
+    pub dir: PathBuf,
+}

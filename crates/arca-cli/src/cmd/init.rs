@@ -1,0 +1,33 @@
+//! `arca init`: create a repository.
+
+use anyhow::Result;
+use arca_core::Repository;
+use arca_core::repo::InitOptions;
+
+use crate::cli::{GlobalArgs, InitArgs};
+use crate::common;
+
+pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
+    let storage = common::storage(g)?;
+    let password = crate::password::get(g, true)?;
+    let opts = InitOptions {
+        compression_level: a.compression.clamp(0, 22),
+        ..Default::default()
+    };
+    let repo = Repository::init(storage, &password, opts)?;
+    if g.json {
+        common::print_json(&serde_json::json!({
+            "message_type": "initialized",
+            "id": repo.config().id,
+            "repository": repo.location(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "created arca repository {} at {}",
+            repo.config().id.short(),
+            repo.location()
+        );
+        println!("keep the password safe: without it the data cannot be restored");
+    }
+    Ok(crate::exit::OK)
+}

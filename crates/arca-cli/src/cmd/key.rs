@@ -1,0 +1,102 @@
+//! `arca key` (list, add, remove, passwd) and `arca unlock`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arca_core::Id;
+
+use crate::cli::{GlobalArgs, KeyCommand, NewPasswordArgs, UnlockArgs};
+use crate::common;
+
+fn new_password(a: &NewPasswordArgs) -> Result<Vec<u8>> {
+    match &a.new_password_file {
+        Some(p) => crate::password::from_file(p),
+        None => crate::password::prompt(true, "new password"),
+    }
+}
+
+pub fn run(g: &GlobalArgs, c: KeyCommand) -> Result<i32> {
+    let repo = common::open(g)?;
+    match c {
+        KeyCommand::List => {
+            let keys = repo.list_keys()?;
+            if g.json {
+                let v: Vec<_> = keys
+                    .iter()
+                    .map(|(id, k)| {
+                        serde_json::json!({
+                            "id": id, "current": *id == repo.key_id(), "kind": k.kind,
+                            "host": k.host, "username": k.username, "created": k.created,
+                        })
+                    })
+                    .collect();
+                common::print_json(&v)?;
+            } else {
+                println!(
+                    " {:<8}  {:<10}  {:<12}  {:<19}",
+                    "id", "user", "host", "created"
+                );
+                for (id, k) in &keys {
+                    println!(
+                        "{}{:<8}  {:<10}  {:<12}  {:<19}",
+                        if *id == repo.key_id() { "*" } else { " " },
+                        id.short(),
+                        k.username,
+                        k.host,
+                        common::local_time(k.created)
+                    );
+                }
+            }
+        }
+        KeyCommand::Add(a) => {
+            let pw = new_password(&a)?;
+            let id = repo.add_key(&pw, None)?;
+            if g.json {
+                common::print_json(&serde_json::json!({"added": id}))?;
+            } else if !g.quiet {
+                println!("added key {}", id.short());
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let keys = repo.list_keys()?;
+            let matches: Vec<Id> = keys
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| i.to_hex().starts_with(&id.to_ascii_lowercase()))
+                .collect();
+            let target = match matches.as_slice() {
+                [one] => *one,
+                [] => anyhow::bail!("no key matches {id:?}"),
+                _ => anyhow::bail!("{id:?} matches several keys"),
+            };
+            repo.remove_key(&target)?;
+            if !g.quiet && !g.json {
+                println!("removed key {}", target.short());
+            }
+        }
+        KeyCommand::Passwd(a) => {
+            let pw = new_password(&a)?;
+            let mut repo = Arc::try_unwrap(repo)
+                .map_err(|_| anyhow::anyhow!("repository in use"))
+                .context("changing the password")?;
+            let id = repo.change_password(&pw, None)?;
+            if g.json {
+                common::print_json(&serde_json::json!({"new_key": id}))?;
+            } else if !g.quiet {
+                println!("password changed (new key {})", id.short());
+            }
+        }
+    }
+    Ok(crate::exit::OK)
+}
+
+pub fn unlock(g: &GlobalArgs, a: UnlockArgs) -> Result<i32> {
+    let repo = common::open(g)?;
+    let n = arca_core::lock::remove_locks(&repo, a.remove_all)?;
+    if g.json {
+        common::print_json(&serde_json::json!({"removed": n}))?;
+    } else if !g.quiet {
+        println!("removed {n} locks");
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,15 @@
+//! One module per command.
+
+pub mod backup;
+pub mod cat;
+pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod find;
+pub mod generate;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod stats;

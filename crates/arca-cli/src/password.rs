@@ -1,0 +1,67 @@
+//! Where passwords come from: ARCA_PASSWORD, a file, a command, or a terminal prompt.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::GlobalArgs;
+
+fn first_line(bytes: &[u8]) -> Vec<u8> {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .unwrap_or(bytes.len());
+    bytes[..end].to_vec()
+}
+
+pub fn from_file(path: &Path) -> Result<Vec<u8>> {
+    let raw =
+        std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
+    Ok(first_line(&raw))
+}
+
+/// The repository password from the sources in order of precedence. `confirm` asks twice
+/// on a terminal (for new passwords).
+pub fn get(g: &GlobalArgs, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(cmd) = &g.password_command {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("running password command {cmd:?}"))?;
+        if !out.status.success() {
+            bail!("password command {cmd:?} failed with {}", out.status);
+        }
+        return Ok(first_line(&out.stdout));
+    }
+    if let Some(p) = &g.password_file {
+        return from_file(p);
+    }
+    if let Ok(p) = std::env::var("ARCA_PASSWORD") {
+        return Ok(p.into_bytes());
+    }
+    prompt(confirm, "repository password")
+}
+
+/// Asks on the terminal; fails when there is none.
+pub fn prompt(confirm: bool, what: &str) -> Result<Vec<u8>> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no password given: set ARCA_PASSWORD, ARCA_PASSWORD_FILE or ARCA_PASSWORD_COMMAND, or run on a terminal"
+        );
+    }
+    let p = rpassword::prompt_password(format!("enter {what}: "))?;
+    if confirm {
+        let again = rpassword::prompt_password(format!("enter {what} again: "))?;
+        if again != p {
+            bail!("the passwords do not match");
+        }
+    }
+    if p.is_empty() {
+        bail!("an empty password is not allowed");
+    }
+    Ok(p.into_bytes())
+}

@@ -1,0 +1,397 @@
+//! Integrity check: structure (config, keys, index, packs, snapshots, trees) and, on
+//! request, every byte of the data (read, hash, decrypt, decompress, rehash).
+//!
+//! Damage is reported per object and traced to the snapshots and paths it affects.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::format::{BlobEntry, NodeKind};
+use crate::id::Id;
+use crate::index::Index;
+use crate::pack::{open_blob, parse_header_from_tail};
+use crate::progress::Progress;
+use crate::repo::{Repository, decode_tree, pack_name};
+
+/// Which packs to read in full.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// Part `n` of `m` (1-based).
+    Subset(u32, u32),
+    /// A random share of the packs, in percent.
+    Percent(f64),
+}
+
+/// One damaged object and what it affects.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub object: String,
+    pub message: String,
+    /// Snapshots and paths that cannot be restored because of it.
+    pub affects: Vec<Affected>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Affected {
+    pub snapshot: Id,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<String>,
+    pub snapshots: u64,
+    pub trees: u64,
+    pub index_files: u64,
+    pub packs: u64,
+    pub packs_read: u64,
+    pub blobs_read: u64,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn subset_selected(id: &Id, rd: ReadData) -> bool {
+    match rd {
+        ReadData::None => false,
+        ReadData::All => true,
+        ReadData::Subset(n, m) => {
+            let v = u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);
+            m > 0 && v % m == (n.max(1) - 1) % m
+        }
+        ReadData::Percent(p) => {
+            let mut b = [0u8; 4];
+            crate::crypto::fill_random(&mut b);
+            (u32::from_le_bytes(b) as f64 / u32::MAX as f64) * 100.0 < p
+        }
+    }
+}
+
+/// Runs the check.
+pub fn check(
+    repo: &Repository,
+    read_data: ReadData,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    // Damaged blobs: id -> reason, and damaged objects that are not blobs.
+    let mut bad_blobs: HashMap<Id, String> = HashMap::new();
+
+    // Keys.
+    for (id, _) in repo.list_ids("keys")? {
+        let name = format!("keys/{id}");
+        match repo.storage().read(&name) {
+            Ok(raw) => {
+                if let Err(e) = serde_json::from_slice::<crate::format::KeyFile>(&raw) {
+                    report.problems.push(Problem {
+                        object: name,
+                        message: format!("key file is malformed: {e}"),
+                        affects: vec![],
+                    });
+                }
+            }
+            Err(e) => report.problems.push(Problem {
+                object: name,
+                message: e.to_string(),
+                affects: vec![],
+            }),
+        }
+    }
+
+    // Index files.
+    let mut index = Index::new();
+    let mut pack_blobs: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
+    for (id, _) in repo.list_ids("index")? {
+        report.index_files += 1;
+        match repo.load_index_file(&id) {
+            Ok(f) => {
+                for p in f.packs {
+                    index.insert_pack(p.id, &p.blobs);
+                    pack_blobs.entry(p.id).or_default().extend(p.blobs);
+                }
+            }
+            Err(e) => report.problems.push(Problem {
+                object: format!("index/{id}"),
+                message: e.to_string(),
+                affects: vec![],
+            }),
+        }
+    }
+
+    // Packs present vs indexed.
+    let stored: HashMap<Id, u64> = repo.list_ids("data")?.into_iter().collect();
+    report.packs = stored.len() as u64;
+    let mut missing_packs = Vec::new();
+    for (pack, blobs) in &pack_blobs {
+        if !stored.contains_key(pack) {
+            missing_packs.push(*pack);
+            for b in blobs {
+                bad_blobs.insert(b.id, format!("its pack {} is missing", pack_name(pack)));
+            }
+        }
+    }
+    let mut unindexed: Vec<&Id> = stored
+        .keys()
+        .filter(|p| !pack_blobs.contains_key(p))
+        .collect();
+    unindexed.sort();
+    for p in unindexed {
+        report.warnings.push(format!(
+            "pack {} is not in the index (left by an interrupted backup?); `repair index` adopts it, `prune` removes it",
+            pack_name(p)
+        ));
+    }
+
+    // Read data.
+    if read_data != ReadData::None {
+        let selected: Vec<(Id, u64)> = stored
+            .iter()
+            .filter(|(id, _)| pack_blobs.contains_key(id) && subset_selected(id, read_data))
+            .map(|(id, s)| (*id, *s))
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let results = crate::parallel::map(selected, threads, |(id, size)| {
+            let r = read_pack(repo, &id, size, pack_blobs.get(&id).map_or(&[][..], |v| v));
+            progress.add_bytes(size);
+            progress.add_files(1);
+            (id, size, r)
+        });
+        for (id, size, r) in results {
+            report.packs_read += 1;
+            report.bytes_read += size;
+            match r {
+                Ok(PackCheck { blobs, bad }) => {
+                    report.blobs_read += blobs;
+                    for (blob, reason) in bad {
+                        bad_blobs.insert(blob, reason);
+                    }
+                }
+                Err(reason) => {
+                    for b in pack_blobs.get(&id).into_iter().flatten() {
+                        bad_blobs.insert(b.id, reason.clone());
+                    }
+                    report.problems.push(Problem {
+                        object: pack_name(&id),
+                        message: reason,
+                        affects: vec![],
+                    });
+                }
+            }
+        }
+    }
+
+    // Snapshots and their trees.
+    let snaps = repo.list_ids("snapshots")?;
+    let mut memo: HashMap<Id, Vec<(PathBuf, Id, String)>> = HashMap::new();
+    let mut affected: HashMap<Id, Vec<Affected>> = HashMap::new();
+    let mut object_of: HashMap<Id, String> = HashMap::new();
+    for (sid, _) in snaps {
+        report.snapshots += 1;
+        let snap = match repo.load_snapshot(&sid) {
+            Ok(s) => s,
+            Err(e) => {
+                report.problems.push(Problem {
+                    object: format!("snapshots/{sid}"),
+                    message: e.to_string(),
+                    affects: vec![],
+                });
+                continue;
+            }
+        };
+        let damage = walk_tree(
+            repo,
+            &index,
+            &snap.tree,
+            &bad_blobs,
+            &mut memo,
+            &mut report.trees,
+        );
+        let mut per_blob: HashMap<Id, Vec<String>> = HashMap::new();
+        for (path, blob, reason) in damage {
+            per_blob
+                .entry(blob)
+                .or_default()
+                .push(Path::new("/").join(&path).to_string_lossy().into_owned());
+            object_of.entry(blob).or_insert(reason);
+        }
+        for (blob, paths) in per_blob {
+            affected.entry(blob).or_default().push(Affected {
+                snapshot: sid,
+                paths,
+            });
+        }
+    }
+    let mut blob_problems: Vec<Problem> = affected
+        .into_iter()
+        .map(|(blob, affects)| {
+            let reason = object_of.remove(&blob).unwrap_or_default();
+            let object = index
+                .get(&blob)
+                .map(|l| format!("{} (blob {blob})", pack_name(&l.pack)))
+                .unwrap_or_else(|| format!("blob {blob}"));
+            Problem {
+                object,
+                message: reason,
+                affects,
+            }
+        })
+        .collect();
+    blob_problems.sort_by(|a, b| a.object.cmp(&b.object));
+    for p in missing_packs {
+        report.problems.push(Problem {
+            object: pack_name(&p),
+            message: "pack is in the index but missing from the repository".into(),
+            affects: vec![],
+        });
+    }
+    report.problems.extend(blob_problems);
+    Ok(report)
+}
+
+struct PackCheck {
+    blobs: u64,
+    bad: Vec<(Id, String)>,
+}
+
+fn read_pack(
+    repo: &Repository,
+    id: &Id,
+    size: u64,
+    indexed: &[BlobEntry],
+) -> std::result::Result<PackCheck, String> {
+    let name = pack_name(id);
+    let data = repo.storage().read(&name).map_err(|e| e.to_string())?;
+    if Id::of_object(&data) != *id {
+        return Err(format!(
+            "pack content does not match its name (hash mismatch, {size} bytes)"
+        ));
+    }
+    let header = parse_header_from_tail(repo.crypto(), data.len() as u64, &data)
+        .map_err(|e| format!("pack header: {e}"))?;
+    let mut out = PackCheck {
+        blobs: 0,
+        bad: Vec::new(),
+    };
+    let in_header: HashSet<(Id, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
+    for e in indexed {
+        if !in_header.contains(&(e.id, e.offset)) {
+            out.bad.push((
+                e.id,
+                format!("index entry not found in the header of {name}"),
+            ));
+        }
+    }
+    for e in &header {
+        out.blobs += 1;
+        let s = &data[e.offset as usize..(e.offset + e.length) as usize];
+        if let Err(err) = open_blob(repo.crypto(), e, s) {
+            out.bad.push((e.id, err.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Damaged entries under a tree: (path relative to the tree, blob, reason). Memoized.
+fn walk_tree(
+    repo: &Repository,
+    index: &Index,
+    tree_id: &Id,
+    bad: &HashMap<Id, String>,
+    memo: &mut HashMap<Id, Vec<(PathBuf, Id, String)>>,
+    trees: &mut u64,
+) -> Vec<(PathBuf, Id, String)> {
+    if let Some(m) = memo.get(tree_id) {
+        return m.clone();
+    }
+    *trees += 1;
+    let mut out = Vec::new();
+    let tree = match bad.get(tree_id) {
+        Some(reason) => Err(reason.clone()),
+        None => match index.get(tree_id) {
+            None => Err("tree blob is not in the index".to_string()),
+            Some(_) => repo
+                .read_blob(index, tree_id)
+                .map_err(|e| e.to_string())
+                .and_then(|d| decode_tree(&d)),
+        },
+    };
+    match tree {
+        Err(reason) => out.push((PathBuf::new(), *tree_id, reason)),
+        Ok(tree) => {
+            for node in &tree.nodes {
+                let name = PathBuf::from(std::ffi::OsStr::from_bytes(&node.name));
+                match node.kind {
+                    NodeKind::Dir => {
+                        if let Some(sub) = &node.subtree {
+                            for (p, b, r) in walk_tree(repo, index, sub, bad, memo, trees) {
+                                out.push((name.join(p), b, r));
+                            }
+                        }
+                    }
+                    NodeKind::File => {
+                        for b in &node.content {
+                            let reason = match bad.get(b) {
+                                Some(r) => Some(r.clone()),
+                                None if !index.contains(b) => {
+                                    Some("blob is not in the index".into())
+                                }
+                                None => None,
+                            };
+                            if let Some(r) = reason {
+                                out.push((name.clone(), *b, r));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    memo.insert(*tree_id, out.clone());
+    out
+}
+
+/// Rebuilds the index from pack headers: every pack in the repository is read (header only)
+/// and one new index file replaces all existing ones. Returns (packs indexed, packs unreadable).
+pub fn repair_index(repo: &Repository) -> Result<(usize, Vec<(Id, String)>)> {
+    let stored = repo.list_ids("data")?;
+    let old: Vec<Id> = repo
+        .list_ids("index")?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    let results = crate::parallel::map(stored, 8, |(id, size)| {
+        (id, repo.read_pack_header(&id, Some(size)))
+    });
+    let mut packs = Vec::new();
+    let mut bad = Vec::new();
+    for (id, r) in results {
+        match r {
+            Ok(blobs) => packs.push(crate::format::IndexPack { id, blobs }),
+            Err(e) => bad.push((id, e.to_string())),
+        }
+    }
+    let n = packs.len();
+    for chunk in packs.chunks(4096) {
+        repo.save_index_file(&crate::format::IndexFile {
+            packs: chunk.to_vec(),
+            supersedes: old.clone(),
+        })?;
+    }
+    // Only after the new index is durable are the old files removed.
+    for id in old {
+        let _ = repo.storage().delete(&format!("index/{id}"));
+    }
+    Ok((n, bad))
+}

@@ -1,0 +1,161 @@
+//! Repository locks.
+//!
+//! Backups take shared locks and never block each other; operations that delete (prune,
+//! forget --prune, key removal of data) take an exclusive lock. A lock is a sealed
+//! `locks/ID` object naming host, pid and time; a holder refreshes it every
+//! [`REFRESH_SECS`]. A lock is stale when it was not refreshed for [`STALE_SECS`], or when
+//! it belongs to this host and its process is gone; stale locks are ignored and may be
+//! removed by `unlock`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{FORMAT_VERSION, Lock};
+use crate::id::Id;
+use crate::repo::{Repository, hostname, username};
+
+pub const REFRESH_SECS: u64 = 5 * 60;
+pub const STALE_SECS: i64 = 30 * 60;
+
+/// Whether `lock` no longer protects anything.
+pub fn is_stale(lock: &Lock, now: jiff::Timestamp) -> bool {
+    let age = now.as_second() - lock.time.as_second();
+    if age > STALE_SECS {
+        return true;
+    }
+    if lock.host == hostname() {
+        let pid = nix::unistd::Pid::from_raw(lock.pid as i32);
+        // ESRCH: no such process.
+        return matches!(
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+    }
+    false
+}
+
+/// Every lock in the repository; locks that cannot be read are treated as stale.
+pub fn list_locks(repo: &Repository) -> Result<Vec<(Id, Option<Lock>)>> {
+    let ids = repo.list_ids("locks")?;
+    Ok(ids
+        .into_iter()
+        .map(|(id, _)| (id, repo.load_json::<Lock>("locks", &id).ok()))
+        .collect())
+}
+
+/// Removes stale locks (or all locks with `all`). Returns how many were removed.
+pub fn remove_locks(repo: &Repository, all: bool) -> Result<usize> {
+    let now = jiff::Timestamp::now();
+    let mut n = 0;
+    for (id, lock) in list_locks(repo)? {
+        if all || lock.as_ref().is_none_or(|l| is_stale(l, now)) {
+            repo.storage().delete(&format!("locks/{id}"))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A held lock; released on drop.
+pub struct LockGuard {
+    repo: Arc<Repository>,
+    id: Arc<std::sync::Mutex<Id>>,
+    stop: Arc<AtomicBool>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+fn describe(l: &Lock) -> String {
+    format!(
+        "{} lock held by {}@{} (pid {}, {}, since {})",
+        if l.exclusive { "an exclusive" } else { "a" },
+        l.username,
+        l.host,
+        l.pid,
+        l.operation,
+        l.time
+    )
+}
+
+fn conflicting(repo: &Repository, exclusive: bool, own: Option<&Id>) -> Result<Option<String>> {
+    let now = jiff::Timestamp::now();
+    for (id, lock) in list_locks(repo)? {
+        if Some(&id) == own {
+            continue;
+        }
+        let Some(lock) = lock else { continue };
+        if is_stale(&lock, now) {
+            continue;
+        }
+        if exclusive || lock.exclusive {
+            return Ok(Some(describe(&lock)));
+        }
+    }
+    Ok(None)
+}
+
+/// Takes a lock for `operation`.
+pub fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
+    if let Some(other) = conflicting(repo, exclusive, None)? {
+        return Err(Error::Locked(other));
+    }
+    let lock = Lock {
+        version: FORMAT_VERSION,
+        exclusive,
+        time: jiff::Timestamp::now(),
+        host: hostname(),
+        pid: std::process::id(),
+        username: username(),
+        operation: operation.to_string(),
+    };
+    let id = repo.save_json("locks", &lock)?;
+    // Another process may have locked at the same moment: check again, back off if so.
+    if let Some(other) = conflicting(repo, exclusive, Some(&id))? {
+        let _ = repo.storage().delete(&format!("locks/{id}"));
+        return Err(Error::Locked(other));
+    }
+    let id = Arc::new(std::sync::Mutex::new(id));
+    let stop = Arc::new(AtomicBool::new(false));
+    let refresher = {
+        let repo = repo.clone();
+        let id = id.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut waited = 0;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                waited += 200;
+                if waited < REFRESH_SECS * 1000 {
+                    continue;
+                }
+                waited = 0;
+                let mut l = lock.clone();
+                l.time = jiff::Timestamp::now();
+                if let Ok(new) = repo.save_json("locks", &l) {
+                    let mut cur = id.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = repo.storage().delete(&format!("locks/{}", *cur));
+                    *cur = new;
+                }
+            }
+        })
+    };
+    Ok(LockGuard {
+        repo: repo.clone(),
+        id,
+        stop,
+        refresher: Some(refresher),
+    })
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = self.refresher.take() {
+            let _ = r.join();
+        }
+        let id = *self.id.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.repo.storage().delete(&format!("locks/{id}"));
+    }
+}

@@ -224,7 +224,7 @@ pub fn backup_paths(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let mut saver = BlobSaver::new(repo.clone(), index.clone(), threads);
+    let mut saver = BlobSaver::new(repo.clone(), index.clone(), threads * 2);
     saver.set_dry_run(opts.dry_run);
     let saver = Arc::new(saver);
 
@@ -447,6 +447,20 @@ pub fn backup_stream(
     })
 }
 
+/// Opens for reading without updating the access time where the kernel allows it (the
+/// owner or root), so a backup does not change what the next backup sees.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        r => r,
+    }
+}
+
 fn read_file(
     repo: &Repository,
     saver: &BlobSaver,
@@ -461,7 +475,7 @@ fn read_file(
         changed: None,
     };
     progress.file_started(&job.path);
-    let file = match File::open(&job.path) {
+    let file = match open_noatime(&job.path) {
         Ok(f) => f,
         Err(e) => {
             res.error = Some(e.to_string());
@@ -584,7 +598,9 @@ impl Walker<'_> {
                 self.root_dev = md.dev();
                 self.walk(&path, name.as_bytes(), md, pnode)?;
             } else {
-                let (node, _) = node_from_metadata(&path, name.as_bytes(), &md, &mut self.owners);
+                let (mut node, _) =
+                    node_from_metadata(&path, name.as_bytes(), &md, &mut self.owners);
+                node.atime_ns = node.mtime_ns;
                 let ptree = self.parent_subtree(pnode)?;
                 self.send(Event::Enter)?;
                 self.visit_trie(&path, child, ptree.as_ref())?;
@@ -619,6 +635,11 @@ impl Walker<'_> {
             return Err(Error::Interrupted);
         }
         let (mut node, warnings) = node_from_metadata(path, name, &md, &mut self.owners);
+        if node.kind == NodeKind::Dir {
+            // Listing a directory updates its atime: recording it would make every
+            // directory look changed in the next backup. Directories restore atime = mtime.
+            node.atime_ns = node.mtime_ns;
+        }
         for w in warnings {
             self.error(path, w)?;
         }

@@ -136,6 +136,9 @@ impl<R: Read> ChunkStream<'_, R> {
         // maximal chunks; small files read only what they hold.
         self.buf.drain(..self.start);
         self.start = 0;
+        if self.buf.capacity() < 2 * max {
+            self.buf.reserve_exact(2 * max - self.buf.len());
+        }
         let want = (2 * max - self.buf.len()) as u64;
         let n = loop {
             match (&mut self.reader).take(want).read_to_end(&mut self.buf) {

@@ -37,30 +37,66 @@ pub enum PackError {
     BlobHash { id: Id, actual: Id },
 }
 
-/// Compresses (when it pays) and seals one blob. Returns the sealed bytes and the raw
-/// length to record (0 when stored uncompressed).
-pub fn seal_blob(crypto: &Crypto, id: &Id, plaintext: &[u8], level: i32) -> (Vec<u8>, u32) {
-    if level > 0 && plaintext.len() >= 64 && looks_compressible(plaintext, level) {
-        if let Ok(c) = zstd::bulk::compress(plaintext, level)
-            && c.len() + c.len() / 32 < plaintext.len()
-        {
-            return (crypto.seal(&c, &id.0), plaintext.len() as u32);
-        }
-    }
-    (crypto.seal(plaintext, &id.0), 0)
+/// A reusable zstd context at a fixed level (creating one per blob costs more than
+/// compressing a small blob).
+pub struct BlobCompressor {
+    level: i32,
+    inner: Option<zstd::bulk::Compressor<'static>>,
+    sample: Option<zstd::bulk::Compressor<'static>>,
 }
 
-/// For large chunks, compress a sample first: random data passes through quickly.
-fn looks_compressible(data: &[u8], level: i32) -> bool {
-    const SAMPLE: usize = 64 * 1024;
-    if data.len() < 4 * SAMPLE {
-        return true;
+impl BlobCompressor {
+    /// `level` 0 disables compression.
+    pub fn new(level: i32) -> BlobCompressor {
+        let make = |l: i32| {
+            if level > 0 {
+                zstd::bulk::Compressor::new(l).ok()
+            } else {
+                None
+            }
+        };
+        BlobCompressor {
+            level,
+            inner: make(level),
+            sample: make(level.min(1)),
+        }
     }
-    let mid = data.len() / 2;
-    let sample = &data[mid..mid + SAMPLE];
-    match zstd::bulk::compress(sample, level.min(3)) {
-        Ok(c) => c.len() < SAMPLE - SAMPLE / 20,
-        Err(_) => true,
+
+    /// Compressed bytes when compression pays, else `None`.
+    fn compress(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        if self.level <= 0 || plaintext.len() < 64 || !self.looks_compressible(plaintext) {
+            return None;
+        }
+        let c = self.inner.as_mut()?.compress(plaintext).ok()?;
+        (c.len() + c.len() / 32 < plaintext.len()).then_some(c)
+    }
+
+    /// For large chunks, compress a sample first: random data passes through quickly.
+    fn looks_compressible(&mut self, data: &[u8]) -> bool {
+        const SAMPLE: usize = 64 * 1024;
+        if data.len() < 4 * SAMPLE {
+            return true;
+        }
+        let mid = data.len() / 2;
+        let sample = &data[mid..mid + SAMPLE];
+        match self.sample.as_mut().map(|c| c.compress(sample)) {
+            Some(Ok(c)) => c.len() < SAMPLE - SAMPLE / 20,
+            _ => true,
+        }
+    }
+}
+
+/// Compresses (when it pays) and seals one blob. Returns the sealed bytes and the raw
+/// length to record (0 when stored uncompressed).
+pub fn seal_blob(
+    crypto: &Crypto,
+    compressor: &mut BlobCompressor,
+    id: &Id,
+    plaintext: &[u8],
+) -> (Vec<u8>, u32) {
+    match compressor.compress(plaintext) {
+        Some(c) => (crypto.seal(&c, &id.0), plaintext.len() as u32),
+        None => (crypto.seal(plaintext, &id.0), 0),
     }
 }
 
@@ -258,7 +294,7 @@ mod tests {
             let mut ids = Vec::new();
             for b in &blobs {
                 let id = c.blob_id(b);
-                let (sealed, raw) = seal_blob(&c, &id, b, level);
+                let (sealed, raw) = seal_blob(&c, &mut BlobCompressor::new(level), &id, b);
                 w.add(id, &sealed, raw);
                 ids.push(id);
             }
@@ -283,13 +319,13 @@ mod tests {
         let c = Crypto::new(MasterKey::generate());
         let text = b"hello world ".repeat(10_000);
         let id = c.blob_id(&text);
-        let (s, raw) = seal_blob(&c, &id, &text, 3);
+        let (s, raw) = seal_blob(&c, &mut BlobCompressor::new(3), &id, &text);
         assert!(s.len() < text.len() / 10);
         assert_eq!(raw as usize, text.len());
         let mut rnd = vec![0u8; 300_000];
         crate::crypto::fill_random(&mut rnd);
         let id = c.blob_id(&rnd);
-        let (s, raw) = seal_blob(&c, &id, &rnd, 3);
+        let (s, raw) = seal_blob(&c, &mut BlobCompressor::new(3), &id, &rnd);
         assert_eq!(raw, 0);
         assert_eq!(s.len(), rnd.len() + SEAL_OVERHEAD);
     }
@@ -299,7 +335,7 @@ mod tests {
         let c = Crypto::new(MasterKey::generate());
         let a = b"aaaa".repeat(100);
         let id = c.blob_id(&a);
-        let (mut s, raw) = seal_blob(&c, &id, &a, 3);
+        let (mut s, raw) = seal_blob(&c, &mut BlobCompressor::new(3), &id, &a);
         let e = BlobEntry {
             kind: BlobKind::Data,
             id,

@@ -39,7 +39,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             compression_level: 3,
-            pack_size: 16 << 20,
+            pack_size: 8 << 20,
             kdf: None,
             chunker_from: None,
         }

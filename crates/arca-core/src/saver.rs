@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::{BlobKind, IndexFile, IndexPack};
 use crate::id::Id;
 use crate::index::Index;
-use crate::pack::{PackWriter, seal_blob};
+use crate::pack::{BlobCompressor, PackWriter, seal_blob};
 use crate::repo::Repository;
 
 /// Packs per index file written during a backup.
@@ -75,9 +75,9 @@ impl BlobSaver {
     /// Starts the pipeline. `index` is the repository's index as loaded (read-only).
     pub fn new(repo: Arc<Repository>, index: Arc<Index>, workers: usize) -> BlobSaver {
         let workers = workers.max(1);
-        let (job_tx, job_rx) = bounded::<Job>(workers * 2);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(workers * 4);
-        let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Id, IndexPack)>(2);
+        let (job_tx, job_rx) = bounded::<Job>(workers);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(workers);
+        let (pack_tx, pack_rx) = bounded::<(Vec<u8>, Id, IndexPack)>(0);
         let (done_tx, done_rx) = bounded::<IndexPack>(64);
         let failed = Arc::new(AtomicBool::new(false));
         let error: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
@@ -101,9 +101,10 @@ impl BlobSaver {
                 let tx = sealed_tx.clone();
                 let repo = repo.clone();
                 std::thread::spawn(move || {
+                    let mut compressor = BlobCompressor::new(level);
                     for job in rx {
                         let (sealed, raw_length) =
-                            seal_blob(repo.crypto(), &job.id, &job.data, level);
+                            seal_blob(repo.crypto(), &mut compressor, &job.id, &job.data);
                         let s = Sealed {
                             kind: job.kind,
                             id: job.id,
@@ -311,7 +312,13 @@ fn packer_loop(
             BlobKind::Data => &mut data_pack,
             BlobKind::Tree => &mut tree_pack,
         };
-        let w = slot.get_or_insert_with(|| PackWriter::new(s.kind, pack_size + pack_size / 8));
+        let w = slot.get_or_insert_with(|| {
+            let cap = match s.kind {
+                BlobKind::Data => pack_size + s.sealed.len(),
+                BlobKind::Tree => 0,
+            };
+            PackWriter::new(s.kind, cap)
+        });
         w.add(s.id, &s.sealed, s.raw_length);
         if w.len() >= pack_size
             && let Some(w) = slot.take()

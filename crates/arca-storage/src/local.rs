@@ -82,7 +82,7 @@ fn temp_name() -> String {
 impl Storage for LocalStorage {
     fn properties(&self) -> Properties {
         Properties {
-            connections: 4,
+            connections: 1,
             location: self.root.display().to_string(),
             local: true,
         }

@@ -100,6 +100,12 @@ pub fn seal_blob(
     }
 }
 
+thread_local! {
+    /// One zstd decompression context per thread (creating one per blob is costly).
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
 /// Opens one sealed blob and checks that its plaintext hashes to its id.
 pub fn open_blob(crypto: &Crypto, entry: &BlobEntry, sealed: &[u8]) -> Result<Vec<u8>, PackError> {
     let id = entry.id;
@@ -110,7 +116,11 @@ pub fn open_blob(crypto: &Crypto, entry: &BlobEntry, sealed: &[u8]) -> Result<Ve
         if entry.raw_length > MAX_BLOB_RAW {
             return Err(PackError::Decompress(id, "raw length too large".into()));
         }
-        let out = zstd::bulk::decompress(&data, entry.raw_length as usize)
+        let out = DECOMPRESSOR
+            .with(|d| match &mut *d.borrow_mut() {
+                Some(d) => d.decompress(&data, entry.raw_length as usize),
+                None => zstd::bulk::decompress(&data, entry.raw_length as usize),
+            })
             .map_err(|e| PackError::Decompress(id, e.to_string()))?;
         if out.len() != entry.raw_length as usize {
             return Err(PackError::Decompress(

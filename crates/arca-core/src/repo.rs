@@ -422,6 +422,39 @@ impl Repository {
         Ok(index)
     }
 
+    /// Indexes packs that exist but no index file names (left by an interrupted backup),
+    /// so their blobs are reused instead of stored again. Returns how many were adopted.
+    pub fn adopt_unindexed_packs(&self, index: &mut Index) -> Result<usize> {
+        let orphans: Vec<(Id, u64)> = self
+            .list_ids("data")?
+            .into_iter()
+            .filter(|(id, _)| !index.has_pack(id))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let headers = crate::parallel::map(orphans, 4, |(id, size)| {
+            (id, self.read_pack_header(&id, Some(size)))
+        });
+        let packs: Vec<crate::format::IndexPack> = headers
+            .into_iter()
+            // A pack whose header cannot be read is left for check and prune.
+            .filter_map(|(id, h)| h.ok().map(|blobs| crate::format::IndexPack { id, blobs }))
+            .collect();
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        for p in &packs {
+            index.insert_pack(p.id, &p.blobs);
+        }
+        let n = packs.len();
+        self.save_index_file(&IndexFile {
+            packs,
+            supersedes: Vec::new(),
+        })?;
+        Ok(n)
+    }
+
     // ------------------------------------------------------------------ packs and blobs
 
     pub fn write_pack(&self, id: &Id, bytes: &[u8]) -> Result<()> {

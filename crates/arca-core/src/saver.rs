@@ -23,7 +23,7 @@ use crate::pack::{BlobCompressor, PackWriter, seal_blob};
 use crate::repo::Repository;
 
 /// Packs per index file written during a backup.
-pub const INDEX_EVERY: usize = 32;
+pub const INDEX_EVERY: usize = 8;
 
 /// Counters of what was added.
 #[derive(Debug, Default)]

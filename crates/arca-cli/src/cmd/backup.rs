@@ -68,7 +68,14 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
     } else {
         Some(lock::acquire(&repo, false, "backup")?)
     };
-    let index = common::load_index(&repo)?;
+    let mut index = repo.load_index().context("loading the index")?;
+    if !a.dry_run {
+        let adopted = repo.adopt_unindexed_packs(&mut index)?;
+        if adopted > 0 && !g.quiet && !g.json {
+            eprintln!("indexed {adopted} packs left by an interrupted backup");
+        }
+    }
+    let index = std::sync::Arc::new(index);
     let progress = CliProgress::new(g, "backup");
     let result = if a.stdin {
         let stdin = std::io::stdin().lock();

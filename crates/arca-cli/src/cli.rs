@@ -70,6 +70,10 @@ pub enum Command {
     Cat(CatArgs),
     /// Show repository statistics
     Stats(StatsArgs),
+    /// Remove snapshots according to a retention policy
+    Forget(ForgetArgs),
+    /// Free space used by data no snapshot needs
+    Prune(PruneArgs),
     /// Check the repository's integrity
     Check(CheckArgs),
     /// Repair a damaged repository
@@ -312,4 +316,79 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// Directory to write the man pages into
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove explicitly (instead of a policy)
+    pub snapshots: Vec<String>,
+    /// Keep the last N snapshots (-1: all)
+    #[arg(short = 'l', long, allow_hyphen_values = true)]
+    pub keep_last: Option<i64>,
+    /// Keep the last N hourly snapshots
+    #[arg(short = 'H', long, allow_hyphen_values = true)]
+    pub keep_hourly: Option<i64>,
+    /// Keep the last N daily snapshots
+    #[arg(short = 'd', long, allow_hyphen_values = true)]
+    pub keep_daily: Option<i64>,
+    /// Keep the last N weekly snapshots
+    #[arg(short = 'w', long, allow_hyphen_values = true)]
+    pub keep_weekly: Option<i64>,
+    /// Keep the last N monthly snapshots
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
+    pub keep_monthly: Option<i64>,
+    /// Keep the last N yearly snapshots
+    #[arg(short = 'y', long, allow_hyphen_values = true)]
+    pub keep_yearly: Option<i64>,
+    /// Keep snapshots newer than DURATION (e.g. 1y5m7d2h) relative to the newest
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    #[arg(long)]
+    pub keep_within_hourly: Option<String>,
+    #[arg(long)]
+    pub keep_within_daily: Option<String>,
+    #[arg(long)]
+    pub keep_within_weekly: Option<String>,
+    #[arg(long)]
+    pub keep_within_monthly: Option<String>,
+    #[arg(long)]
+    pub keep_within_yearly: Option<String>,
+    /// Keep snapshots with this tag ("a,b" needs both; repeatable)
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
+    /// Group snapshots by these fields before applying the policy (host,paths,tags or "")
+    #[arg(short = 'g', long, default_value = "host,paths")]
+    pub group_by: String,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Only show what would be removed
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneOpts,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PruneOpts {
+    /// Unused space to tolerate in partly used packs: PERCENT%, SIZE (e.g. 100M) or unlimited
+    #[arg(long, default_value = "5%")]
+    pub max_unused: String,
+    /// Repack at most this much data (e.g. 2G)
+    #[arg(long)]
+    pub max_repack_size: Option<String>,
+    /// Only repack tree packs
+    #[arg(long)]
+    pub repack_cacheable_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub opts: PruneOpts,
+    /// Only show the plan
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }

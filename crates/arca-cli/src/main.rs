@@ -66,6 +66,8 @@ fn main() {
         Command::Restore(a) => cmd::restore::run(&g, a),
         Command::Cat(a) => cmd::cat::run(&g, a),
         Command::Stats(a) => cmd::stats::run(&g, a),
+        Command::Forget(a) => cmd::forget::run(&g, a),
+        Command::Prune(a) => cmd::forget::prune(&g, a),
         Command::Check(a) => cmd::check::run(&g, a),
         Command::Repair(a) => cmd::check::repair(&g, a),
         Command::Key(a) => cmd::key::run(&g, a),

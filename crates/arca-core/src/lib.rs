@@ -17,6 +17,7 @@ pub mod lock;
 pub mod pack;
 pub mod parallel;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod retention;

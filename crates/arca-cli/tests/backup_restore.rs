@@ -452,3 +452,65 @@ fn restore_include_exclude_and_subpath() {
     assert_eq!(listing(&t3), ["a.txt", "b.md", "inner/c.txt"]);
     assert_same_tree(&src.join("docs/inner"), &t3.join("inner"));
 }
+
+/// The tree comparison itself notices differences (so a passing round trip means something).
+#[test]
+fn compare_trees_notices_differences() {
+    let env = Env::new();
+    let a = env.path("a");
+    small_tree(&a, 8, 1);
+    fs::hard_link(a.join("f001.txt"), a.join("sub/link1")).unwrap();
+    std::os::unix::fs::symlink("f001.txt", a.join("sym")).unwrap();
+    let b = env.path("b");
+    sh(Command::new("cp").arg("-a").arg(&a).arg(&b));
+    assert_same_tree(&a, &b);
+
+    let expect = |what: &str| {
+        let d = compare_trees(&a, &b, &[]);
+        assert!(
+            d.iter().any(|l| l.contains(what)),
+            "expected a {what:?} difference, got {d:?}"
+        );
+    };
+    set_mtime(&b.join("f002.txt"), 1_000_000_000, 1);
+    expect("mtime");
+    sh(Command::new("cp")
+        .arg("-a")
+        .arg(a.join("f002.txt"))
+        .arg(b.join("f002.txt")));
+    assert_same_tree(&a, &b);
+    // A broken hardlink (same content, own inode).
+    fs::remove_file(b.join("sub/link1")).unwrap();
+    sh(Command::new("cp")
+        .arg("-p")
+        .arg(a.join("sub/link1"))
+        .arg(b.join("sub/link1")));
+    expect("nlink");
+    expect("hardlink identity");
+    fs::remove_file(b.join("sub/link1")).unwrap();
+    fs::hard_link(b.join("f001.txt"), b.join("sub/link1")).unwrap();
+    set_mtime(
+        &b.join("sub"),
+        {
+            let m = fs::metadata(a.join("sub")).unwrap();
+            m.mtime()
+        },
+        fs::metadata(a.join("sub")).unwrap().mtime_nsec() as u32,
+    );
+    assert_same_tree(&a, &b);
+    fs::set_permissions(b.join("f004.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    expect("mode");
+    std::os::unix::fs::chown(b.join("f004.txt"), Some(4321), None).unwrap();
+    expect("uid");
+    let mut data = fs::read(b.join("f005.txt")).unwrap();
+    data[3] ^= 1;
+    fs::write(b.join("f005.txt"), &data).unwrap();
+    expect("content differs");
+    fs::remove_file(b.join("sym")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", b.join("sym")).unwrap();
+    expect("link target");
+    fs::write(b.join("extra"), b"x").unwrap();
+    expect("extra in the restore");
+    fs::remove_file(b.join("f007.txt")).unwrap();
+    expect("missing in the restore");
+}

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
@@ -249,6 +249,9 @@ pub fn restore(
     let mut needed: HashMap<Id, Vec<(usize, u64)>> = HashMap::new();
     let mut fresh = vec![false; plan.files.len()];
     let remaining: Vec<AtomicU64> = (0..plan.files.len()).map(|_| AtomicU64::new(0)).collect();
+    let holes: Vec<AtomicBool> = (0..plan.files.len())
+        .map(|_| AtomicBool::new(false))
+        .collect();
     for (i, f) in plan.files.iter().enumerate() {
         if f.link_to.is_some() {
             continue;
@@ -325,6 +328,7 @@ pub fn restore(
                         &plan,
                         &fresh,
                         &remaining,
+                        &holes,
                         &mut open_files,
                         &written,
                         progress,
@@ -634,7 +638,9 @@ fn prepare_file(
             } else {
                 fs::remove_file(&f.path).map_err(|e| Error::path(&f.path, e))?;
             }
-            create_sized(&f.path, node.size)?;
+            if layout.is_empty() {
+                create_sized(&f.path, node.size)?;
+            }
             Ok(FilePrep::Write {
                 blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
                 fresh: true,
@@ -642,7 +648,10 @@ fn prepare_file(
             })
         }
         None => {
-            create_sized(&f.path, node.size)?;
+            // Files with content are created by the first blob written to them.
+            if layout.is_empty() {
+                create_sized(&f.path, node.size)?;
+            }
             Ok(FilePrep::Write {
                 blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
                 fresh: true,
@@ -671,6 +680,7 @@ fn restore_pack(
     plan: &Plan,
     fresh: &[bool],
     remaining: &[AtomicU64],
+    holes: &[AtomicBool],
     open_files: &mut HashMap<usize, File>,
     written: &AtomicU64,
     progress: &dyn Progress,
@@ -716,33 +726,80 @@ fn restore_pack(
             for &(fi, off) in targets {
                 let path = &plan.files[fi].path;
                 progress.add_bytes(plain.len() as u64);
-                if !(zero && fresh[fi]) {
-                    let file = match open_files.entry(fi) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            match OpenOptions::new().write(true).open(path) {
-                                Ok(f) => v.insert(f),
-                                Err(e) => {
-                                    fail(path, format!("open for writing: {e}"));
-                                    continue;
-                                }
+                let file = match open_files.entry(fi) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let mut o = OpenOptions::new();
+                        o.write(true);
+                        if fresh[fi] {
+                            o.create(true);
+                        }
+                        match o.open(path) {
+                            Ok(f) => v.insert(f),
+                            Err(e) => {
+                                fail(path, format!("open for writing: {e}"));
+                                continue;
                             }
                         }
+                    }
+                };
+                if zero && fresh[fi] {
+                    // Leave a hole; the size is set when the file is complete.
+                    holes[fi].store(true, Ordering::Relaxed);
+                } else {
+                    let r = if fresh[fi] {
+                        write_sparse(file, &plain, off, &holes[fi])
+                    } else {
+                        file.write_all_at(&plain, off)
                     };
-                    if let Err(e) = file.write_all_at(&plain, off) {
+                    if let Err(e) = r {
                         fail(path, format!("write: {e}"));
                         continue;
                     }
                     written.fetch_add(plain.len() as u64, Ordering::Relaxed);
                 }
                 if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    open_files.remove(&fi);
+                    if let Some(f) = open_files.remove(&fi)
+                        && holes[fi].load(Ordering::Relaxed)
+                        && let Err(e) = f.set_len(plan.files[fi].node.size)
+                    {
+                        fail(path, format!("set size: {e}"));
+                    }
                     progress.add_files(1);
                 }
             }
         }
         i = j;
     }
+}
+
+/// Writes `data` at `off`, leaving holes for runs of zero pages (sparse files stay
+/// sparse); marks `hole` when something was skipped.
+fn write_sparse(file: &File, data: &[u8], off: u64, hole: &AtomicBool) -> std::io::Result<()> {
+    const PAGE: usize = 4096;
+    let zero_page = |p: &[u8]| p.len() == PAGE && p.iter().all(|&b| b == 0);
+    let mut start = 0;
+    while start < data.len() {
+        // Skip zero pages.
+        let mut i = start;
+        while i < data.len() && zero_page(&data[i..(i + PAGE).min(data.len())]) {
+            i += PAGE;
+        }
+        if i > start {
+            hole.store(true, Ordering::Relaxed);
+        }
+        // Write up to the next zero page.
+        let mut j = i;
+        while j < data.len() && !zero_page(&data[j..(j + PAGE).min(data.len())]) {
+            j += PAGE;
+        }
+        let j = j.min(data.len());
+        if j > i {
+            file.write_all_at(&data[i..j], off + i as u64)?;
+        }
+        start = j;
+    }
+    Ok(())
 }
 
 fn verify_file(repo: &Repository, index: &Index, f: &PlanFile) -> Result<()> {

@@ -45,8 +45,7 @@ fn store_and_read(repo: &Arc<Repository>, data: &[u8], name: &str) -> Vec<u8> {
     .unwrap();
     let id = r.snapshot_id.unwrap();
     // Read back through a freshly opened repository: nothing may come from memory.
-    let reopened =
-        Repository::open(repo.storage().clone(), b"pw").unwrap();
+    let reopened = Repository::open(repo.storage().clone(), b"pw").unwrap();
     let index = reopened.load_index().unwrap();
     let snap = reopened.load_snapshot(&id).unwrap();
     let node = find_path(&reopened, &index, &snap.tree, std::path::Path::new(name)).unwrap();

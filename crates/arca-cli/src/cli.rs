@@ -74,6 +74,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Free space used by data no snapshot needs
     Prune(PruneArgs),
+    /// Copy snapshots from another repository into this one
+    Copy(CopyArgs),
     /// Check the repository's integrity
     Check(CheckArgs),
     /// Repair a damaged repository
@@ -95,6 +97,35 @@ pub struct InitArgs {
     /// zstd compression level for data (0 disables compression)
     #[arg(long, default_value_t = 3)]
     pub compression: i32,
+    /// Deduplicate like --from-repo (share its chunker and blob-id secrets), so `copy`
+    /// sends only what is new
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    #[command(flatten)]
+    pub from: FromRepoArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct FromRepoArgs {
+    /// The other (source) repository
+    #[arg(long, env = "ARCA_FROM_REPOSITORY")]
+    pub from_repo: Option<String>,
+    /// Password file of the source repository
+    #[arg(long, env = "ARCA_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Command printing the source repository's password
+    #[arg(long, env = "ARCA_FROM_PASSWORD_COMMAND")]
+    pub from_password_command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub from: FromRepoArgs,
+    /// Snapshots to copy (default: all matching the filters)
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -279,6 +310,18 @@ pub struct CheckArgs {
 pub enum RepairCommand {
     /// Rebuild the index from the packs' headers
     Index,
+    /// Write new snapshots that leave out files whose data is missing or damaged
+    Snapshots {
+        /// Read every referenced blob to find damaged ones (not only missing ones)
+        #[arg(long)]
+        read_data: bool,
+        /// Remove the damaged original snapshots
+        #[arg(long)]
+        forget: bool,
+        /// Only show what would be repaired
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,7 @@ fn main() {
         Command::Stats(a) => cmd::stats::run(&g, a),
         Command::Forget(a) => cmd::forget::run(&g, a),
         Command::Prune(a) => cmd::forget::prune(&g, a),
+        Command::Copy(a) => cmd::copy::run(&g, a),
         Command::Check(a) => cmd::check::run(&g, a),
         Command::Repair(a) => cmd::check::repair(&g, a),
         Command::Key(a) => cmd::key::run(&g, a),

@@ -232,28 +232,54 @@ pub fn check(
             });
         }
     }
-    let mut blob_problems: Vec<Problem> = affected
-        .into_iter()
-        .map(|(blob, affects)| {
-            let reason = object_of.remove(&blob).unwrap_or_default();
-            let object = index
-                .get(&blob)
-                .map(|l| format!("{} (blob {blob})", pack_name(&l.pack)))
-                .unwrap_or_else(|| format!("blob {blob}"));
-            Problem {
-                object,
-                message: reason,
-                affects,
-            }
-        })
-        .collect();
-    blob_problems.sort_by(|a, b| a.object.cmp(&b.object));
-    for p in missing_packs {
-        report.problems.push(Problem {
-            object: pack_name(&p),
-            message: "pack is in the index but missing from the repository".into(),
-            affects: vec![],
+    // One problem per damaged object (a pack, or a blob without a pack), with every
+    // snapshot path it affects.
+    let mut grouped: std::collections::BTreeMap<(String, String), HashMap<Id, Vec<String>>> =
+        Default::default();
+    for (blob, affects) in affected {
+        let reason = object_of.remove(&blob).unwrap_or_default();
+        let object = index
+            .get(&blob)
+            .map(|l| pack_name(&l.pack))
+            .unwrap_or_else(|| format!("blob {blob}"));
+        let reason = if missing_packs.iter().any(|p| pack_name(p) == object) {
+            "pack is in the index but missing from the repository".to_string()
+        } else if object.starts_with("data/") {
+            format!("blob {blob}: {reason}")
+        } else {
+            reason
+        };
+        let g = grouped.entry((object, reason)).or_default();
+        for a in affects {
+            g.entry(a.snapshot).or_default().extend(a.paths);
+        }
+    }
+    let mut blob_problems = Vec::new();
+    for ((object, message), per_snap) in grouped {
+        let mut affects: Vec<Affected> = per_snap
+            .into_iter()
+            .map(|(snapshot, mut paths)| {
+                paths.sort();
+                paths.dedup();
+                Affected { snapshot, paths }
+            })
+            .collect();
+        affects.sort_by_key(|a| a.snapshot);
+        blob_problems.push(Problem {
+            object,
+            message,
+            affects,
         });
+    }
+    for p in missing_packs {
+        let name = pack_name(&p);
+        if !blob_problems.iter().any(|b| b.object == name) {
+            report.problems.push(Problem {
+                object: name,
+                message: "pack is in the index but missing from the repository".into(),
+                affects: vec![],
+            });
+        }
     }
     report.problems.extend(blob_problems);
     Ok(report)
@@ -394,4 +420,165 @@ pub fn repair_index(repo: &Repository) -> Result<(usize, Vec<(Id, String)>)> {
         let _ = repo.storage().delete(&format!("index/{id}"));
     }
     Ok((n, bad))
+}
+
+/// What `repair snapshots` did to one snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairedSnapshot {
+    pub snapshot: Id,
+    /// The new snapshot (None in a dry run).
+    pub new_snapshot: Option<Id>,
+    /// Paths left out because their data is missing or damaged.
+    pub removed: Vec<String>,
+}
+
+struct Repairer<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    saver: Option<&'a crate::saver::BlobSaver>,
+    read_data: bool,
+    stored: HashSet<Id>,
+    blob_ok: HashMap<Id, bool>,
+    memo: HashMap<Id, (Id, Vec<PathBuf>)>,
+}
+
+impl Repairer<'_> {
+    fn blob_ok(&mut self, id: &Id) -> bool {
+        if let Some(ok) = self.blob_ok.get(id) {
+            return *ok;
+        }
+        let ok = self
+            .index
+            .get(id)
+            .is_some_and(|l| self.stored.contains(&l.pack))
+            && (!self.read_data || self.repo.read_blob(self.index, id).is_ok());
+        self.blob_ok.insert(*id, ok);
+        ok
+    }
+
+    /// Returns the repaired tree's id and the paths (relative) that were left out.
+    fn tree(&mut self, id: &Id) -> Result<(Id, Vec<PathBuf>)> {
+        if let Some(m) = self.memo.get(id) {
+            return Ok(m.clone());
+        }
+        let mut removed = Vec::new();
+        let tree = match self.repo.load_tree(self.index, id) {
+            Ok(t) => t,
+            Err(_) => {
+                removed.push(PathBuf::new());
+                crate::format::Tree::default()
+            }
+        };
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        let mut changed = !removed.is_empty();
+        for mut n in tree.nodes {
+            let name = PathBuf::from(std::ffi::OsStr::from_bytes(&n.name));
+            match n.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = n.subtree {
+                        let (new, rem) = self.tree(&sub)?;
+                        if new != sub {
+                            changed = true;
+                            n.subtree = Some(new);
+                        }
+                        removed.extend(rem.into_iter().map(|p| name.join(p)));
+                    }
+                }
+                NodeKind::File => {
+                    let content = n.content.clone();
+                    if !content.iter().all(|b| self.blob_ok(b)) {
+                        removed.push(name);
+                        changed = true;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            nodes.push(n);
+        }
+        let new_id = if changed {
+            let bytes = crate::repo::encode_tree(&crate::format::Tree { nodes });
+            let nid = self.repo.crypto().blob_id(&bytes);
+            if let Some(s) = self.saver {
+                s.save(crate::format::BlobKind::Tree, nid, bytes)?;
+            }
+            nid
+        } else {
+            *id
+        };
+        self.memo.insert(*id, (new_id, removed.clone()));
+        Ok((new_id, removed))
+    }
+}
+
+/// Writes new snapshots that leave out files whose data is missing (or, with `read_data`,
+/// damaged), marked as repaired; with `forget`, removes the damaged originals.
+pub fn repair_snapshots(
+    repo: &std::sync::Arc<Repository>,
+    read_data: bool,
+    forget: bool,
+    dry_run: bool,
+) -> Result<Vec<RepairedSnapshot>> {
+    let index = std::sync::Arc::new(repo.load_index()?);
+    let saver = if dry_run {
+        None
+    } else {
+        Some(crate::saver::BlobSaver::new(repo.clone(), index.clone(), 2))
+    };
+    let (snaps, _) = repo.list_snapshots()?;
+    let mut planned = Vec::new();
+    {
+        let mut r = Repairer {
+            repo,
+            index: &index,
+            saver: saver.as_ref(),
+            read_data,
+            stored: repo.list_ids("data")?.into_iter().map(|(i, _)| i).collect(),
+            blob_ok: HashMap::new(),
+            memo: HashMap::new(),
+        };
+        for (id, snap) in snaps {
+            let (new_tree, removed) = r.tree(&snap.tree)?;
+            if new_tree == snap.tree {
+                continue;
+            }
+            planned.push((id, snap, new_tree, removed));
+        }
+    }
+    if let Some(s) = saver {
+        s.finish()?;
+    }
+    let mut out = Vec::new();
+    for (id, mut snap, new_tree, removed) in planned {
+        let removed: Vec<String> = removed
+            .iter()
+            .map(|p| Path::new("/").join(p).to_string_lossy().into_owned())
+            .collect();
+        let new_snapshot = if dry_run {
+            None
+        } else {
+            snap.tree = new_tree;
+            snap.repaired_from = Some(id);
+            if !snap.tags.iter().any(|t| t == "repaired") {
+                snap.tags.push("repaired".into());
+            }
+            for p in &removed {
+                snap.errors.push(crate::format::EntryError {
+                    path: p.clone(),
+                    reason: "left out by `repair snapshots`: data missing or damaged".into(),
+                });
+            }
+            let new = repo.save_snapshot(&snap)?;
+            if forget {
+                repo.storage().delete(&format!("snapshots/{id}"))?;
+            }
+            Some(new)
+        };
+        out.push(RepairedSnapshot {
+            snapshot: id,
+            new_snapshot,
+            removed,
+        });
+    }
+    Ok(out)
 }

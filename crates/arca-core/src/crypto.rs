@@ -103,6 +103,16 @@ impl MasterKey {
         self
     }
 
+    /// The same key with another id key (to share blob ids with another repository).
+    pub fn with_id_key(mut self, key: [u8; 32]) -> MasterKey {
+        self.id_key = key;
+        self
+    }
+
+    pub fn id_key(&self) -> &[u8; 32] {
+        &self.id_key
+    }
+
     pub fn chunker_key(&self) -> &[u8; 32] {
         &self.chunker_key
     }

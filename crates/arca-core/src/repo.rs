@@ -30,8 +30,9 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// Argon2id parameters for the first key; `None` for the defaults.
     pub kdf: Option<KdfParams>,
-    /// Reuse another repository's chunker secret and parameters (for `copy`).
-    pub chunker_from: Option<(ChunkerParams, [u8; 32])>,
+    /// Share another repository's chunker parameters, chunker secret and blob-id secret
+    /// (for `copy`: blob ids are then equal in both, and copies send only what is new).
+    pub shared_from: Option<SharedSecrets>,
 }
 
 impl Default for InitOptions {
@@ -41,9 +42,17 @@ impl Default for InitOptions {
             compression_level: 3,
             pack_size: 8 << 20,
             kdf: None,
-            chunker_from: None,
+            shared_from: None,
         }
     }
+}
+
+/// The secrets two repositories share to deduplicate the same way.
+#[derive(Debug, Clone)]
+pub struct SharedSecrets {
+    pub chunker: ChunkerParams,
+    pub chunker_key: [u8; 32],
+    pub id_key: [u8; 32],
 }
 
 /// An open repository with its master key.
@@ -142,9 +151,11 @@ impl Repository {
         storage.create()?;
         let mut master = MasterKey::generate();
         let mut chunker = opts.chunker;
-        if let Some((params, key)) = opts.chunker_from {
-            master = master.with_chunker_key(key);
-            chunker = params;
+        if let Some(sh) = opts.shared_from {
+            master = master
+                .with_chunker_key(sh.chunker_key)
+                .with_id_key(sh.id_key);
+            chunker = sh.chunker;
         }
         let config = Config {
             version: FORMAT_VERSION,
@@ -241,6 +252,16 @@ impl Repository {
     pub fn chunker(&self) -> &Chunker {
         &self.chunker
     }
+    /// The chunker and id secrets, to create a repository that deduplicates like this one.
+    pub fn shared_secrets(&self) -> SharedSecrets {
+        let m = self.crypto.master_key();
+        SharedSecrets {
+            chunker: self.config.chunker,
+            chunker_key: *m.chunker_key(),
+            id_key: *m.id_key(),
+        }
+    }
+
     /// The key file this session opened the repository with.
     pub fn key_id(&self) -> Id {
         self.key_id

@@ -25,7 +25,7 @@ fn small_repo(dir: &std::path::Path, level: i32) -> Arc<Repository> {
         compression_level: level,
         pack_size: 16 * 1024,
         kdf: Some(arca_core::crypto::test_kdf_params()),
-        chunker_from: None,
+        shared_from: None,
     };
     Arc::new(Repository::init(storage, b"pw", opts).unwrap())
 }

@@ -105,6 +105,27 @@ pub fn repair(g: &GlobalArgs, c: RepairCommand) -> Result<i32> {
                 );
             }
         }
+        RepairCommand::Snapshots {
+            read_data,
+            forget,
+            dry_run,
+        } => {
+            let _lock = lock::acquire(&repo, forget && !dry_run, "repair snapshots")?;
+            let done = arca_core::check::repair_snapshots(&repo, read_data, forget, dry_run)?;
+            if g.json {
+                common::print_json(&done)?;
+            } else if !g.quiet {
+                for r in &done {
+                    println!(
+                        "snapshot {} -> {}: left out {}",
+                        r.snapshot.short(),
+                        r.new_snapshot.map_or("(dry run)".into(), |n| n.short()),
+                        r.removed.join(", ")
+                    );
+                }
+                println!("{} snapshots repaired", done.len());
+            }
+        }
     }
     Ok(crate::exit::OK)
 }

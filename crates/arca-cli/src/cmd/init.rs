@@ -10,8 +10,15 @@ use crate::common;
 pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
     let storage = common::storage(g)?;
     let password = crate::password::get(g, true)?;
+    let shared_from = if a.copy_chunker_params {
+        let src = crate::cmd::copy::open_source(g, &a.from)?;
+        Some(src.shared_secrets())
+    } else {
+        None
+    };
     let opts = InitOptions {
         compression_level: a.compression.clamp(0, 22),
+        shared_from,
         ..Default::default()
     };
     let repo = Repository::init(storage, &password, opts)?;

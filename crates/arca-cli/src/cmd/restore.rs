@@ -64,6 +64,9 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         if s.deleted > 0 {
             println!("deleted {} entries not in the snapshot", s.deleted);
         }
+    }
+    if g.quiet && !g.json {
+        // Without --quiet each error was already shown as it happened.
         for e in &s.errors {
             eprintln!("error: {}: {}", e.path, e.reason);
         }

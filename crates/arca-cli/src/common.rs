@@ -132,3 +132,10 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string(v)?);
     Ok(())
 }
+
+/// Key-derivation parameters for new keys: the defaults, or cheap ones when
+/// `ARCA_INSECURE_TEST_KDF=1` (test suites only: such keys are easy to brute-force).
+pub fn kdf_params() -> Option<arca_core::format::KdfParams> {
+    (std::env::var("ARCA_INSECURE_TEST_KDF").as_deref() == Ok("1"))
+        .then(arca_core::crypto::test_kdf_params)
+}

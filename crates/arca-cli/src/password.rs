@@ -19,7 +19,14 @@ fn first_line(bytes: &[u8]) -> Vec<u8> {
 pub fn from_file(path: &Path) -> Result<Vec<u8>> {
     let raw =
         std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
-    Ok(first_line(&raw))
+    non_empty(first_line(&raw), &format!("file {}", path.display()))
+}
+
+fn non_empty(p: Vec<u8>, source: &str) -> Result<Vec<u8>> {
+    if p.is_empty() {
+        bail!("the password from {source} is empty; an empty password is not allowed");
+    }
+    Ok(p)
 }
 
 /// The repository password from the sources in order of precedence. `confirm` asks twice
@@ -35,13 +42,13 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> Result<Vec<u8>> {
         if !out.status.success() {
             bail!("password command {cmd:?} failed with {}", out.status);
         }
-        return Ok(first_line(&out.stdout));
+        return non_empty(first_line(&out.stdout), &format!("command {cmd:?}"));
     }
     if let Some(p) = &g.password_file {
         return from_file(p);
     }
     if let Ok(p) = std::env::var("ARCA_PASSWORD") {
-        return Ok(p.into_bytes());
+        return non_empty(p.into_bytes(), "ARCA_PASSWORD");
     }
     prompt(confirm, "repository password")
 }

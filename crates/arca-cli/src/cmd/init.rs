@@ -19,6 +19,7 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
     let opts = InitOptions {
         compression_level: a.compression.clamp(0, 22),
         shared_from,
+        kdf: common::kdf_params(),
         ..Default::default()
     };
     let repo = Repository::init(storage, &password, opts)?;

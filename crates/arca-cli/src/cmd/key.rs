@@ -50,7 +50,7 @@ pub fn run(g: &GlobalArgs, c: KeyCommand) -> Result<i32> {
         }
         KeyCommand::Add(a) => {
             let pw = new_password(&a)?;
-            let id = repo.add_key(&pw, None)?;
+            let id = repo.add_key(&pw, common::kdf_params())?;
             if g.json {
                 common::print_json(&serde_json::json!({"added": id}))?;
             } else if !g.quiet {
@@ -79,7 +79,7 @@ pub fn run(g: &GlobalArgs, c: KeyCommand) -> Result<i32> {
             let mut repo = Arc::try_unwrap(repo)
                 .map_err(|_| anyhow::anyhow!("repository in use"))
                 .context("changing the password")?;
-            let id = repo.change_password(&pw, None)?;
+            let id = repo.change_password(&pw, common::kdf_params())?;
             if g.json {
                 common::print_json(&serde_json::json!({"new_key": id}))?;
             } else if !g.quiet {

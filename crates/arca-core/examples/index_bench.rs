@@ -90,7 +90,7 @@ fn main() {
         while blobs.len() < PACK_BLOBS && (i as usize) < n {
             let length = 1_000 + (i as u32 % 4_000_000);
             blobs.push(BlobEntry {
-                kind: if i % 50 == 0 {
+                kind: if i.is_multiple_of(50) {
                     BlobKind::Tree
                 } else {
                     BlobKind::Data
@@ -98,7 +98,7 @@ fn main() {
                 id: blob_id(i),
                 offset,
                 length,
-                raw_length: if i % 3 == 0 { length * 2 } else { 0 },
+                raw_length: if i.is_multiple_of(3) { length * 2 } else { 0 },
             });
             offset = offset.wrapping_add(length);
             i += 1;

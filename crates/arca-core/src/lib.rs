@@ -15,6 +15,7 @@ pub mod fsmeta;
 pub mod id;
 pub mod index;
 pub mod lock;
+pub mod longpath;
 pub mod pack;
 pub mod parallel;
 pub mod progress;

@@ -28,6 +28,7 @@ use crate::format::{
 use crate::fsmeta::{OwnerNames, node_from_metadata, unchanged_since};
 use crate::id::Id;
 use crate::index::Index;
+use crate::longpath::resolve as lp;
 use crate::progress::Progress;
 use crate::repo::{Repository, encode_tree};
 use crate::saver::BlobSaver;
@@ -198,7 +199,9 @@ pub fn backup_paths(
     let mut abs = Vec::new();
     for p in paths {
         let a = absolute_clean(p)?;
-        fs::symlink_metadata(&a).map_err(|e| Error::path(&a, e))?;
+        lp(&a)
+            .and_then(|r| fs::symlink_metadata(r.path()))
+            .map_err(|e| Error::path(&a, e))?;
         abs.push(a);
     }
     abs.sort();
@@ -451,6 +454,8 @@ pub fn backup_stream(
 /// owner or root), so a backup does not change what the next backup sees.
 fn open_noatime(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let resolved = lp(path)?;
+    let path = resolved.path();
     match fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOATIME)
@@ -526,6 +531,19 @@ fn read_file(
     (res, buf)
 }
 
+/// [`node_from_metadata`] for paths of any length.
+fn stat_node(
+    path: &Path,
+    name: &[u8],
+    md: &fs::Metadata,
+    owners: &mut OwnerNames,
+) -> (Node, Vec<String>) {
+    match lp(path) {
+        Ok(r) => node_from_metadata(r.path(), name, md, owners),
+        Err(_) => node_from_metadata(path, name, md, owners),
+    }
+}
+
 struct Walker<'a> {
     repo: &'a Arc<Repository>,
     index: &'a Index,
@@ -586,7 +604,7 @@ impl Walker<'_> {
     fn visit_trie(&mut self, dir: &Path, trie: &Trie, parent: Option<&Tree>) -> Result<()> {
         for (name, child) in &trie.children {
             let path = dir.join(name);
-            let md = match fs::symlink_metadata(&path) {
+            let md = match lp(&path).and_then(|r| fs::symlink_metadata(r.path())) {
                 Ok(m) => m,
                 Err(e) => {
                     self.error(&path, e)?;
@@ -598,8 +616,7 @@ impl Walker<'_> {
                 self.root_dev = md.dev();
                 self.walk(&path, name.as_bytes(), md, pnode)?;
             } else {
-                let (mut node, _) =
-                    node_from_metadata(&path, name.as_bytes(), &md, &mut self.owners);
+                let (mut node, _) = stat_node(&path, name.as_bytes(), &md, &mut self.owners);
                 node.atime_ns = node.mtime_ns;
                 let ptree = self.parent_subtree(pnode)?;
                 self.send(Event::Enter)?;
@@ -634,7 +651,7 @@ impl Walker<'_> {
         if self.progress.should_stop() {
             return Err(Error::Interrupted);
         }
-        let (mut node, warnings) = node_from_metadata(path, name, &md, &mut self.owners);
+        let (mut node, warnings) = stat_node(path, name, &md, &mut self.owners);
         if node.kind == NodeKind::Dir {
             // Listing a directory updates its atime: recording it would make every
             // directory look changed in the next backup. Directories restore atime = mtime.
@@ -649,11 +666,11 @@ impl Walker<'_> {
                 self.send(Event::Enter)?;
                 let cross = self.opts.one_file_system && md.dev() != self.root_dev;
                 let skip = cross
-                    || self
-                        .excludes
-                        .if_present
-                        .iter()
-                        .any(|n| path.join(n).symlink_metadata().is_ok());
+                    || self.excludes.if_present.iter().any(|n| {
+                        lp(&path.join(n))
+                            .and_then(|r| fs::symlink_metadata(r.path()))
+                            .is_ok()
+                    });
                 if !skip {
                     self.walk_dir(path, ptree.as_ref())?;
                 }
@@ -705,7 +722,7 @@ impl Walker<'_> {
     }
 
     fn walk_dir(&mut self, dir: &Path, ptree: Option<&Tree>) -> Result<()> {
-        let rd = match fs::read_dir(dir) {
+        let rd = match lp(dir).and_then(|r| fs::read_dir(r.path())) {
             Ok(r) => r,
             Err(e) => return self.error(dir, e),
         };
@@ -737,7 +754,7 @@ impl Walker<'_> {
             if self.excludes.is_excluded(&path) {
                 continue;
             }
-            let md = match fs::symlink_metadata(&path) {
+            let md = match lp(&path).and_then(|r| fs::symlink_metadata(r.path())) {
                 Ok(m) => m,
                 Err(e) => {
                     // Vanished between listing and stat: not an error worth failing for.
@@ -855,11 +872,11 @@ pub fn scan_totals(paths: &[PathBuf], excludes: &Excludes) -> (u64, u64) {
         .filter_map(|p| absolute_clean(p).ok())
         .collect();
     while let Some(p) = stack.pop() {
-        let Ok(md) = fs::symlink_metadata(&p) else {
+        let Ok(md) = lp(&p).and_then(|r| fs::symlink_metadata(r.path())) else {
             continue;
         };
         if md.is_dir() {
-            if let Ok(rd) = fs::read_dir(&p) {
+            if let Ok(rd) = lp(&p).and_then(|r| fs::read_dir(r.path())) {
                 for e in rd.flatten() {
                     let child = e.path();
                     if !excludes.is_excluded(&child) {

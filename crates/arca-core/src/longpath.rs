@@ -66,7 +66,10 @@ pub fn resolve(path: &Path) -> io::Result<Resolved<'_>> {
     for c in comps {
         if base.as_os_str().len() + chunk.as_os_str().len() + c.len() + 2 >= LIMIT {
             let fd = open_dir(&base.join(&chunk))?;
-            base = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+            base = PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd)
+            ));
             dirs.push(fd);
             chunk = PathBuf::new();
         }
@@ -102,7 +105,10 @@ mod tests {
         let f = p.join("file");
         std::fs::write(resolve(&f).unwrap().path(), b"deep").unwrap();
         assert_eq!(std::fs::read(resolve(&f).unwrap().path()).unwrap(), b"deep");
-        assert!(std::fs::read(&f).is_err(), "the plain path is too long for the kernel");
+        assert!(
+            std::fs::read(&f).is_err(),
+            "the plain path is too long for the kernel"
+        );
         let short = dir.path().join("x");
         assert_eq!(resolve(&short).unwrap().path(), short.as_path());
     }

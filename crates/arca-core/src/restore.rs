@@ -24,6 +24,7 @@ use crate::format::{BlobEntry, EntryError, Node, NodeKind, Tree};
 use crate::fsmeta::{self, ApplyOptions};
 use crate::id::Id;
 use crate::index::Index;
+use crate::longpath::resolve as lp;
 use crate::pack::open_blob;
 use crate::progress::Progress;
 use crate::repo::{Repository, pack_name};
@@ -222,23 +223,23 @@ pub fn restore(
 
     // Directories first (replacing anything that is not a directory).
     for (path, _) in &plan.dirs {
-        match fs::symlink_metadata(path) {
+        match lp(path).and_then(|r| fs::symlink_metadata(r.path())) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 if opts.overwrite == Overwrite::Never {
                     fail(path, "exists and is not a directory".into());
                     continue;
                 }
-                if let Err(e) = fs::remove_file(path) {
+                if let Err(e) = lp(path).and_then(|r| fs::remove_file(r.path())) {
                     fail(path, format!("cannot replace with a directory: {e}"));
                     continue;
                 }
-                if let Err(e) = fs::create_dir(path) {
+                if let Err(e) = lp(path).and_then(|r| fs::create_dir(r.path())) {
                     fail(path, format!("create directory: {e}"));
                 }
             }
             Err(_) => {
-                if let Err(e) = fs::create_dir_all(path) {
+                if let Err(e) = lp(path).and_then(|r| fs::create_dir_all(r.path())) {
                     fail(path, format!("create directory: {e}"));
                 }
             }
@@ -350,8 +351,10 @@ pub fn restore(
     for f in &plan.files {
         if let Some(first) = f.link_to {
             let src = &plan.files[first].path;
-            let _ = fs::remove_file(&f.path);
-            if let Err(e) = fs::hard_link(src, &f.path) {
+            let _ = lp(&f.path).and_then(|r| fs::remove_file(r.path()));
+            let linked =
+                lp(src).and_then(|s| lp(&f.path).and_then(|d| fs::hard_link(s.path(), d.path())));
+            if let Err(e) = linked {
                 fail(
                     &f.path,
                     format!("create hardlink to {}: {e}", src.display()),
@@ -361,26 +364,33 @@ pub fn restore(
         }
     }
     for (path, node) in &plan.others {
-        if let Ok(m) = fs::symlink_metadata(path) {
+        if let Ok(m) = lp(path).and_then(|r| fs::symlink_metadata(r.path())) {
             if opts.overwrite == Overwrite::Never {
                 continue;
             }
-            let r = if m.is_dir() {
-                fs::remove_dir_all(path)
-            } else {
-                fs::remove_file(path)
-            };
+            let r = lp(path).and_then(|r| {
+                if m.is_dir() {
+                    fs::remove_dir_all(r.path())
+                } else {
+                    fs::remove_file(r.path())
+                }
+            });
             if let Err(e) = r {
                 fail(path, format!("cannot replace: {e}"));
                 continue;
             }
         }
-        let r = match node.kind {
-            NodeKind::Symlink => fsmeta::create_symlink(path, node),
-            _ => fsmeta::create_special(path, node),
+        let r = match lp(path) {
+            Ok(rp) => match node.kind {
+                NodeKind::Symlink => {
+                    fsmeta::create_symlink(rp.path(), node).map_err(|e| e.to_string())
+                }
+                _ => fsmeta::create_special(rp.path(), node).map_err(|e| e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
         };
         if let Err(e) = r {
-            fail(path, e.to_string());
+            fail(path, e);
         }
         progress.add_files(1);
     }
@@ -388,7 +398,9 @@ pub fn restore(
     // --delete: remove what the snapshot does not have.
     if opts.delete {
         for (dir, names) in &plan.complete_dirs {
-            let Ok(rd) = fs::read_dir(dir) else { continue };
+            let Ok(rd) = lp(dir).and_then(|r| fs::read_dir(r.path())) else {
+                continue;
+            };
             for entry in rd.flatten() {
                 let name = entry.file_name();
                 if names
@@ -398,10 +410,10 @@ pub fn restore(
                     continue;
                 }
                 let p = entry.path();
-                let r = match entry.file_type() {
-                    Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
-                    _ => fs::remove_file(&p),
-                };
+                let r = lp(&p).and_then(|rp| match entry.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(rp.path()),
+                    _ => fs::remove_file(rp.path()),
+                });
                 match r {
                     Ok(()) => summary.deleted += 1,
                     Err(e) => fail(&p, format!("delete: {e}")),
@@ -423,18 +435,18 @@ pub fn restore(
         .collect();
     for f in &plan.files {
         if f.link_to.is_none() && !failed_paths.contains(f.path.to_string_lossy().as_ref()) {
-            if let Err(e) = fsmeta::apply_metadata(&f.path, &f.node, &apply) {
+            if let Err(e) = apply_at(&f.path, &f.node, &apply) {
                 fail(&f.path, e.to_string());
             }
         }
     }
     for (path, node) in &plan.others {
-        if let Err(e) = fsmeta::apply_metadata(path, node, &apply) {
+        if let Err(e) = apply_at(path, node, &apply) {
             fail(path, e.to_string());
         }
     }
     for (path, node) in plan.dirs.iter().rev() {
-        if let Err(e) = fsmeta::apply_metadata(path, node, &apply) {
+        if let Err(e) = apply_at(path, node, &apply) {
             fail(path, e.to_string());
         }
     }
@@ -588,7 +600,9 @@ fn prepare_file(
         layout.push((*id, off, len));
         off += len;
     }
-    let existing = fs::symlink_metadata(&f.path).ok();
+    let existing = lp(&f.path)
+        .and_then(|r| fs::symlink_metadata(r.path()))
+        .ok();
     match existing {
         Some(m) if m.is_file() => {
             if overwrite == Overwrite::Never {
@@ -599,10 +613,8 @@ fn prepare_file(
                 return Ok(FilePrep::Skip);
             }
             // Compare blob by blob; keep what matches.
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&f.path)
+            let file = lp(&f.path)
+                .and_then(|r| OpenOptions::new().read(true).write(true).open(r.path()))
                 .map_err(|e| Error::path(&f.path, e))?;
             let mut blobs = Vec::new();
             let mut unchanged = 0u64;
@@ -634,9 +646,13 @@ fn prepare_file(
                 return Ok(FilePrep::Skip);
             }
             if m.is_dir() {
-                fs::remove_dir_all(&f.path).map_err(|e| Error::path(&f.path, e))?;
+                lp(&f.path)
+                    .and_then(|r| fs::remove_dir_all(r.path()))
+                    .map_err(|e| Error::path(&f.path, e))?;
             } else {
-                fs::remove_file(&f.path).map_err(|e| Error::path(&f.path, e))?;
+                lp(&f.path)
+                    .and_then(|r| fs::remove_file(r.path()))
+                    .map_err(|e| Error::path(&f.path, e))?;
             }
             if layout.is_empty() {
                 create_sized(&f.path, node.size)?;
@@ -662,11 +678,19 @@ fn prepare_file(
 }
 
 fn create_sized(path: &Path, size: u64) -> Result<()> {
-    let f = File::create(path).map_err(|e| Error::path(path, e))?;
+    let f = lp(path)
+        .and_then(|r| File::create(r.path()))
+        .map_err(|e| Error::path(path, e))?;
     if size > 0 {
         f.set_len(size).map_err(|e| Error::path(path, e))?;
     }
     Ok(())
+}
+
+/// [`fsmeta::apply_metadata`] for paths of any length.
+fn apply_at(path: &Path, node: &Node, opts: &ApplyOptions) -> std::result::Result<(), String> {
+    let r = lp(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fsmeta::apply_metadata(r.path(), node, opts).map_err(|e| e.to_string())
 }
 
 /// Largest gap between needed blobs that is read through rather than skipped.
@@ -734,7 +758,7 @@ fn restore_pack(
                         if fresh[fi] {
                             o.create(true);
                         }
-                        match o.open(path) {
+                        match lp(path).and_then(|r| o.open(r.path())) {
                             Ok(f) => v.insert(f),
                             Err(e) => {
                                 fail(path, format!("open for writing: {e}"));
@@ -803,7 +827,9 @@ fn write_sparse(file: &File, data: &[u8], off: u64, hole: &AtomicBool) -> std::i
 }
 
 fn verify_file(repo: &Repository, index: &Index, f: &PlanFile) -> Result<()> {
-    let mut file = File::open(&f.path).map_err(|e| Error::path(&f.path, e))?;
+    let mut file = lp(&f.path)
+        .and_then(|r| File::open(r.path()))
+        .map_err(|e| Error::path(&f.path, e))?;
     let mut buf = Vec::new();
     let mut total = 0u64;
     for id in &f.node.content {

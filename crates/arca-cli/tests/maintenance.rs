@@ -70,7 +70,12 @@ fn snapshot_ids(repo: &Path) -> Vec<String> {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let s = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let s = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(s.success());
 }
 
@@ -103,19 +108,35 @@ fn fixture(base: &Path) -> (PathBuf, Vec<(String, Vec<(PathBuf, Vec<u8>)>)>) {
     for g in 1..=6u64 {
         write_generation(&src, g);
         let day = format!("2026-01-{:02} 12:00:00", g);
-        ok(&repo, &["backup", src.to_str().unwrap(), "--time", &day, "-q"]);
+        ok(
+            &repo,
+            &["backup", src.to_str().unwrap(), "--time", &day, "-q"],
+        );
         let id = snapshot_ids(&repo).pop().unwrap();
         expected.push((id, dir_digest(&src)));
     }
     (repo, expected)
 }
 
-fn assert_restores(repo: &Path, id: &str, expected: &[(PathBuf, Vec<u8>)], scratch: &Path, src: &Path) {
+fn assert_restores(
+    repo: &Path,
+    id: &str,
+    expected: &[(PathBuf, Vec<u8>)],
+    scratch: &Path,
+    src: &Path,
+) {
     let target = scratch.join(format!("restore-{id}"));
     let _ = std::fs::remove_dir_all(&target);
-    ok(repo, &["restore", id, "--target", target.to_str().unwrap(), "-q"]);
+    ok(
+        repo,
+        &["restore", id, "--target", target.to_str().unwrap(), "-q"],
+    );
     let restored = target.join(src.strip_prefix("/").unwrap());
-    assert_eq!(dir_digest(&restored), expected, "snapshot {id} restores identically");
+    assert_eq!(
+        dir_digest(&restored),
+        expected,
+        "snapshot {id} restores identically"
+    );
     std::fs::remove_dir_all(&target).unwrap();
 }
 
@@ -150,7 +171,10 @@ fn prune_killed_at_random_points_loses_nothing() {
     let t = Instant::now();
     ok(&probe, &["prune", "--max-unused", "0%"]);
     let full = t.elapsed().as_micros().max(1000) as u64;
-    let runs: u64 = std::env::var("ARCA_TORTURE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let runs: u64 = std::env::var("ARCA_TORTURE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let mut rng = Rng(42);
     let mut completed = 0;
     for run in 0..runs {
@@ -177,7 +201,9 @@ fn prune_killed_at_random_points_loses_nothing() {
         assert!(o.contains("no errors"), "{o}");
         std::fs::remove_dir_all(&repo).unwrap();
     }
-    eprintln!("{runs} prunes killed at random points ({completed} had already finished); nothing lost");
+    eprintln!(
+        "{runs} prunes killed at random points ({completed} had already finished); nothing lost"
+    );
 }
 
 #[test]
@@ -187,7 +213,13 @@ fn copy_killed_then_resumed() {
     let src = base.path().join("src");
     let dst = base.path().join("dst");
     let o = Command::new(ARCA)
-        .args(["-r", dst.to_str().unwrap(), "init", "--copy-chunker-params", "--from-repo"])
+        .args([
+            "-r",
+            dst.to_str().unwrap(),
+            "init",
+            "--copy-chunker-params",
+            "--from-repo",
+        ])
         .arg(&src_repo)
         .env("ARCA_PASSWORD", "maint-pw")
         .env("ARCA_INSECURE_TEST_KDF", "1")
@@ -212,7 +244,11 @@ fn copy_killed_then_resumed() {
             }
             None => {
                 let out = child.wait_with_output().unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
     };
@@ -225,7 +261,11 @@ fn copy_killed_then_resumed() {
     copy(None);
     copy(None);
     let ids = snapshot_ids(&dst);
-    assert_eq!(ids.len(), expected.len(), "every snapshot copied exactly once");
+    assert_eq!(
+        ids.len(),
+        expected.len(),
+        "every snapshot copied exactly once"
+    );
     let o = ok(&dst, &["check", "--read-data"]);
     assert!(o.contains("no errors"), "{o}");
     // The copies restore like the originals (matched by time order).
@@ -239,7 +279,18 @@ fn forget_applies_gfs_and_prune_frees_space() {
     let base = tempfile::tempdir().unwrap();
     let (repo, _) = fixture(base.path());
     let before: u64 = dir_size(&repo.join("data"));
-    let out = ok(&repo, &["forget", "--keep-daily", "2", "--json", "--prune", "--max-unused", "0%"]);
+    let out = ok(
+        &repo,
+        &[
+            "forget",
+            "--keep-daily",
+            "2",
+            "--json",
+            "--prune",
+            "--max-unused",
+            "0%",
+        ],
+    );
     let first = out.lines().next().unwrap();
     let v: serde_json::Value = serde_json::from_str(first).unwrap();
     assert_eq!(v["removed"].as_array().unwrap().len(), 4);

@@ -47,6 +47,9 @@ impl Default for InitOptions {
     }
 }
 
+/// Snapshots that could be read (oldest first), and errors for those that could not.
+pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<Error>);
+
 /// The secrets two repositories share to deduplicate the same way.
 #[derive(Debug, Clone)]
 pub struct SharedSecrets {
@@ -383,7 +386,7 @@ impl Repository {
 
     /// Every snapshot, oldest first. Snapshots that cannot be read are returned as errors
     /// beside the good ones.
-    pub fn list_snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+    pub fn list_snapshots(&self) -> Result<SnapshotList> {
         let ids: Vec<Id> = self
             .list_ids("snapshots")?
             .into_iter()

@@ -73,6 +73,9 @@ pub struct RestoreSummary {
     pub duration_secs: f64,
 }
 
+/// Blobs needed from one pack, each with the (file, offset) pairs it is written to.
+type PackBlobs = Vec<(BlobEntry, Vec<(usize, u64)>)>;
+
 struct PlanFile {
     path: PathBuf,
     node: Node,
@@ -286,7 +289,7 @@ pub fn restore(
     }
 
     // Group by pack.
-    let mut by_pack: HashMap<Id, Vec<(BlobEntry, Vec<(usize, u64)>)>> = HashMap::new();
+    let mut by_pack: HashMap<Id, PackBlobs> = HashMap::new();
     for (id, targets) in needed {
         match index.get(&id) {
             Some(loc) => by_pack
@@ -303,7 +306,7 @@ pub fn restore(
             }
         }
     }
-    let mut packs: Vec<(Id, Vec<(BlobEntry, Vec<(usize, u64)>)>)> = by_pack.into_iter().collect();
+    let mut packs: Vec<(Id, PackBlobs)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
     let threads = opts
         .threads
@@ -434,10 +437,11 @@ pub fn restore(
         .map(|e| e.path.clone())
         .collect();
     for f in &plan.files {
-        if f.link_to.is_none() && !failed_paths.contains(f.path.to_string_lossy().as_ref()) {
-            if let Err(e) = apply_at(&f.path, &f.node, &apply) {
-                fail(&f.path, e.to_string());
-            }
+        if f.link_to.is_none()
+            && !failed_paths.contains(f.path.to_string_lossy().as_ref())
+            && let Err(e) = apply_at(&f.path, &f.node, &apply)
+        {
+            fail(&f.path, e);
         }
     }
     for (path, node) in &plan.others {

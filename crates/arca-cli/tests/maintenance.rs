@@ -100,7 +100,10 @@ fn dir_digest(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Builds a repository with 6 snapshots and keeps the expected content of each.
-fn fixture(base: &Path) -> (PathBuf, Vec<(String, Vec<(PathBuf, Vec<u8>)>)>) {
+/// Relative path and content of every file of a tree.
+type TreeContent = Vec<(PathBuf, Vec<u8>)>;
+
+fn fixture(base: &Path) -> (PathBuf, Vec<(String, TreeContent)>) {
     let repo = base.join("repo");
     let src = base.join("src");
     ok(&repo, &["init"]);

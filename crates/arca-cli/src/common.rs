@@ -44,14 +44,14 @@ pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
     let storage = storage(g)?;
     let loc = location(g)?;
     // Fail on a missing repository before asking for a password.
-    if let Err(e) = storage.stat("config") {
-        if e.is_not_found() {
-            return Err(match storage.list("") {
-                Err(_) => arca_core::Error::RepositoryNotFound(loc),
-                Ok(_) => arca_core::Error::NotARepository(loc),
-            }
-            .into());
+    if let Err(e) = storage.stat("config")
+        && e.is_not_found()
+    {
+        return Err(match storage.list("") {
+            Err(_) => arca_core::Error::RepositoryNotFound(loc),
+            Ok(_) => arca_core::Error::NotARepository(loc),
         }
+        .into());
     }
     let password = crate::password::get(g, false)?;
     Ok(Arc::new(Repository::open(storage, &password)?))
@@ -70,7 +70,7 @@ pub fn split_ref(r: &str) -> (&str, Option<&str>) {
 }
 
 pub fn matches_filter(s: &Snapshot, f: &SnapshotFilter) -> bool {
-    (f.hosts.is_empty() || f.hosts.iter().any(|h| *h == s.host))
+    (f.hosts.is_empty() || f.hosts.contains(&s.host))
         && (f.tags.is_empty()
             || f.tags.iter().any(|t| {
                 t.split(',')

@@ -2,19 +2,29 @@
 //!
 //! This crate owns the [`Storage`] trait: a small, synchronous interface over named objects
 //! (`config`, `keys/ID`, `data/XX/ID`, ...), its local-disk implementation, and layers that
-//! wrap any storage (fault injection for tests). It knows nothing of the repository format.
+//! wrap any storage (retries with backoff, fault injection for tests). It knows nothing of the
+//! repository format.
 //!
 //! The trait is synchronous on purpose: the engines above run their own thread pools and keep
-//! many requests in flight by calling from several threads; object-store backends keep a
-//! private async runtime behind this interface.
+//! many requests in flight by calling from several threads; object-store backends
+//! ([`OpendalStorage`]) keep a private async runtime behind this interface.
+//!
+//! [`open_location`] turns a location string into a storage; see [`location`] for the syntax.
 
 pub mod fault;
 pub mod local;
+pub mod location;
+pub mod opendal;
+pub mod retry;
 pub mod suite;
 
 use std::fmt;
-use std::sync::Arc;
 
+pub use crate::location::{
+    Location, OpenOptions, open_location, open_location_with, parse_location,
+};
+pub use crate::opendal::OpendalStorage;
+pub use crate::retry::{RetryBudget, RetryStorage};
 pub use local::LocalStorage;
 
 /// What went wrong with a storage operation, and whether retrying can help.
@@ -128,7 +138,7 @@ pub trait Storage: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 }
 
-impl<S: Storage + ?Sized> Storage for Arc<S> {
+impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
     fn properties(&self) -> Properties {
         (**self).properties()
     }
@@ -155,20 +165,21 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     }
 }
 
-/// Opens a storage from a location string. Only local paths exist so far; other schemes
-/// are refused with a clear message.
-pub fn open_location(location: &str) -> Result<Arc<dyn Storage>> {
-    if let Some((scheme, _)) = location.split_once(':')
-        && !scheme.is_empty()
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric())
-        && scheme.len() > 1
+/// Checks that `name` is a valid object name: relative, `/`-separated, no empty, `.` or `..`
+/// components.
+pub(crate) fn check_name(op: &'static str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.starts_with('/')
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
     {
         return Err(StorageError::new(
             ErrorKind::Other,
-            "open",
-            location,
-            format!("storage scheme '{scheme}:' is not supported yet"),
+            op,
+            name,
+            "invalid object name",
         ));
     }
-    Ok(Arc::new(LocalStorage::new(location)))
+    Ok(())
 }

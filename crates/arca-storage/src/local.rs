@@ -31,19 +31,7 @@ impl LocalStorage {
     }
 
     fn path(&self, name: &str) -> Result<PathBuf> {
-        if name.is_empty()
-            || name.starts_with('/')
-            || name
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-        {
-            return Err(StorageError::new(
-                ErrorKind::Other,
-                "resolve",
-                name,
-                "invalid object name",
-            ));
-        }
+        crate::check_name("resolve", name)?;
         Ok(self.root.join(name))
     }
 

@@ -97,6 +97,22 @@ pub fn resolve(
     Ok(arca_core::repo::resolve_in(&filtered, reference)?)
 }
 
+/// The snapshots named by `refs`, or (without refs) all those matching `filter`.
+pub fn select(
+    snaps: &[(Id, Snapshot)],
+    refs: &[String],
+    filter: Option<&SnapshotFilter>,
+) -> Result<Vec<(Id, Snapshot)>> {
+    if refs.is_empty() {
+        return Ok(snaps
+            .iter()
+            .filter(|(_, s)| filter.is_none_or(|f| matches_filter(s, f)))
+            .cloned()
+            .collect());
+    }
+    refs.iter().map(|r| resolve(snaps, r, None)).collect()
+}
+
 pub fn all_snapshots(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
     let (snaps, bad) = repo.list_snapshots()?;
     for e in bad {

@@ -242,21 +242,7 @@ impl BlobSaver {
     /// Flushes every pack and the final index file. Returns the packs written and the
     /// final counters.
     pub fn finish(mut self) -> Result<(Vec<IndexPack>, SaverTotals)> {
-        self.job_tx.take();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-        if let Some(p) = self.packer.take() {
-            let _ = p.join();
-        }
-        for u in self.uploaders.drain(..) {
-            let _ = u.join();
-        }
-        let packs = self
-            .indexer
-            .take()
-            .and_then(|i| i.join().ok())
-            .unwrap_or_default();
+        let packs = self.drain();
         if self.failed.load(Ordering::SeqCst) {
             return Err(self.take_error());
         }
@@ -269,8 +255,9 @@ impl BlobSaver {
     }
 }
 
-impl Drop for BlobSaver {
-    fn drop(&mut self) {
+impl BlobSaver {
+    /// Closes the queue and waits for every stage in order; returns the packs written.
+    fn drain(&mut self) -> Vec<IndexPack> {
         self.job_tx.take();
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -281,9 +268,16 @@ impl Drop for BlobSaver {
         for u in self.uploaders.drain(..) {
             let _ = u.join();
         }
-        if let Some(i) = self.indexer.take() {
-            let _ = i.join();
-        }
+        self.indexer
+            .take()
+            .and_then(|i| i.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for BlobSaver {
+    fn drop(&mut self) {
+        self.drain();
     }
 }
 

@@ -39,18 +39,7 @@ pub fn run(g: &GlobalArgs, a: CopyArgs) -> Result<i32> {
     }
     let _dst_lock = lock::acquire(&dst, false, "copy")?;
     let snaps = common::all_snapshots(&src)?;
-    let selected: Vec<_> = if a.snapshots.is_empty() {
-        snaps
-            .iter()
-            .filter(|(_, s)| common::matches_filter(s, &a.filter))
-            .cloned()
-            .collect()
-    } else {
-        a.snapshots
-            .iter()
-            .map(|r| common::resolve(&snaps, r, None))
-            .collect::<Result<_>>()?
-    };
+    let selected = common::select(&snaps, &a.snapshots, Some(&a.filter))?;
     let progress = CliProgress::new(g, "copy");
     let result = copy_snapshots(&src, &dst, &selected, &progress);
     progress.finish();

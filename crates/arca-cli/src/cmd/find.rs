@@ -20,18 +20,7 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> Result<i32> {
         .build()
         .with_context(|| format!("bad pattern {:?}", a.pattern))?
         .compile_matcher();
-    let selected: Vec<_> = if a.snapshots.is_empty() {
-        snaps
-            .iter()
-            .filter(|(_, s)| common::matches_filter(s, &a.filter))
-            .cloned()
-            .collect()
-    } else {
-        a.snapshots
-            .iter()
-            .map(|r| common::resolve(&snaps, r, None))
-            .collect::<Result<_>>()?
-    };
+    let selected = common::select(&snaps, &a.snapshots, Some(&a.filter))?;
     let mut found = 0u64;
     let mut out = Vec::new();
     for (id, snap) in &selected {

@@ -15,14 +15,7 @@ pub fn run(g: &GlobalArgs, a: StatsArgs) -> Result<i32> {
     let repo = common::open(g)?;
     let index = common::load_index(&repo)?;
     let snaps = common::all_snapshots(&repo)?;
-    let selected: Vec<_> = if a.snapshots.is_empty() {
-        snaps.clone()
-    } else {
-        a.snapshots
-            .iter()
-            .map(|r| common::resolve(&snaps, r, None))
-            .collect::<Result<_>>()?
-    };
+    let selected = common::select(&snaps, &a.snapshots, None)?;
     let mut restore_size = 0u64;
     let mut files = 0u64;
     let mut blobs = HashSet::new();

@@ -198,7 +198,14 @@ pub fn derive_key(password: &[u8], p: &KdfParams) -> Result<[u8; 32], CryptoErro
         )));
     }
     // Refuse parameters that would let a crafted key file exhaust memory or time.
-    if p.memory_kib > 4 * 1024 * 1024 || p.iterations > 100 || p.parallelism > 64 {
+    // Also bound memory x iterations: a planted key file must not make every open of the
+    // repository take minutes (the default costs 64 MiB x 2).
+    let cost = u64::from(p.memory_kib) * u64::from(p.iterations);
+    if p.memory_kib > 4 * 1024 * 1024
+        || p.iterations > 100
+        || p.parallelism > 64
+        || cost > 4 * 1024 * 1024
+    {
         return Err(CryptoError::Kdf(
             "key derivation parameters out of range".into(),
         ));

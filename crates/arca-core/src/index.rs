@@ -183,12 +183,20 @@ pub fn decode_index(data: &[u8]) -> Result<IndexFile, IndexError> {
     if v != BINARY_VERSION {
         return Err(IndexError::Version(v));
     }
+    // Index entries are mostly random ids and barely compress: a body expanding more
+    // than 16-fold is a decompression bomb.
+    let limit = MAX_INDEX_PLAIN.min((rest.len() as u64).saturating_mul(16) + 4096);
     let mut body = Vec::new();
     zstd::stream::read::Decoder::new(rest)
         .map_err(|e| IndexError::Malformed(e.to_string()))?
-        .take(MAX_INDEX_PLAIN)
+        .take(limit + 1)
         .read_to_end(&mut body)
         .map_err(|e| IndexError::Malformed(e.to_string()))?;
+    if body.len() as u64 > limit {
+        return Err(IndexError::Malformed(
+            "decompresses to more than 16 times its size".into(),
+        ));
+    }
     postcard::from_bytes(&body).map_err(|e| IndexError::Malformed(e.to_string()))
 }
 
@@ -227,6 +235,15 @@ mod tests {
         assert_eq!(ix.get(&entry(3, BlobKind::Data).id).unwrap().pack, p2);
         assert!(ix.get(&entry(4, BlobKind::Data).id).is_none());
         assert!(ix.memory_bytes() > 0);
+    }
+
+    /// Found by the index fuzz target: a tiny object decompressing to a gigabyte.
+    #[test]
+    fn decompression_bomb_is_refused() {
+        let mut data = vec![BINARY_VERSION];
+        data.extend(zstd::bulk::compress(&vec![0u8; 8 << 20], 19).unwrap());
+        assert!(data.len() < 4096);
+        assert!(matches!(decode_index(&data), Err(IndexError::Malformed(_))));
     }
 
     proptest! {

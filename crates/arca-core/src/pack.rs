@@ -238,6 +238,9 @@ pub fn decode_header(h: &[u8], data_len: u64) -> Result<Vec<BlobEntry>, PackErro
         if raw_length > MAX_BLOB_RAW {
             return Err(bad("blob raw length too large"));
         }
+        if offset > u64::from(u32::MAX) {
+            return Err(bad("blob offset beyond 4 GiB"));
+        }
         entries.push(BlobEntry {
             kind,
             id: Id(id),
@@ -278,7 +281,9 @@ pub fn parse_header_from_tail(
     }
     let t = &tail[tail.len() - 4..];
     let (start, len) = header_span(pack_size, [t[0], t[1], t[2], t[3]])?;
-    let tail_start = pack_size - tail.len() as u64;
+    let tail_start = pack_size
+        .checked_sub(tail.len() as u64)
+        .ok_or(PackError::TooShort(pack_size))?;
     if start < tail_start {
         return Err(PackError::HeaderLength(len));
     }
@@ -322,6 +327,28 @@ mod tests {
         fn header_parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..400), size in 0u64..1000) {
             let _ = decode_header(&data, size);
         }
+    }
+
+    /// Found by the pack_header fuzz target: offsets past 4 GiB wrapped around.
+    #[test]
+    fn header_with_offsets_beyond_4_gib_is_refused() {
+        let mut h = vec![BINARY_VERSION, 3, 0, 0, 0];
+        for _ in 0..3 {
+            h.push(0);
+            h.extend_from_slice(&[0u8; 32]);
+            h.extend_from_slice(&u32::MAX.to_le_bytes());
+            h.extend_from_slice(&0u32.to_le_bytes());
+        }
+        assert!(decode_header(&h, 1 << 34).is_err());
+    }
+
+    /// Found by hand while fuzzing: a tail longer than the pack underflowed.
+    #[test]
+    fn tail_longer_than_pack_is_an_error() {
+        let c = Crypto::new(MasterKey::generate());
+        let mut tail = vec![0u8; 41];
+        tail.extend_from_slice(&40u32.to_le_bytes());
+        assert!(parse_header_from_tail(&c, 44, &tail).is_err());
     }
 
     #[test]

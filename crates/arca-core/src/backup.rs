@@ -306,15 +306,7 @@ pub fn backup_paths(
         summary,
         errors,
     );
-    let snapshot_id = if opts.dry_run {
-        None
-    } else {
-        Some(repo.save_snapshot(&snapshot)?)
-    };
-    Ok(BackupResult {
-        snapshot_id,
-        snapshot,
-    })
+    finish_snapshot(repo, snapshot, opts.dry_run)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -440,7 +432,12 @@ pub fn backup_stream(
         summary,
         Vec::new(),
     );
-    let snapshot_id = if opts.dry_run {
+    finish_snapshot(repo, snapshot, opts.dry_run)
+}
+
+/// Writes the snapshot (unless a dry run) as the last step of a backup.
+fn finish_snapshot(repo: &Repository, snapshot: Snapshot, dry_run: bool) -> Result<BackupResult> {
+    let snapshot_id = if dry_run {
         None
     } else {
         Some(repo.save_snapshot(&snapshot)?)

@@ -658,27 +658,23 @@ fn prepare_file(
                     .and_then(|r| fs::remove_file(r.path()))
                     .map_err(|e| Error::path(&f.path, e))?;
             }
-            if layout.is_empty() {
-                create_sized(&f.path, node.size)?;
-            }
-            Ok(FilePrep::Write {
-                blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
-                fresh: true,
-                unchanged_bytes: 0,
-            })
+            fresh_file(f, &layout)
         }
-        None => {
-            // Files with content are created by the first blob written to them.
-            if layout.is_empty() {
-                create_sized(&f.path, node.size)?;
-            }
-            Ok(FilePrep::Write {
-                blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
-                fresh: true,
-                unchanged_bytes: 0,
-            })
-        }
+        None => fresh_file(f, &layout),
     }
+}
+
+/// A file restored from scratch: every blob is written. Files with content are created by
+/// the first blob written to them; empty ones here.
+fn fresh_file(f: &PlanFile, layout: &[(Id, u64, u64)]) -> Result<FilePrep> {
+    if layout.is_empty() {
+        create_sized(&f.path, f.node.size)?;
+    }
+    Ok(FilePrep::Write {
+        blobs: layout.iter().map(|&(id, off, _)| (id, off)).collect(),
+        fresh: true,
+        unchanged_bytes: 0,
+    })
 }
 
 fn create_sized(path: &Path, size: u64) -> Result<()> {

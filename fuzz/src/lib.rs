@@ -10,16 +10,13 @@ use std::sync::OnceLock;
 
 use arca_core::crypto::{Crypto, MasterKey, default_kdf_params, test_kdf_params};
 use arca_core::format::{
-    BINARY_VERSION, BackupType, BlobEntry, BlobKind, ChunkerParams, Config, EntryError,
-    FORMAT_VERSION, IndexFile, IndexPack, KeyFile, KeyKind, Node, NodeKind, Snapshot,
-    SnapshotSummary, Tree, Xattr,
+    BackupType, BlobEntry, BlobKind, ChunkerParams, Config, EntryError, FORMAT_VERSION, IndexFile,
+    IndexPack, KeyFile, KeyKind, Node, NodeKind, Snapshot, SnapshotSummary, Tree, Xattr,
 };
 use arca_core::id::Id;
 use arca_core::pack::{BlobCompressor, PackWriter, seal_blob};
 
-/// The associated data of pack headers (private in `arca_core::pack`; the `pack_header`
-/// target checks at start-up that it still matches).
-pub const PACK_HEADER_AAD: &[u8] = b"arca pack header v1";
+pub use arca_core::pack::HEADER_AAD as PACK_HEADER_AAD;
 
 /// One random master key for the whole process.
 pub fn crypto() -> &'static Crypto {
@@ -35,18 +32,7 @@ pub fn take<const N: usize>(data: &[u8]) -> ([u8; N], &[u8]) {
     (out, &data[n..])
 }
 
-/// A plaintext pack header (the layout `pack::decode_header` parses).
-pub fn encode_header(entries: &[BlobEntry]) -> Vec<u8> {
-    let mut h = vec![BINARY_VERSION];
-    h.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for e in entries {
-        h.push(e.kind.to_byte());
-        h.extend_from_slice(&e.id.0);
-        h.extend_from_slice(&e.length.to_le_bytes());
-        h.extend_from_slice(&e.raw_length.to_le_bytes());
-    }
-    h
-}
+pub use arca_core::pack::encode_header;
 
 fn ts(s: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH)

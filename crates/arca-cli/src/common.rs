@@ -44,15 +44,7 @@ pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
     let storage = storage(g)?;
     let loc = location(g)?;
     // Fail on a missing repository before asking for a password.
-    if let Err(e) = storage.stat("config")
-        && e.is_not_found()
-    {
-        return Err(match storage.list("") {
-            Err(_) => arca_core::Error::RepositoryNotFound(loc),
-            Ok(_) => arca_core::Error::NotARepository(loc),
-        }
-        .into());
-    }
+    arca_core::repo::ensure_repository(storage.as_ref(), &loc)?;
     let password = crate::password::get(g, false)?;
     Ok(Arc::new(Repository::open(storage, &password)?))
 }

@@ -10,7 +10,8 @@ use crate::crypto::{Crypto, SEAL_OVERHEAD};
 use crate::format::{BINARY_VERSION, BlobEntry, BlobKind};
 use crate::id::Id;
 
-const HEADER_AAD: &[u8] = b"arca pack header v1";
+/// Associated data of sealed pack headers.
+pub const HEADER_AAD: &[u8] = b"arca pack header v1";
 const ENTRY_LEN: usize = 1 + 32 + 4 + 4;
 /// The largest plaintext a blob may claim (bounds decompression of untrusted data).
 pub const MAX_BLOB_RAW: u32 = 512 << 20;
@@ -195,7 +196,8 @@ impl PackWriter {
     }
 }
 
-fn encode_header(entries: &[BlobEntry]) -> Vec<u8> {
+/// The plaintext header of a pack holding `entries` (before sealing).
+pub fn encode_header(entries: &[BlobEntry]) -> Vec<u8> {
     let mut h = Vec::with_capacity(5 + entries.len() * ENTRY_LEN);
     h.push(BINARY_VERSION);
     h.extend_from_slice(&(entries.len() as u32).to_le_bytes());

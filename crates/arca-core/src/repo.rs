@@ -101,6 +101,15 @@ pub fn username() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
+/// Fails with `RepositoryNotFound` or `NotARepository` unless `storage` holds a config
+/// (cheap: one stat; callers use it before asking for a password).
+pub fn ensure_repository(storage: &dyn Storage, location: &str) -> Result<()> {
+    match storage.stat("config") {
+        Err(e) if e.is_not_found() => Err(missing_repo(storage, location)),
+        _ => Ok(()),
+    }
+}
+
 fn missing_repo(storage: &dyn Storage, location: &str) -> Error {
     match storage.list("") {
         Err(e) if e.kind == StorageKind::NotFound => Error::RepositoryNotFound(location.into()),
@@ -403,12 +412,6 @@ impl Repository {
         }
         good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((good, bad))
-    }
-
-    /// Resolves a reference: a full id, a unique id prefix, or `latest`.
-    pub fn resolve_snapshot(&self, reference: &str) -> Result<(Id, Snapshot)> {
-        let (snaps, _) = self.list_snapshots()?;
-        resolve_in(&snaps, reference)
     }
 
     // ------------------------------------------------------------------ index

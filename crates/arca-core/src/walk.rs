@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::Result;
 use crate::format::{Node, NodeKind};
@@ -36,11 +36,6 @@ pub fn walk_tree(
         }
     }
     Ok(())
-}
-
-/// Joins a path inside a snapshot from components, for display.
-pub fn snapshot_path(prefix: &Path, name: &[u8]) -> PathBuf {
-    prefix.join(OsStr::from_bytes(name))
 }
 
 /// Reads a file's content blob by blob.

@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::list_files;
+
 const ARCA: &str = env!("CARGO_BIN_EXE_arca");
 
 fn arca(repo: &Path, args: &[&str]) -> Output {
@@ -15,23 +18,6 @@ fn arca(repo: &Path, args: &[&str]) -> Output {
         .env("ARCA_INSECURE_TEST_KDF", "1")
         .output()
         .unwrap()
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn flip(path: &Path, at: usize) {
@@ -90,26 +76,26 @@ fn each_object_kind_damaged_is_named() {
 
     // Index file: flipped byte.
     let r = repo(base.path(), "index");
-    let f = files_in(&r.join("index")).remove(0);
+    let f = list_files(&r.join("index")).remove(0);
     flip(&f, 50);
     check_names(&r, &["check"], &rel(&r, &f));
 
     // Snapshot: flipped byte.
     let r = repo(base.path(), "snapshot");
-    let f = files_in(&r.join("snapshots")).remove(0);
+    let f = list_files(&r.join("snapshots")).remove(0);
     flip(&f, 40);
     check_names(&r, &["check"], &rel(&r, &f));
 
     // Snapshot: truncated.
     let r = repo(base.path(), "snapshot-trunc");
-    let f = files_in(&r.join("snapshots")).remove(0);
+    let f = list_files(&r.join("snapshots")).remove(0);
     let b = std::fs::read(&f).unwrap();
     std::fs::write(&f, &b[..b.len() / 2]).unwrap();
     check_names(&r, &["check"], &rel(&r, &f));
 
     // Every pack, a zeroed range: check --read-data names the pack.
     let r = repo(base.path(), "packs");
-    for (i, f) in files_in(&r.join("data")).into_iter().enumerate() {
+    for (i, f) in list_files(&r.join("data")).into_iter().enumerate() {
         let copy = base.path().join(format!("packs-{i}"));
         assert!(
             Command::new("cp")
@@ -132,7 +118,7 @@ fn each_object_kind_damaged_is_named() {
 
     // Config: truncated -> a clear error, exit 1, nothing written.
     let r = repo(base.path(), "config");
-    let before = files_in(&r).len();
+    let before = list_files(&r).len();
     std::fs::write(r.join("config"), b"{\"version\": 1, \"id\"").unwrap();
     let o = arca(&r, &["snapshots"]);
     assert_eq!(o.status.code(), Some(1));
@@ -141,7 +127,7 @@ fn each_object_kind_damaged_is_named() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(files_in(&r).len(), before);
+    assert_eq!(list_files(&r).len(), before);
 
     // Key file: malformed JSON beside a good second key -> check names it.
     let r = repo(base.path(), "key");
@@ -160,7 +146,7 @@ fn each_object_kind_damaged_is_named() {
         .status
         .success()
     );
-    let keys = files_in(&r.join("keys"));
+    let keys = list_files(&r.join("keys"));
     let o = arca(&r, &["key", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let current = list

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 const ARCA: &str = env!("CARGO_BIN_EXE_arca");
 
 #[test]

@@ -43,9 +43,24 @@ pub struct GlobalArgs {
     /// Cache directory (object stores; accepted for local repositories)
     #[arg(long, env = "ARCA_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// Do not use a local cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Worker threads (default: the number of cores)
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Concurrent requests to the repository's storage (object stores)
+    #[arg(long, env = "ARCA_CONNECTIONS", global = true)]
+    pub connections: Option<usize>,
+    /// Limit uploads to this many KiB/s
+    #[arg(long, value_name = "KIB_PER_SEC", global = true)]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s
+    #[arg(long, value_name = "KIB_PER_SEC", global = true)]
+    pub limit_download: Option<u64>,
+    /// The configuration file (jobs, repositories, daemon)
+    #[arg(long = "config", env = "ARCA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +106,28 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Write man pages to a directory
     Man(ManArgs),
+    /// PostgreSQL: logical dumps, base backups, point-in-time restore, WAL checks
+    #[command(subcommand)]
+    Pg(crate::cmd::pg::PgCommand),
+    /// Archive one WAL file (PostgreSQL archive_command = 'arca wal-push %p')
+    WalPush(crate::cmd::wal::WalPushArgs),
+    /// Fetch one WAL file (PostgreSQL restore_command = 'arca wal-fetch %f %p')
+    WalFetch(crate::cmd::wal::WalFetchArgs),
+    /// MySQL/MariaDB: logical dumps and physical backups
+    #[command(subcommand)]
+    Mysql(crate::cmd::mysql::MysqlCommand),
+    /// Run the scheduler: jobs from the configuration file, dashboard, API and metrics
+    Daemon(crate::cmd::daemon::DaemonArgs),
+    /// List or run the configured jobs
+    #[command(subcommand)]
+    Job(crate::cmd::daemon::JobCommand),
+    /// Show every job's state: last good snapshot against its RPO, next run, 3-2-1 copies
+    Status(crate::cmd::daemon::StatusArgs),
+    /// Show the run history of the configured jobs
+    History(crate::cmd::daemon::HistoryArgs),
+    /// Check a configuration file
+    #[command(subcommand)]
+    Config(crate::cmd::daemon::ConfigCommand),
 }
 
 #[derive(Debug, Args)]

@@ -75,6 +75,15 @@ fn main() {
         Command::Unlock(a) => cmd::key::unlock(&g, a),
         Command::Completions(a) => cmd::generate::completions(a),
         Command::Man(a) => cmd::generate::man(a),
+        Command::Pg(c) => cmd::pg::run(&g, c),
+        Command::WalPush(a) => cmd::wal::push(&g, a),
+        Command::WalFetch(a) => cmd::wal::fetch(&g, a),
+        Command::Mysql(c) => cmd::mysql::run(&g, c),
+        Command::Daemon(a) => cmd::daemon::daemon(&g, a),
+        Command::Job(c) => cmd::daemon::job(&g, c),
+        Command::Status(a) => cmd::daemon::status(&g, a),
+        Command::History(a) => cmd::daemon::history(&g, a),
+        Command::Config(c) => cmd::daemon::config(&g, c),
     };
     let code = match result {
         Ok(code) => code,

@@ -1,0 +1,1 @@
+//! MySQL / MariaDB: logical dumps and physical (mariadb-backup) backups.

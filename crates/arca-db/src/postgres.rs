@@ -1,0 +1,1 @@
+//! PostgreSQL: logical dumps, base backups, WAL archiving and point-in-time restore.

@@ -50,6 +50,8 @@ pub struct BackupOptions {
     pub threads: Option<usize>,
     /// Parent snapshot chosen by the caller; `None` selects one by type.
     pub parent: Option<Id>,
+    /// Source metadata recorded in the snapshot (see [`Snapshot::meta`]).
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 /// The result of a backup run.
@@ -339,12 +341,14 @@ fn new_snapshot(
         errors,
         repaired_from: None,
         original: None,
+        meta: opts.meta.clone(),
     }
 }
 
 /// Backs up one stream (stdin or a command's output) as a single file named `name`.
 /// `accept` runs after the stream ended and before the snapshot is written; an error from
-/// it (e.g. the command failed) discards the snapshot.
+/// it (e.g. the command failed) discards the snapshot. The metadata it returns is added to
+/// the snapshot's `meta` (e.g. a database's stop position, known only at the end).
 #[allow(clippy::too_many_arguments)] // one call site per source kind; a struct adds nothing
 pub fn backup_stream(
     repo: &Arc<Repository>,
@@ -354,7 +358,7 @@ pub fn backup_stream(
     source: &str,
     opts: &BackupOptions,
     progress: &dyn Progress,
-    accept: impl FnOnce() -> Result<()>,
+    accept: impl FnOnce() -> Result<std::collections::BTreeMap<String, String>>,
 ) -> Result<BackupResult> {
     let start = Instant::now();
     let start_time = jiff::Timestamp::now();
@@ -406,7 +410,7 @@ pub fn backup_stream(
     let tree_id = repo.crypto().blob_id(&bytes);
     saver.save(BlobKind::Tree, tree_id, bytes)?;
     let (_, totals) = saver.finish()?;
-    accepted?;
+    let extra_meta = accepted?;
     let summary = SnapshotSummary {
         files_new: 1,
         bytes_read: size,
@@ -422,6 +426,7 @@ pub fn backup_stream(
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut o = opts.clone();
     o.backup_type = BackupType::Full;
+    o.meta.extend(extra_meta);
     let snapshot = new_snapshot(
         &o,
         host,

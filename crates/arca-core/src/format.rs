@@ -217,6 +217,10 @@ pub struct Snapshot {
     /// Set when `copy` wrote this snapshot from another repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
+    /// What the source tells about itself: for databases the server version, database,
+    /// WAL positions, timeline, binlog position and the like (keys documented in FORMAT.md).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 fn default_source() -> String {

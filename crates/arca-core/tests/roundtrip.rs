@@ -40,7 +40,7 @@ fn store_and_read(repo: &Arc<Repository>, data: &[u8], name: &str) -> Vec<u8> {
         "stdin",
         &BackupOptions::default(),
         &NoProgress,
-        || Ok(()),
+        || Ok(Default::default()),
     )
     .unwrap();
     let id = r.snapshot_id.unwrap();

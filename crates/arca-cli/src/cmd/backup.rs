@@ -61,6 +61,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
         dry_run: a.dry_run,
         threads: g.threads,
         parent: None,
+        meta: Default::default(),
     };
     let repo = common::open(g)?;
     let _lock = if a.dry_run {
@@ -87,7 +88,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
             "stdin",
             &opts,
             &progress,
-            || Ok(()),
+            || Ok(Default::default()),
         )
     } else if a.stdin_from_command {
         let mut child = Command::new(&a.command[0])
@@ -114,7 +115,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
                     arca_core::Error::Invalid(format!("waiting for {cmdline}: {e}"))
                 })?;
                 if status.success() {
-                    Ok(())
+                    Ok(Default::default())
                 } else {
                     Err(arca_core::Error::Invalid(format!(
                         "command {cmdline:?} failed ({status}); no snapshot was written"

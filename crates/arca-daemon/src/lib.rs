@@ -1,2 +1,9 @@
 //! arca-daemon: the job configuration file, the scheduler (with an injected clock),
 //! backup windows and exclusion periods, the job runner and the run history.
+//!
+//! Like arca-core, nothing here prints: the daemon reports through [`daemon::EventLog`]
+//! and the CLI decides how to show it.
+
+pub mod clock;
+pub mod schedule;
+pub mod scheduler;

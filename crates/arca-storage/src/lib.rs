@@ -2,8 +2,11 @@
 //!
 //! This crate owns the [`Storage`] trait: a small, synchronous interface over named objects
 //! (`config`, `keys/ID`, `data/XX/ID`, ...), its local-disk implementation, and layers that
-//! wrap any storage (retries with backoff, fault injection for tests). It knows nothing of the
-//! repository format.
+//! wrap any storage: retries with backoff ([`RetryStorage`]), bandwidth limits
+//! ([`ThrottleStorage`]), a local cache of hot objects ([`CacheStorage`]), append-only mode
+//! ([`AppendOnlyStorage`]), request counting and fault injection for tests. It knows nothing
+//! of the repository format (the cache learns what to cache and how to verify it from a
+//! [`CachePolicy`]).
 //!
 //! The trait is synchronous on purpose: the engines above run their own thread pools and keep
 //! many requests in flight by calling from several threads; object-store backends
@@ -11,20 +14,28 @@
 //!
 //! [`open_location`] turns a location string into a storage; see [`location`] for the syntax.
 
+pub mod append_only;
+pub mod cache;
+pub mod counting;
 pub mod fault;
 pub mod local;
 pub mod location;
 pub mod opendal;
 pub mod retry;
 pub mod suite;
+pub mod throttle;
 
 use std::fmt;
 
+pub use crate::append_only::{AppendOnlyStorage, deletes_refused};
+pub use crate::cache::{CachePolicy, CacheStorage};
+pub use crate::counting::{CountingStorage, RequestCounts};
 pub use crate::location::{
     Location, OpenOptions, open_location, open_location_with, parse_location,
 };
 pub use crate::opendal::OpendalStorage;
 pub use crate::retry::{RetryBudget, RetryStorage};
+pub use crate::throttle::{Bandwidth, ThrottleStorage};
 pub use local::LocalStorage;
 
 /// What went wrong with a storage operation, and whether retrying can help.
@@ -112,6 +123,8 @@ pub struct Properties {
     pub location: String,
     /// Whether this is a local filesystem (fast random reads, cheap requests).
     pub local: bool,
+    /// Whether deletion and replacement are refused ([`AppendOnlyStorage`]).
+    pub append_only: bool,
 }
 
 /// A flat namespace of immutable objects under a root.

@@ -73,6 +73,7 @@ impl Storage for LocalStorage {
             connections: 1,
             location: self.root.display().to_string(),
             local: true,
+            append_only: false,
         }
     }
 

@@ -338,6 +338,7 @@ impl Storage for OpendalStorage {
             connections: self.connections,
             location: self.location.clone(),
             local: false,
+            append_only: false,
         }
     }
 

@@ -230,6 +230,7 @@ mod tests {
                 connections: 1,
                 location: "failing".into(),
                 local: false,
+                append_only: false,
             }
         }
         fn create(&self) -> Result<()> {

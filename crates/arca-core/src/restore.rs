@@ -206,6 +206,11 @@ pub fn restore(
     summary.other_entries = plan.others.len() as u64;
     summary.total_bytes = plan.files.iter().map(|f| f.node.size).sum();
     progress.set_total(summary.files, summary.total_bytes);
+    // Directories whose listing could not be read are errors of the restore (reported,
+    // and they make it incomplete), never silently empty directories.
+    for e in &summary.errors {
+        progress.warning(Path::new(&e.path), &e.reason);
+    }
     if opts.dry_run {
         summary.duration_secs = start.elapsed().as_secs_f64();
         return Ok(summary);
@@ -308,9 +313,13 @@ pub fn restore(
     }
     let mut packs: Vec<(Id, PackBlobs)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
+    // Fetches in flight: twice the cores, or the storage's connections if more.
     let threads = opts
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
+        .unwrap_or_else(|| {
+            (std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
+                .max(repo.storage().properties().connections)
+        })
         .max(1);
     let written = AtomicU64::new(0);
     let queue = Mutex::new(packs.into_iter());
@@ -468,7 +477,9 @@ pub fn restore(
             }
         }
     }
-    summary.errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary
+        .errors
+        .extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
     summary.duration_secs = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -96,8 +96,46 @@ fn conflicting(repo: &Repository, exclusive: bool, own: Option<&Id>) -> Result<O
     Ok(None)
 }
 
-/// Takes a lock for `operation`.
+/// Takes a lock for `operation`, failing at once when a conflicting lock is held.
 pub fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
+    acquire_waiting(repo, exclusive, operation, Duration::ZERO, &|| false)
+}
+
+/// Takes a lock for `operation`, retrying for up to `wait` while a conflicting lock is held
+/// (polling every second at first, then every 5 s). `stop` is polled while waiting; when it
+/// answers true the wait ends with [`Error::Interrupted`].
+pub fn acquire_waiting(
+    repo: &Arc<Repository>,
+    exclusive: bool,
+    operation: &str,
+    wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<LockGuard> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match try_acquire(repo, exclusive, operation) {
+            Err(Error::Locked(other)) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(Error::Locked(other));
+                }
+                let step = pause.min(deadline - now);
+                let until = now + step;
+                while std::time::Instant::now() < until {
+                    if stop() {
+                        return Err(Error::Interrupted);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
     if let Some(other) = conflicting(repo, exclusive, None)? {
         return Err(Error::Locked(other));
     }

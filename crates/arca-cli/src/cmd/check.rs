@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result, bail};
 use arca_core::check::{ReadData, check, repair_index};
-use arca_core::lock;
 
 use crate::cli::{CheckArgs, GlobalArgs, RepairCommand};
 use crate::common;
@@ -29,7 +28,7 @@ fn parse_subset(s: &str) -> Result<ReadData> {
 
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<i32> {
     let repo = common::open(g)?;
-    let _lock = lock::acquire(&repo, false, "check")?;
+    let _lock = common::lock(g, &repo, false, "check")?;
     let rd = match (&a.read_data_subset, a.read_data) {
         (Some(s), _) => parse_subset(s)?,
         (None, true) => ReadData::All,
@@ -89,7 +88,7 @@ pub fn repair(g: &GlobalArgs, c: RepairCommand) -> Result<i32> {
     let repo = common::open(g)?;
     match c {
         RepairCommand::Index => {
-            let _lock = lock::acquire(&repo, true, "repair index")?;
+            let _lock = common::lock(g, &repo, true, "repair index")?;
             let (n, bad) = repair_index(&repo)?;
             for (id, e) in &bad {
                 eprintln!("warning: pack {id} is unreadable and was left out: {e}");
@@ -110,7 +109,7 @@ pub fn repair(g: &GlobalArgs, c: RepairCommand) -> Result<i32> {
             forget,
             dry_run,
         } => {
-            let _lock = lock::acquire(&repo, forget && !dry_run, "repair snapshots")?;
+            let _lock = common::lock(g, &repo, forget && !dry_run, "repair snapshots")?;
             let done = arca_core::check::repair_snapshots(&repo, read_data, forget, dry_run)?;
             if g.json {
                 common::print_json(&done)?;

@@ -3,7 +3,6 @@
 use anyhow::{Context, Result, bail};
 use arca_core::Repository;
 use arca_core::copy::copy_snapshots;
-use arca_core::lock;
 
 use crate::cli::{CopyArgs, FromRepoArgs, GlobalArgs};
 use crate::common;
@@ -37,7 +36,7 @@ pub fn run(g: &GlobalArgs, a: CopyArgs) -> Result<i32> {
     if src.config().id == dst.config().id {
         bail!("source and destination are the same repository");
     }
-    let _dst_lock = lock::acquire(&dst, false, "copy")?;
+    let _dst_lock = common::lock(g, &dst, false, "copy")?;
     let snaps = common::all_snapshots(&src)?;
     let selected = common::select(&snaps, &a.snapshots, Some(&a.filter))?;
     let progress = CliProgress::new(g, "copy");

@@ -5,5 +5,6 @@
 //! and the CLI decides how to show it.
 
 pub mod clock;
+pub mod config;
 pub mod schedule;
 pub mod scheduler;

@@ -54,6 +54,8 @@ pub struct CheckReport {
     pub packs_read: u64,
     pub blobs_read: u64,
     pub bytes_read: u64,
+    /// Archived WAL records checked (see [`crate::wal`]).
+    pub wal_records: u64,
 }
 
 impl CheckReport {
@@ -282,7 +284,56 @@ pub fn check(
         }
     }
     report.problems.extend(blob_problems);
+    check_wal_records(repo, &index, &bad_blobs, &mut report)?;
     Ok(report)
+}
+
+/// WAL records are roots like snapshots: each must open, and its blobs must be indexed
+/// and undamaged. A problem names the record (`wal/NAME`).
+fn check_wal_records(
+    repo: &Repository,
+    index: &Index,
+    bad_blobs: &HashMap<Id, String>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let names = crate::wal::list(repo)?;
+    let loaded = crate::parallel::map(names, 8, |n| {
+        let r = crate::wal::load(repo, &n);
+        (n, r)
+    });
+    for (name, r) in loaded {
+        report.wal_records += 1;
+        let object = crate::wal::object_name(&name);
+        let record = match r {
+            Ok(Some(rec)) => rec,
+            Ok(None) => continue,
+            Err(e) => {
+                report.problems.push(Problem {
+                    object,
+                    message: format!("WAL record {name} cannot be read: {e}"),
+                    affects: vec![],
+                });
+                continue;
+            }
+        };
+        let damaged: Vec<String> = record
+            .blobs
+            .iter()
+            .filter_map(|b| match bad_blobs.get(b) {
+                Some(reason) => Some(format!("blob {b}: {reason}")),
+                None if !index.contains(b) => Some(format!("blob {b} is not in the index")),
+                None => None,
+            })
+            .collect();
+        if !damaged.is_empty() {
+            report.problems.push(Problem {
+                object,
+                message: format!("WAL file {name} cannot be restored: {}", damaged.join("; ")),
+                affects: vec![],
+            });
+        }
+    }
+    Ok(())
 }
 
 struct PackCheck {

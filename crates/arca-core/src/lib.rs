@@ -25,6 +25,7 @@ pub mod restore;
 pub mod retention;
 pub mod saver;
 pub mod walk;
+pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

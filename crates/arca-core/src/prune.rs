@@ -135,7 +135,13 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     }
     p.snapshots = snaps.len() as u64;
     let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
-    let used = used_blobs(repo, &index, &roots)?;
+    let mut used = used_blobs(repo, &index, &roots)?;
+    // Archived WAL files are roots too (their records list data blobs directly).
+    used.extend(crate::wal::used_blobs(repo).map_err(|e| {
+        Error::Invalid(format!(
+            "refusing to prune while a WAL record cannot be read ({e}); run `arca check`"
+        ))
+    })?);
     let stored: HashMap<Id, u64> = repo.list_ids("data")?.into_iter().collect();
     for pack in stored.keys() {
         if !packs.contains_key(pack) {

@@ -1,0 +1,575 @@
+//! Base backups (`pg_basebackup -Ft -X none -D -` streamed into a snapshot holding one file,
+//! `base.tar`) and point-in-time restore: choosing the newest base backup before the
+//! target, unpacking it into an empty data directory and writing the recovery settings.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use arca_core::backup::{BackupOptions, BackupResult, backup_stream};
+use arca_core::format::Snapshot;
+use arca_core::index::Index;
+use arca_core::progress::Progress;
+use arca_core::restore::find_path;
+use arca_core::{Id, Repository};
+use crossbeam_channel::{Receiver, bounded};
+
+use super::tools::{Running, Tools, describe_target, query};
+use super::walarchive::DEFAULT_SEGMENT_SIZE;
+use super::walname::{Lsn, segment_name};
+use super::{Error, Result, SOURCE_BASEBACKUP};
+
+/// The file name of the base backup inside its snapshot.
+pub const BASE_TAR: &str = "base.tar";
+
+/// How to take a base backup.
+#[derive(Debug, Clone)]
+pub struct BaseBackupOptions {
+    /// Connection (URI, key=value string or database name) for pg_basebackup and psql.
+    pub dbname: String,
+    pub tools: Tools,
+    /// Request an immediate checkpoint instead of waiting for the next one.
+    pub fast_checkpoint: bool,
+    /// The backup label PostgreSQL records.
+    pub label: String,
+    pub backup: BackupOptions,
+}
+
+/// Facts captured from the tar stream while it passes.
+#[derive(Debug, Default)]
+struct Captured {
+    backup_label: Option<String>,
+    tablespace_map: Option<String>,
+    /// The end of `backup_manifest` (its WAL-Ranges section).
+    manifest_tail: Option<String>,
+}
+
+/// Bytes of `backup_manifest` kept (the WAL-Ranges section is at its end).
+const MANIFEST_TAIL: usize = 64 << 10;
+
+#[derive(Debug)]
+enum TapState {
+    Header(Vec<u8>),
+    Data {
+        remaining: u64,
+        size: u64,
+        capture: Option<(String, Vec<u8>)>,
+    },
+    End,
+}
+
+/// Passes a tar stream through and keeps the content of `backup_label` and
+/// `tablespace_map`.
+struct TarTap<R> {
+    inner: R,
+    state: TapState,
+    captured: Arc<Mutex<Captured>>,
+}
+
+fn octal(field: &[u8]) -> u64 {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        // base-256 (GNU) for large sizes
+        return field[1..].iter().fold(0u64, |a, &b| (a << 8) | b as u64);
+    }
+    let s: String = field
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as char)
+        .collect();
+    u64::from_str_radix(s.trim(), 8).unwrap_or(0)
+}
+
+fn cstr(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+impl<R: Read> TarTap<R> {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match &mut self.state {
+                TapState::End => return,
+                TapState::Header(buf) => {
+                    let take = (512 - buf.len()).min(data.len());
+                    buf.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if buf.len() < 512 {
+                        continue;
+                    }
+                    let h = std::mem::take(buf);
+                    if h.iter().all(|&b| b == 0) {
+                        self.state = TapState::End;
+                        return;
+                    }
+                    let mut name = cstr(&h[..100]);
+                    if &h[257..262] == b"ustar" {
+                        let prefix = cstr(&h[345..500]);
+                        if !prefix.is_empty() {
+                            name = format!("{prefix}/{name}");
+                        }
+                    }
+                    let name = name.trim_start_matches("./").to_string();
+                    let size = octal(&h[124..136]);
+                    let typeflag = h[156];
+                    let padded = size.div_ceil(512) * 512;
+                    let capture = ((typeflag == b'0' || typeflag == 0)
+                        && (((name == "backup_label" || name == "tablespace_map")
+                            && size <= 1 << 20)
+                            || name == "backup_manifest"))
+                        .then(|| (name, Vec::new()));
+                    self.state = if padded == 0 {
+                        if let Some((n, v)) = capture {
+                            self.store(&n, v);
+                        }
+                        TapState::Header(Vec::new())
+                    } else {
+                        TapState::Data {
+                            remaining: padded,
+                            size,
+                            capture,
+                        }
+                    };
+                }
+                TapState::Data {
+                    remaining,
+                    size,
+                    capture,
+                } => {
+                    let take = (*remaining).min(data.len() as u64) as usize;
+                    if let Some((_, v)) = capture {
+                        // Bytes of content (not padding) in this piece.
+                        let consumed_before = size.div_ceil(512) * 512 - *remaining;
+                        let content_here =
+                            size.saturating_sub(consumed_before).min(take as u64) as usize;
+                        v.extend_from_slice(&data[..content_here]);
+                        if v.len() > 2 * MANIFEST_TAIL {
+                            v.drain(..v.len() - MANIFEST_TAIL);
+                        }
+                    }
+                    *remaining -= take as u64;
+                    data = &data[take..];
+                    if *remaining == 0 {
+                        let cap = capture.take();
+                        self.state = TapState::Header(Vec::new());
+                        if let Some((n, v)) = cap {
+                            self.store(&n, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn store(&self, name: &str, v: Vec<u8>) {
+        let text = String::from_utf8_lossy(&v).into_owned();
+        let mut c = self.captured.lock().unwrap_or_else(|p| p.into_inner());
+        match name {
+            "backup_label" => c.backup_label = Some(text),
+            "tablespace_map" => c.tablespace_map = Some(text),
+            _ => c.manifest_tail = Some(text),
+        }
+    }
+}
+
+impl<R: Read> Read for TarTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// `KEY: value` lines of a backup label.
+fn label_field<'a>(label: &'a str, key: &str) -> Option<&'a str> {
+    label
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// Streams a base backup into a snapshot whose metadata records the WAL range it needs.
+pub fn base_backup(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    o: &BaseBackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let target = describe_target(&o.dbname);
+    let rows = query(
+        &o.tools,
+        &o.dbname,
+        "select current_setting('server_version'), current_setting('server_version_num'), \
+         (select system_identifier from pg_control_system()), \
+         (select setting from pg_settings where name = 'wal_segment_size'), \
+         current_setting('archive_mode'), \
+         (select coalesce(string_agg(spcname, ','), '') from pg_tablespace \
+          where spcname not in ('pg_default', 'pg_global'))",
+    )?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let get = |i: usize| row.get(i).cloned().unwrap_or_default();
+    if !get(5).is_empty() {
+        return Err(Error::Invalid(format!(
+            "the cluster at {target} has tablespaces outside the data directory ({}); \
+             arca pg basebackup supports only clusters without extra tablespaces",
+            get(5)
+        )));
+    }
+    if get(4) == "off" {
+        return Err(Error::Invalid(format!(
+            "archive_mode is off on {target}: a base backup restores only with the WAL written \
+             during and after it; set archive_mode = on and archive_command = 'arca wal-push %p'"
+        )));
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert("pg.server_version".to_string(), get(0));
+    meta.insert("pg.server_version_num".to_string(), get(1));
+    meta.insert("pg.system_identifier".to_string(), get(2));
+    let seg_size: u64 = get(3).parse().unwrap_or(DEFAULT_SEGMENT_SIZE);
+    meta.insert("pg.wal_segment_size".to_string(), seg_size.to_string());
+    meta.insert(
+        "pg.start_time".to_string(),
+        jiff::Timestamp::now().to_string(),
+    );
+
+    let mut cmd = o.tools.command("pg_basebackup")?;
+    cmd.args(["-D", "-", "-F", "t", "-X", "none", "-v", "-l"])
+        .arg(&o.label)
+        .arg(if o.fast_checkpoint {
+            "--checkpoint=fast"
+        } else {
+            "--checkpoint=spread"
+        })
+        .arg("-d")
+        .arg(&o.dbname)
+        .env("LC_ALL", "C")
+        .env("LC_MESSAGES", "C")
+        .stdout(Stdio::piped());
+    let mut running = Running::spawn("pg_basebackup", cmd)?;
+    let stdout = running
+        .child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Invalid("pg_basebackup's output is not available".into()))?;
+    let captured = Arc::new(Mutex::new(Captured::default()));
+    let tap = TarTap {
+        inner: stdout,
+        state: TapState::Header(Vec::new()),
+        captured: captured.clone(),
+    };
+    let mut opts = o.backup.clone();
+    opts.meta.extend(meta);
+    let result = backup_stream(
+        repo,
+        index,
+        tap,
+        BASE_TAR,
+        SOURCE_BASEBACKUP,
+        &opts,
+        progress,
+        move || {
+            let err = running
+                .finish(&target)
+                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
+            let c = captured.lock().unwrap_or_else(|p| p.into_inner());
+            finish_meta(&err, &c, seg_size)
+                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))
+        },
+    )?;
+    Ok(result)
+}
+
+/// The metadata known only at the end: WAL range, timeline, label.
+fn finish_meta(stderr: &str, c: &Captured, seg_size: u64) -> Result<BTreeMap<String, String>> {
+    let label = c.backup_label.clone().ok_or_else(|| {
+        Error::Invalid("pg_basebackup's output has no backup_label (not a base backup?)".into())
+    })?;
+    let start_field = label_field(&label, "START WAL LOCATION")
+        .ok_or_else(|| Error::Invalid("backup_label has no START WAL LOCATION".into()))?;
+    let start: Lsn = start_field
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(Error::Invalid)?;
+    let timeline: u32 = label_field(&label, "START TIMELINE")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let stop = c
+        .manifest_tail
+        .as_deref()
+        .and_then(manifest_end_lsn)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "pg_basebackup's output has no backup_manifest with the backup's WAL range \
+                 (PostgreSQL 13 or later is needed); its messages: {stderr}"
+            ))
+        })?;
+    let mut m = BTreeMap::new();
+    m.insert("pg.start_lsn".into(), start.to_string());
+    m.insert("pg.stop_lsn".into(), stop.to_string());
+    m.insert("pg.timeline".into(), timeline.to_string());
+    m.insert(
+        "pg.start_wal".into(),
+        segment_name(timeline, start.0 / seg_size, seg_size),
+    );
+    m.insert(
+        "pg.stop_wal".into(),
+        segment_name(timeline, stop.0 / seg_size, seg_size),
+    );
+    m.insert("pg.stop_time".into(), jiff::Timestamp::now().to_string());
+    m.insert("pg.backup_label".into(), label);
+    if let Some(t) = &c.tablespace_map {
+        m.insert("pg.tablespace_map".into(), t.clone());
+    }
+    Ok(m)
+}
+
+/// The End-LSN of the last WAL range of a backup manifest (given its tail).
+fn manifest_end_lsn(tail: &str) -> Option<Lsn> {
+    let start = tail.rfind("\"WAL-Ranges\"")?;
+    let rest = &tail[start..];
+    let open = rest.find('[')?;
+    let close = rest.find(']')?;
+    let ranges: Vec<serde_json::Value> = serde_json::from_str(&rest[open..=close]).ok()?;
+    ranges.last()?.get("End-LSN")?.as_str()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore
+
+/// Where recovery stops.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecoveryTarget {
+    Time(jiff::Timestamp),
+    Lsn(Lsn),
+    Name(String),
+    /// The end of the archived WAL.
+    Latest,
+}
+
+/// What `restore_base_backup` needs.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub pgdata: PathBuf,
+    pub target: RecoveryTarget,
+    /// The full restore_command (e.g. `/usr/bin/arca -r /repo wal-fetch %f %p`).
+    pub restore_command: String,
+    /// Threads reading the repository.
+    pub threads: usize,
+}
+
+/// What was restored.
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    pub snapshot: Id,
+    pub bytes: u64,
+    pub settings: Vec<String>,
+}
+
+fn meta_time(s: &Snapshot, key: &str) -> Option<jiff::Timestamp> {
+    s.meta.get(key)?.parse().ok()
+}
+
+/// The newest base backup that ends before the target.
+pub fn choose_base_backup(
+    snaps: &[(Id, Snapshot)],
+    target: &RecoveryTarget,
+) -> Result<(Id, Snapshot)> {
+    let backups: Vec<&(Id, Snapshot)> = snaps
+        .iter()
+        .filter(|(_, s)| s.source == SOURCE_BASEBACKUP && s.meta.contains_key("pg.stop_lsn"))
+        .collect();
+    if backups.is_empty() {
+        return Err(Error::Invalid(
+            "the repository has no PostgreSQL base backup (run `arca pg basebackup`)".into(),
+        ));
+    }
+    let fits = |s: &Snapshot| match target {
+        RecoveryTarget::Time(t) => meta_time(s, "pg.stop_time").is_some_and(|st| st <= *t),
+        RecoveryTarget::Lsn(l) => s
+            .meta
+            .get("pg.stop_lsn")
+            .and_then(|v| v.parse::<Lsn>().ok())
+            .is_some_and(|st| st <= *l),
+        RecoveryTarget::Name(_) | RecoveryTarget::Latest => true,
+    };
+    backups
+        .iter()
+        .rev()
+        .find(|(_, s)| fits(s))
+        .map(|x| (*x).clone())
+        .ok_or_else(|| {
+            let oldest = backups[0];
+            Error::Invalid(format!(
+                "no base backup ends before the target {target:?}; the oldest, {}, ends at {} (LSN {})",
+                oldest.0.short(),
+                oldest.1.meta.get("pg.stop_time").map_or("?", String::as_str),
+                oldest.1.meta.get("pg.stop_lsn").map_or("?", String::as_str),
+            ))
+        })
+}
+
+/// Reads a file's blobs in order with several reads in flight.
+struct AheadReader {
+    rx: Receiver<Receiver<arca_core::Result<Vec<u8>>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for AheadReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.current.len() {
+            let Ok(next) = self.rx.recv() else {
+                return Ok(0);
+            };
+            self.current = next
+                .recv()
+                .map_err(|_| std::io::Error::other("a reader thread stopped"))?
+                .map_err(std::io::Error::other)?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn quote_conf(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// Unpacks a base backup into `o.pgdata` (created empty, mode 0700) and writes
+/// `recovery.signal` and the recovery settings into `postgresql.auto.conf`.
+pub fn restore_base_backup(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &(Id, Snapshot),
+    o: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestorePlan> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &o.pgdata;
+    match std::fs::read_dir(dir) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(Error::Invalid(format!(
+                    "{} is not empty; restore a base backup into an empty or new directory",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))?;
+    let node = find_path(repo, index, &snapshot.1.tree, Path::new("/base.tar"))?;
+    let is_root = nix_is_root();
+    let threads = o.threads.clamp(1, 16);
+    let blobs = node.content.clone();
+    std::thread::scope(|s| -> Result<()> {
+        let (job_tx, job_rx) = bounded::<(Id, crossbeam_channel::Sender<_>)>(threads * 2);
+        let (order_tx, order_rx) = bounded(threads * 4);
+        s.spawn(move || {
+            for id in blobs {
+                let (tx, rx) = bounded(1);
+                if job_tx.send((id, tx)).is_err() || order_tx.send(rx).is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..threads {
+            let job_rx = job_rx.clone();
+            s.spawn(move || {
+                for (id, tx) in job_rx {
+                    let r = repo.read_blob(index, &id);
+                    if let Ok(d) = &r {
+                        progress.add_bytes(d.len() as u64);
+                    }
+                    let _ = tx.send(r);
+                }
+            });
+        }
+        drop(job_rx);
+        let reader = AheadReader {
+            rx: order_rx,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(is_root);
+        archive.set_preserve_mtime(true);
+        archive.set_unpack_xattrs(false);
+        let r = archive.unpack(dir).map_err(|e| Error::io(dir, e));
+        // Drain so the feeder and readers stop.
+        drop(archive);
+        r
+    })?;
+    // The data directory belongs to whoever owns its files (postgres).
+    if is_root && let Ok(md) = std::fs::metadata(dir.join("PG_VERSION")) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(dir, Some(md.uid()), Some(md.gid()));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))?;
+    let mut settings = vec![
+        format!("restore_command = {}", quote_conf(&o.restore_command)),
+        "recovery_target_timeline = 'latest'".to_string(),
+    ];
+    match &o.target {
+        RecoveryTarget::Time(t) => {
+            settings.push(format!(
+                "recovery_target_time = {}",
+                quote_conf(&t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+            ));
+        }
+        RecoveryTarget::Lsn(l) => settings.push(format!(
+            "recovery_target_lsn = {}",
+            quote_conf(&l.to_string())
+        )),
+        RecoveryTarget::Name(n) => {
+            settings.push(format!("recovery_target_name = {}", quote_conf(n)))
+        }
+        RecoveryTarget::Latest => {}
+    }
+    if o.target != RecoveryTarget::Latest {
+        settings.push("recovery_target_action = 'promote'".to_string());
+    }
+    let auto = dir.join("postgresql.auto.conf");
+    let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+    if !conf.is_empty() && !conf.ends_with('\n') {
+        conf.push('\n');
+    }
+    conf.push_str(&format!(
+        "# Recovery settings written by arca pg restore (base backup {})\n",
+        snapshot.0
+    ));
+    for l in &settings {
+        conf.push_str(l);
+        conf.push('\n');
+    }
+    std::fs::write(&auto, conf).map_err(|e| Error::io(&auto, e))?;
+    let signal = dir.join("recovery.signal");
+    std::fs::write(&signal, b"").map_err(|e| Error::io(&signal, e))?;
+    if is_root && let Ok(md) = std::fs::metadata(dir.join("PG_VERSION")) {
+        use std::os::unix::fs::MetadataExt;
+        for f in [&auto, &signal] {
+            let _ = std::os::unix::fs::chown(f, Some(md.uid()), Some(md.gid()));
+        }
+    }
+    Ok(RestorePlan {
+        snapshot: snapshot.0,
+        bytes: node.size,
+        settings,
+    })
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

@@ -1,0 +1,276 @@
+//! The PostgreSQL client tools arca runs (psql, pg_dump, pg_dumpall, pg_restore,
+//! pg_basebackup): finding them, running them with their error output captured, and the
+//! server facts asked through psql.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+
+use super::{Error, Result};
+
+/// Where the client tools are: an explicit directory, or PATH.
+#[derive(Debug, Clone, Default)]
+pub struct Tools {
+    pub bindir: Option<PathBuf>,
+}
+
+impl Tools {
+    pub fn new(bindir: Option<PathBuf>) -> Tools {
+        Tools { bindir }
+    }
+
+    /// The path of `tool`, or a clear error naming where it was looked for.
+    pub fn find(&self, tool: &str) -> Result<PathBuf> {
+        if let Some(dir) = &self.bindir {
+            let p = dir.join(tool);
+            if is_executable(&p) {
+                return Ok(p);
+            }
+            return Err(Error::ToolMissing {
+                tool: tool.into(),
+                looked: dir.display().to_string(),
+            });
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(tool);
+            if is_executable(&p) {
+                return Ok(p);
+            }
+        }
+        Err(Error::ToolMissing {
+            tool: tool.into(),
+            looked: "PATH".into(),
+        })
+    }
+
+    pub fn command(&self, tool: &str) -> Result<Command> {
+        let mut c = Command::new(self.find(tool)?);
+        c.stdin(Stdio::null());
+        Ok(c)
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A running tool whose error output is collected (the last 64 KiB) on a thread.
+pub(crate) struct Running {
+    pub tool: String,
+    pub child: Child,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    /// Spawns `cmd` with stderr captured; stdout as the caller configured it.
+    pub fn spawn(tool: &str, mut cmd: Command) -> Result<Running> {
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            tool: tool.into(),
+            source,
+        })?;
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut kept: Vec<u8> = Vec::new();
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = e.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > 128 << 10 {
+                        kept.drain(..kept.len() - (64 << 10));
+                    }
+                }
+                kept
+            })
+        });
+        Ok(Running {
+            tool: tool.into(),
+            child,
+            stderr,
+        })
+    }
+
+    /// Waits; returns the status and the error output.
+    pub fn wait(mut self) -> Result<(ExitStatus, String)> {
+        let status = self.child.wait().map_err(|source| Error::Spawn {
+            tool: self.tool.clone(),
+            source,
+        })?;
+        let err = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        Ok((status, String::from_utf8_lossy(&err).trim().to_string()))
+    }
+
+    /// Waits and fails unless the tool succeeded; returns its error output (notices).
+    pub fn finish(self, target: &str) -> Result<String> {
+        let tool = self.tool.clone();
+        let (status, err) = self.wait()?;
+        if status.success() {
+            Ok(err)
+        } else {
+            Err(Error::ToolFailed {
+                tool,
+                status: status.to_string(),
+                target: target.into(),
+                message: if err.is_empty() {
+                    "no error output".into()
+                } else {
+                    err
+                },
+            })
+        }
+    }
+}
+
+/// Runs a tool to completion and returns its standard output.
+pub(crate) fn output(tool: &str, mut cmd: Command, target: &str) -> Result<String> {
+    cmd.stdout(Stdio::piped());
+    let mut r = Running::spawn(tool, cmd)?;
+    let mut out = String::new();
+    if let Some(mut o) = r.child.stdout.take() {
+        o.read_to_string(&mut out).map_err(|source| Error::Spawn {
+            tool: tool.into(),
+            source,
+        })?;
+    }
+    r.finish(target)?;
+    Ok(out)
+}
+
+/// Runs one query through psql; returns the rows, fields split on `|`.
+pub(crate) fn query(tools: &Tools, dbname: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+    let mut c = tools.command("psql")?;
+    c.args([
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-F",
+        "|",
+        "-d",
+    ])
+    .arg(dbname)
+    .arg("-c")
+    .arg(sql);
+    let out = output("psql", c, &describe_target(dbname))?;
+    Ok(out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect())
+}
+
+/// A connection string for messages: the password (if any) is hidden.
+pub(crate) fn describe_target(dbname: &str) -> String {
+    // URI form: postgresql://user:secret@host/db -> hide the part after ':' in userinfo.
+    if let Some(rest) = dbname
+        .strip_prefix("postgresql://")
+        .or_else(|| dbname.strip_prefix("postgres://"))
+    {
+        let scheme = &dbname[..dbname.len() - rest.len()];
+        if let Some((userinfo, after)) = rest.split_once('@')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}{user}:***@{after}");
+        }
+        return dbname.to_string();
+    }
+    dbname
+        .split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `dbname` (a URI, a `key=value` string or a plain database name) connecting to the
+/// database `db` instead.
+pub fn with_dbname(dbname: &str, db: &str) -> String {
+    if dbname.starts_with("postgresql://") || dbname.starts_with("postgres://") {
+        let enc: String = db
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        // Later parameters win in libpq URIs.
+        let sep = if dbname.contains('?') { '&' } else { '?' };
+        format!("{dbname}{sep}dbname={enc}")
+    } else if dbname.contains('=') {
+        // Later keywords win in key=value strings.
+        format!(
+            "{dbname} dbname='{}'",
+            db.replace('\\', "\\\\").replace('\'', "\\'")
+        )
+    } else {
+        format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+/// Facts about the server, asked before a backup (a failed connection fails here, with
+/// psql's message).
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    pub version: String,
+    pub version_num: String,
+    pub database: String,
+}
+
+pub fn server_info(tools: &Tools, dbname: &str) -> Result<ServerInfo> {
+    let rows = query(
+        tools,
+        dbname,
+        "select current_setting('server_version'), current_setting('server_version_num'), current_database()",
+    )?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let get = |i: usize| row.get(i).cloned().unwrap_or_default();
+    Ok(ServerInfo {
+        version: get(0),
+        version_num: get(1),
+        database: get(2),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbname_rewriting_and_hiding() {
+        assert_eq!(
+            with_dbname("postgresql:///postgres?host=/tmp&port=5433", "my db"),
+            "postgresql:///postgres?host=/tmp&port=5433&dbname=my%20db"
+        );
+        assert_eq!(
+            with_dbname("host=/tmp port=5433", "x"),
+            "host=/tmp port=5433 dbname='x'"
+        );
+        assert_eq!(
+            describe_target("postgresql://u:secret@h/db"),
+            "postgresql://u:***@h/db"
+        );
+        assert_eq!(
+            describe_target("host=h password=secret"),
+            "host=h password=***"
+        );
+    }
+}

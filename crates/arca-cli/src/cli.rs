@@ -58,6 +58,10 @@ pub struct GlobalArgs {
     /// Limit downloads to this many KiB/s
     #[arg(long, value_name = "KIB_PER_SEC", global = true)]
     pub limit_download: Option<u64>,
+    /// Only add to the repository: never delete or replace objects (forget and prune are
+    /// refused); with `init`, records append-only mode in the repository's config
+    #[arg(long, env = "ARCA_APPEND_ONLY", global = true)]
+    pub append_only: bool,
     /// The configuration file (jobs, repositories, daemon)
     #[arg(long = "config", env = "ARCA_CONFIG", global = true)]
     pub config: Option<PathBuf>,

@@ -28,6 +28,11 @@ fn arca(repo: &str, args: &[&str]) -> Output {
         .env("ARCA_PASSWORD", "s3-pw")
         .env("ARCA_FROM_PASSWORD", "s3-pw")
         .env("ARCA_INSECURE_TEST_KDF", "1")
+        // The object-store cache of these runs, out of the user's home.
+        .env(
+            "ARCA_CACHE_DIR",
+            std::env::temp_dir().join("arca-s3-test-cache"),
+        )
         .output()
         .unwrap()
 }

@@ -33,6 +33,8 @@ pub struct InitOptions {
     /// Share another repository's chunker parameters, chunker secret and blob-id secret
     /// (for `copy`: blob ids are then equal in both, and copies send only what is new).
     pub shared_from: Option<SharedSecrets>,
+    /// Record in the config that clients must never delete (`Config::append_only`).
+    pub append_only: bool,
 }
 
 impl Default for InitOptions {
@@ -43,6 +45,7 @@ impl Default for InitOptions {
             pack_size: 8 << 20,
             kdf: None,
             shared_from: None,
+            append_only: false,
         }
     }
 }
@@ -176,7 +179,7 @@ impl Repository {
             chunker,
             compression_level: opts.compression_level,
             pack_size: opts.pack_size,
-            append_only: false,
+            append_only: opts.append_only,
         };
         let kdf = opts.kdf.unwrap_or_else(crypto::default_kdf_params);
         let (key_id, key_bytes) = make_key_file(&config, &master, password, kdf)?;

@@ -128,7 +128,8 @@ impl BlobSaver {
             std::thread::spawn(move || packer_loop(&repo, sealed_rx, pack_tx, pack_size, &stats))
         };
 
-        let connections = repo.storage().properties().connections.clamp(1, 8);
+        // One uploader per connection the storage wants (`--connections`), within reason.
+        let connections = repo.storage().properties().connections.clamp(1, 64);
         let uploaders = (0..connections)
             .map(|_| {
                 let rx = pack_rx.clone();

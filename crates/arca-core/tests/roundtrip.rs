@@ -26,6 +26,7 @@ fn small_repo(dir: &std::path::Path, level: i32) -> Arc<Repository> {
         pack_size: 16 * 1024,
         kdf: Some(arca_core::crypto::test_kdf_params()),
         shared_from: None,
+        append_only: false,
     };
     Arc::new(Repository::init(storage, b"pw", opts).unwrap())
 }

@@ -27,6 +27,10 @@
 //!   further one up to 10 s (default 200);
 //! - `ARCA_STORAGE_CONNECTIONS`: requests worth keeping in flight against an object store
 //!   (default 8).
+//!
+//! `ARCA_S3_CHECKSUM=md5` (or `crc32c`) makes S3 uploads carry a checksum the server checks;
+//! buckets with S3 Object Lock retention require `md5` (objects are then sent in one request
+//! each, without multipart).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -565,6 +569,24 @@ fn build_opendal(
                     b = b.session_token(t);
                 }
             }
+            // Object Lock buckets refuse uploads without Content-MD5 (which OpenDAL cannot
+            // send on multipart uploads: such storages then send every object in one
+            // request).
+            let checksum = nonempty(env, "ARCA_S3_CHECKSUM").map(|c| c.to_ascii_lowercase());
+            let mut single_request = false;
+            match checksum.as_deref() {
+                None | Some("none") => {}
+                Some(c @ ("md5" | "crc32c")) => {
+                    b = b.checksum_algorithm(c);
+                    single_request = c == "md5";
+                }
+                Some(other) => {
+                    return Err(invalid(
+                        location,
+                        format!("ARCA_S3_CHECKSUM={other}: use md5, crc32c or none"),
+                    ));
+                }
+            }
             let op = Operator::new(b).map_err(err)?;
             Ok(OpendalStorage::new(op, location)?
                 .with_container(Container {
@@ -572,7 +594,8 @@ fn build_opendal(
                     name: bucket.clone(),
                     endpoint: shown_endpoint,
                 })
-                .with_credentials_source(source))
+                .with_credentials_source(source)
+                .with_single_request_writes(single_request))
         }
         Location::Oss { bucket, prefix } => {
             let endpoint = nonempty(env, "OSS_ENDPOINT").ok_or_else(|| {

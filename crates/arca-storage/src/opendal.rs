@@ -67,6 +67,9 @@ pub struct OpendalStorage {
     container: Option<Container>,
     credentials: String,
     object_store: bool,
+    /// Never use multipart uploads (the service needs Content-MD5, which OpenDAL cannot send
+    /// on parts).
+    single_request_writes: bool,
 }
 
 impl std::fmt::Debug for OpendalStorage {
@@ -113,12 +116,19 @@ impl OpendalStorage {
             container: None,
             credentials: "the service's default credential sources".to_string(),
             object_store,
+            single_request_writes: false,
         })
     }
 
     /// Sets how many requests are worth keeping in flight (`properties().connections`).
     pub fn with_connections(mut self, n: usize) -> Self {
         self.connections = n.max(1);
+        self
+    }
+
+    /// Sends every object in one request, however large (no multipart).
+    pub fn with_single_request_writes(mut self, single: bool) -> Self {
+        self.single_request_writes = single;
         self
     }
 
@@ -420,7 +430,8 @@ impl Storage for OpendalStorage {
         let path = name.to_string();
         let buf = Buffer::from(data.to_vec());
         let cap = op.info().capability();
-        let multipart = data.len() > PART_SIZE && cap.write_can_multi;
+        let multipart =
+            data.len() > PART_SIZE && cap.write_can_multi && !self.single_request_writes;
         // Filesystem-like services (SFTP, fs) write in place: write a temporary file beside
         // the object and rename it into place, so that readers never see half an object.
         let temp = (!self.object_store && cap.rename).then(|| temp_path(name));

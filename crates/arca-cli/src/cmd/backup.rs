@@ -70,6 +70,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
         Some(lock::acquire(&repo, false, "backup")?)
     };
     let mut index = repo.load_index().context("loading the index")?;
+    common::cache_tree_packs(&index);
     if !a.dry_run {
         let adopted = repo.adopt_unindexed_packs(&mut index)?;
         if adopted > 0 && !g.quiet && !g.json {

@@ -100,9 +100,7 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
         }
     }
     let repo = common::open(g)?;
-    if repo.config().append_only {
-        bail!("the repository is append-only: forget is refused");
-    }
+    common::ensure_may_delete(&repo, "forget")?;
     let _lock = if a.dry_run {
         None
     } else {
@@ -199,9 +197,7 @@ pub fn prune(g: &GlobalArgs, a: PruneArgs) -> Result<i32> {
 }
 
 fn do_prune(g: &GlobalArgs, repo: &Arc<Repository>, o: &PruneOpts, dry_run: bool) -> Result<i32> {
-    if repo.config().append_only {
-        bail!("the repository is append-only: prune is refused");
-    }
+    common::ensure_may_delete(repo, "prune")?;
     let opts = prune_options(o)?;
     let _lock = lock::acquire(repo, true, "prune")?;
     let plan = arca_core::prune::plan(repo, &opts)?;

@@ -20,6 +20,7 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
         compression_level: a.compression.clamp(0, 22),
         shared_from,
         kdf: common::kdf_params(),
+        append_only: g.append_only,
         ..Default::default()
     };
     let repo = Repository::init(storage, &password, opts)?;
@@ -35,6 +36,9 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
             repo.config().id.short(),
             repo.location()
         );
+        if repo.config().append_only {
+            println!("append-only: forget and prune will be refused by every client");
+        }
         println!("keep the password safe: without it the data cannot be restored");
     }
     Ok(crate::exit::OK)

@@ -1,0 +1,287 @@
+//! Physical backups: `mariadb-backup --backup --stream=xbstream` (or `xtrabackup`) streamed
+//! into a snapshot (source `mysql-backup`), and `restore-physical`: the stream unpacked
+//! with `mbstream`/`xbstream` into an empty data directory and prepared with `--prepare`,
+//! so the server starts on it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use arca_core::backup::{BackupOptions, BackupResult, backup_stream};
+use arca_core::format::Snapshot;
+use arca_core::index::Index;
+use arca_core::progress::Progress;
+use arca_core::{Id, Repository};
+
+use super::connection::{Connection, scrub_environment};
+use super::dump::{feed_child, stream_node};
+use super::scan::{BinlogCoordinates, capture_stderr, join_log, parse_binlog_info};
+use super::server::{add_server_meta, server_info_with};
+use super::tools::{Tool, extractor_for, find_named, find_tool, tool_name};
+use super::{Error, Result, SOURCE_BACKUP};
+
+/// Streams a physical backup of the server into a new snapshot with source
+/// `mysql-backup`. Metadata: `server_version`, `server_flavor`, `binlog`, `backup_tool`,
+/// `datadir`, and `binlog_file`, `binlog_position`, `gtid` as the backup tool logged them.
+/// The backup tool must be able to read the server's data directory (run as root or as
+/// the server's user, on the server's host).
+pub fn backup_physical(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    conn: &Connection,
+    extra_args: &[String],
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let client = find_tool(Tool::Client)?;
+    let backup_tool = find_tool(Tool::Backup)?;
+    let option_file = conn.option_file()?;
+    let info = server_info_with(&client, conn, option_file.as_ref())?;
+    let tool = tool_name(&backup_tool);
+    let mut meta = opts.meta.clone();
+    add_server_meta(&info, &mut meta);
+    meta.insert("backup_tool".into(), tool.clone());
+    if let Some(d) = &info.datadir {
+        meta.insert("datadir".into(), d.clone());
+    }
+
+    let mut command = conn.command(&backup_tool, option_file.as_ref());
+    command
+        .args(["--backup", "--stream=xbstream"])
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        tool: tool.clone(),
+        source,
+    })?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::Invalid(format!("{tool}: output pipes unavailable")));
+    };
+    let log = capture_stderr(stderr);
+    let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(Some(child)));
+    let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+    let mut stream_opts = opts.clone();
+    stream_opts.meta = meta;
+    let accept = {
+        let child = child.clone();
+        let failure = failure.clone();
+        let target = conn.describe();
+        let tool = tool.clone();
+        move || -> arca_core::Result<BTreeMap<String, String>> {
+            let status = child
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .map(|mut c| c.wait());
+            let log = join_log(log);
+            let error = match status {
+                Some(Ok(s)) if s.success() => None,
+                Some(Ok(s)) => Some(Error::ToolFailed {
+                    tool: tool.clone(),
+                    status: s.to_string(),
+                    target,
+                    message: format!("{}; no snapshot was written", log.message()),
+                }),
+                Some(Err(e)) => Some(Error::io(
+                    format!("waiting for {tool} (no snapshot was written)"),
+                    e,
+                )),
+                None => Some(Error::Invalid(format!("{tool} was already reaped"))),
+            };
+            if let Some(e) = error {
+                let msg = e.to_string();
+                *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                return Err(arca_core::Error::Invalid(msg));
+            }
+            let mut extra = BTreeMap::new();
+            log.coordinates.add_to(&mut extra);
+            Ok(extra)
+        }
+    };
+    let result = backup_stream(
+        repo,
+        index,
+        stdout,
+        &format!("{tool}.xbstream"),
+        SOURCE_BACKUP,
+        &stream_opts,
+        progress,
+        accept,
+    );
+    if let Some(mut c) = child.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => Err(failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or(Error::Core(e))),
+    }
+}
+
+/// What `restore_physical` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhysicalRestore {
+    pub datadir: PathBuf,
+    pub bytes: u64,
+    /// Binlog coordinates of the backup (from `xtrabackup_binlog_info`), when recorded.
+    pub coordinates: BinlogCoordinates,
+    pub duration_secs: f64,
+}
+
+/// Refuses a data directory that exists and is not empty; creates a missing one.
+fn prepare_target(datadir: &Path) -> Result<()> {
+    match std::fs::read_dir(datadir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::DirectoryNotEmpty(datadir.to_path_buf()));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(datadir)
+            .map_err(|e| Error::io(format!("creating {}", datadir.display()), e)),
+        Err(e) => Err(Error::io(format!("reading {}", datadir.display()), e)),
+    }
+}
+
+/// Changes the owner of everything below `dir` (symlinks themselves, not their targets).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+        .map_err(|e| Error::io(format!("changing the owner of {}", dir.display()), e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let path = entry.path();
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .is_dir();
+        if is_dir {
+            chown_tree(&path, uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .map_err(|e| Error::io(format!("changing the owner of {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a tool to completion; its stderr (and stdout) become the error message.
+fn run_tool(program: &Path, args: &[std::ffi::OsString], target: &Path) -> Result<()> {
+    let tool = tool_name(program);
+    let mut c = std::process::Command::new(program);
+    scrub_environment(&mut c);
+    let out = c
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            tool: tool.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut log = String::from_utf8_lossy(&out.stderr).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stdout));
+    let handle = capture_stderr(std::io::Cursor::new(log.into_bytes()));
+    Err(Error::ToolFailed {
+        tool,
+        status: out.status.to_string(),
+        target: target.display().to_string(),
+        message: join_log(handle).message(),
+    })
+}
+
+/// Unpacks physical backup `snapshot_id` into `datadir` (which must be empty or missing)
+/// and prepares it (`--prepare`), so the server starts on it. `owner` (uid, gid), when
+/// given, becomes the owner of every file (the server's user, usually `mysql`).
+pub fn restore_physical(
+    repo: &Repository,
+    index: &Index,
+    snapshot_id: &Id,
+    snapshot: &Snapshot,
+    datadir: &Path,
+    owner: Option<(u32, u32)>,
+    progress: &dyn Progress,
+) -> Result<PhysicalRestore> {
+    let start = Instant::now();
+    let (path, node) = stream_node(repo, index, snapshot_id, snapshot, SOURCE_BACKUP)?;
+    let recorded_tool = snapshot
+        .meta
+        .get("backup_tool")
+        .cloned()
+        .unwrap_or_else(|| "mariadb-backup".into());
+    let extractor = find_named(extractor_for(&recorded_tool), "the xbstream extractor")?;
+    let mut backup_tools: Vec<&str> = vec![recorded_tool.as_str()];
+    backup_tools.extend(Tool::Backup.candidates());
+    let backup_tool = find_named(&backup_tools, "a physical backup tool")?;
+    prepare_target(datadir)?;
+
+    let tool = tool_name(&extractor);
+    let mut command = std::process::Command::new(&extractor);
+    scrub_environment(&mut command);
+    command
+        .arg("-x")
+        .arg("-C")
+        .arg(datadir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = command.spawn().map_err(|source| Error::Spawn {
+        tool: tool.clone(),
+        source,
+    })?;
+    progress.set_total(1, node.size);
+    progress.file_started(&path);
+    let target = datadir.display().to_string();
+    let bytes = feed_child(repo, index, &node, child, &tool, &target, progress)?;
+    progress.add_files(1);
+
+    let mut target_arg = std::ffi::OsString::from("--target-dir=");
+    target_arg.push(datadir.as_os_str());
+    run_tool(&backup_tool, &["--prepare".into(), target_arg], datadir)?;
+    if let Some((uid, gid)) = owner {
+        chown_tree(datadir, uid, gid)?;
+    }
+    let coordinates = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(datadir.join(f)).ok())
+        .find_map(|t| parse_binlog_info(&t))
+        .unwrap_or_default();
+    Ok(PhysicalRestore {
+        datadir: datadir.to_path_buf(),
+        bytes,
+        coordinates,
+        duration_secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_empty_target_is_refused_and_missing_one_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("new/datadir");
+        prepare_target(&missing).unwrap();
+        assert!(missing.is_dir());
+        prepare_target(&missing).unwrap();
+        std::fs::write(missing.join("ibdata1"), b"x").unwrap();
+        assert!(matches!(
+            prepare_target(&missing),
+            Err(Error::DirectoryNotEmpty(_))
+        ));
+    }
+}

@@ -21,6 +21,7 @@ pub mod fault;
 pub mod local;
 pub mod location;
 pub mod opendal;
+pub mod powercut;
 pub mod retry;
 pub mod suite;
 pub mod throttle;

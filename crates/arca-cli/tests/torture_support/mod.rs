@@ -1,0 +1,211 @@
+//! Helpers shared by the torture tests (`torture_*.rs`): sizing from the environment
+//! (short form in CI, long form from `scripts/torture`), the seed, running `arca` with the
+//! fast test KDF, killing it at a chosen moment, and comparing restores with the source.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{Env, Out, Rng, list_files, restored_path, run_cmd};
+
+/// Relative path -> content of every regular file below a directory.
+pub type Digest = BTreeMap<PathBuf, Vec<u8>>;
+
+/// Whether the long form was asked for (`ARCA_TORTURE=long`).
+pub fn long_form() -> bool {
+    std::env::var("ARCA_TORTURE").as_deref() == Ok("long")
+}
+
+/// A count from the environment variable `var`, else `short` (or `long` in the long form).
+pub fn count(var: &str, short: u64, long: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if long_form() { long } else { short })
+}
+
+/// The seed of a test: `ARCA_TORTURE_SEED` or `default`; printed so a failure can be rerun.
+pub fn seed(test: &str, default: u64) -> u64 {
+    let s = std::env::var("ARCA_TORTURE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    eprintln!("{test}: seed {s} (rerun with ARCA_TORTURE_SEED={s})");
+    s
+}
+
+/// A figure for docs/RELIABILITY.md: one greppable line on stderr.
+pub fn figure(test: &str, what: &str) {
+    eprintln!("TORTURE-FIGURE {test}: {what}");
+}
+
+/// Runs `arca ARGS` in `env` with the fast KDF and the password `password`.
+pub fn run_pw(env: &Env, password: &str, args: &[&str]) -> Out {
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1")
+        .env("ARCA_PASSWORD", password)
+        .args(args);
+    run_cmd(c, None)
+}
+
+/// Runs `arca ARGS` in `env` with the fast KDF.
+pub fn run(env: &Env, args: &[&str]) -> Out {
+    run_pw(env, crate::common::PASSWORD, args)
+}
+
+/// Like [`run`] with path arguments.
+pub fn run_os<S: AsRef<OsStr>>(env: &Env, args: &[S]) -> Out {
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1").args(args);
+    run_cmd(c, None)
+}
+
+/// How a killed run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Killed {
+    /// SIGKILL arrived while it ran.
+    Killed,
+    /// It had already exited (with this code) when the kill came.
+    Finished(i32),
+}
+
+/// Starts `arca ARGS` (password `password`), sends SIGKILL after `delay`, waits for it.
+pub fn kill_after(env: &Env, password: &str, args: &[&OsStr], delay: Duration) -> Killed {
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1")
+        .env("ARCA_PASSWORD", password)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().expect("spawn arca");
+    let deadline = Instant::now() + delay;
+    // Poll so a run that ends early is reported as finished, not as killed.
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for arca") {
+            return Killed::Finished(status.code().unwrap_or(-1));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
+    }
+    let _ = child.kill();
+    let status = child.wait().expect("wait for killed arca");
+    match status.code() {
+        Some(code) => Killed::Finished(code),
+        None => Killed::Killed,
+    }
+}
+
+/// Time of one uninterrupted run of `f` (at least 20 ms).
+pub fn probe<F: FnOnce()>(f: F) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed().max(Duration::from_millis(20))
+}
+
+/// A delay uniformly drawn from [0, 1.25 x `span`).
+pub fn delay_in(rng: &mut Rng, span: Duration) -> Duration {
+    let max = (span.as_micros() as u64 * 5 / 4).max(1);
+    Duration::from_micros(rng.next_u64() % max)
+}
+
+/// Content of every regular file below `dir`, by relative path.
+pub fn digest(dir: &Path) -> Digest {
+    list_files(dir)
+        .into_iter()
+        .map(|p| {
+            let data = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            (p.strip_prefix(dir).unwrap_or(&p).to_path_buf(), data)
+        })
+        .collect()
+}
+
+/// What differs between two digests (first few differences), empty when equal.
+pub fn digest_diff(want: &Digest, got: &Digest) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, w) in want {
+        match got.get(p) {
+            None => out.push(format!("{}: missing", p.display())),
+            Some(g) if g != w => out.push(format!(
+                "{}: content differs ({} vs {} bytes)",
+                p.display(),
+                w.len(),
+                g.len()
+            )),
+            _ => {}
+        }
+    }
+    for p in got.keys() {
+        if !want.contains_key(p) {
+            out.push(format!("{}: extra", p.display()));
+        }
+    }
+    out.truncate(10);
+    out
+}
+
+/// Ids of the snapshots in the repository, with their JSON.
+pub fn snapshots(env: &Env, password: &str) -> Vec<(String, serde_json::Value)> {
+    let out = run_pw(env, password, &["snapshots", "--json"]).ok();
+    match out.json() {
+        serde_json::Value::Array(v) => v
+            .into_iter()
+            .map(|s| (crate::common::s(&s, "id").to_string(), s))
+            .collect(),
+        other => panic!("snapshots --json is not an array: {other}"),
+    }
+}
+
+/// Restores snapshot `id` and asserts that the copy of `src` in it equals `want`.
+#[track_caller]
+pub fn assert_restores(env: &Env, password: &str, id: &str, src: &Path, want: &Digest, ctx: &str) {
+    let target = env.path(&format!("restore-{}", &id[..8.min(id.len())]));
+    let _ = std::fs::remove_dir_all(&target);
+    let t = target.to_string_lossy().into_owned();
+    run_pw(env, password, &["restore", id, "--target", &t, "-q"]).ok();
+    let got = digest(&restored_path(&target, src));
+    let d = digest_diff(want, &got);
+    assert!(
+        d.is_empty(),
+        "{ctx}: snapshot {id} does not restore byte for byte:\n{}",
+        d.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&target);
+}
+
+/// `check` (optionally `--read-data`) as JSON: asserts no problems, returns the warnings.
+#[track_caller]
+pub fn assert_check(env: &Env, password: &str, read_data: bool, ctx: &str) -> Vec<String> {
+    let mut args = vec!["check", "--json"];
+    if read_data {
+        args.push("--read-data");
+    }
+    let out = run_pw(env, password, &args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(
+        out.code == 0 && v["ok"] == true,
+        "{ctx}: check{} failed (exit {}):\n{}\n{}",
+        if read_data { " --read-data" } else { "" },
+        out.code,
+        out.stdout_str(),
+        out.stderr
+    );
+    v["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Number of regular files below `dir` (e.g. `repo/locks`).
+pub fn files_in(dir: &Path) -> usize {
+    list_files(dir).len()
+}

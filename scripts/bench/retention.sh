@@ -83,8 +83,9 @@ if [ ! -f "$ROOT/repos.done" ]; then
 fi
 
 measure() {  # measure LABEL CMD... -> "wall rss_mib"
-  /usr/bin/time -f '%e %M' -o "$ROOT/time.txt" "$@" >"$ROOT/out-$1.log" 2>&1 || {
-    echo "failed: $*" >&2; cat "$ROOT/out-$1.log" >&2; exit 1; }
+  local label=$1; shift
+  /usr/bin/time -f '%e %M' -o "$ROOT/time.txt" "$@" >"$ROOT/out-$label.log" 2>&1 || {
+    echo "failed: $*" >&2; cat "$ROOT/out-$label.log" >&2; exit 1; }
   awk '{printf "%s %.0f\n", $1, $2/1024}' "$ROOT/time.txt"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

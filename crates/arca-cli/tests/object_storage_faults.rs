@@ -1,0 +1,436 @@
+//! Object storage through a fault-injecting HTTP proxy on loopback, between `arca` and the
+//! moto S3 server of scripts/services/s3.sh: a share of requests is answered 500/503, dropped
+//! without an answer or delayed. Backups, restores and prunes must complete with correct
+//! data; a server that stays down past the retry budget must give a clear error and leave a
+//! valid repository.
+//!
+//! The proxy forwards each request on a fresh upstream connection (`Connection: close`) and
+//! relays the answer; it understands requests with a `Content-Length` body, which is what
+//! OpenDAL sends.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{Env, Out, assert_same_tree, restored_path, run_cmd, write_random};
+
+fn s3_base() -> Option<String> {
+    match std::env::var("ARCA_TEST_S3") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "ARCA_TEST_S3 is not set: the S3 server is missing (scripts/test starts it)"
+            );
+            eprintln!("skipping: ARCA_TEST_S3 not set (run scripts/services/s3.sh start)");
+            None
+        }
+    }
+}
+
+/// What the proxy does to requests.
+#[derive(Default)]
+struct ProxyState {
+    stop: AtomicBool,
+    /// Per mille of requests answered 500 or 503.
+    error_per_mille: AtomicU32,
+    /// Per mille of requests whose connection is dropped without an answer.
+    drop_per_mille: AtomicU32,
+    /// Per mille of requests delayed by [`SLOW`] before they are forwarded.
+    slow_per_mille: AtomicU32,
+    /// Requests seen after which every request is dropped (the server is down).
+    down_after: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    drops: AtomicU64,
+    slows: AtomicU64,
+    rng: Mutex<u64>,
+}
+
+const SLOW: Duration = Duration::from_millis(700);
+
+impl ProxyState {
+    fn roll(&self) -> u32 {
+        let mut x = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x % 1000) as u32
+    }
+}
+
+/// A fault-injecting proxy in front of `upstream`; stopped (and its thread joined) on drop.
+struct Proxy {
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ProxyState {
+            down_after: AtomicU64::new(u64::MAX),
+            rng: Mutex::new(0x2545_f491_4f6c_dd1d),
+            ..Default::default()
+        });
+        let st = state.clone();
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || serve(conn, upstream, &st));
+            }
+        });
+        Proxy {
+            addr,
+            state,
+            accept: Some(accept),
+        }
+    }
+
+    fn faults(&self, errors: u32, drops: u32, slow: u32) {
+        self.state.error_per_mille.store(errors, Ordering::SeqCst);
+        self.state.drop_per_mille.store(drops, Ordering::SeqCst);
+        self.state.slow_per_mille.store(slow, Ordering::SeqCst);
+    }
+
+    fn injected(&self) -> (u64, u64, u64) {
+        let s = &self.state;
+        (
+            s.errors.load(Ordering::SeqCst),
+            s.drops.load(Ordering::SeqCst),
+            s.slows.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One request: the head (request line and headers, CRLF-terminated) and the body.
+struct Request {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let length = head
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    assert!(
+        !head
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding:")),
+        "the proxy handles only Content-Length bodies: {head:?}"
+    );
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body).ok()?;
+    Some(Request { head, body })
+}
+
+fn error_response(status: u16) -> Vec<u8> {
+    let (reason, code) = if status == 503 {
+        ("Slow Down", "SlowDown")
+    } else {
+        ("Internal Server Error", "InternalError")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>injected by the test proxy</Message></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Forwards `req` on a new upstream connection and returns the whole answer.
+fn forward(req: &Request, upstream: SocketAddr) -> std::io::Result<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream)?;
+    let mut out = Vec::with_capacity(req.body.len() + 1024);
+    for (i, h) in req.head.iter().enumerate() {
+        if i > 0 && h.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&req.body);
+    up.write_all(&out)?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
+/// Serves one client connection, request after request.
+fn serve(conn: TcpStream, upstream: SocketAddr, st: &ProxyState) {
+    let Ok(writer) = conn.try_clone() else { return };
+    let mut writer = writer;
+    let mut reader = BufReader::new(conn);
+    while let Some(req) = read_request(&mut reader) {
+        if st.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let n = st.requests.fetch_add(1, Ordering::SeqCst);
+        if n >= st.down_after.load(Ordering::SeqCst) {
+            st.drops.fetch_add(1, Ordering::SeqCst);
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        let roll = st.roll();
+        let errors = st.error_per_mille.load(Ordering::SeqCst);
+        let drops = errors + st.drop_per_mille.load(Ordering::SeqCst);
+        let slow = drops + st.slow_per_mille.load(Ordering::SeqCst);
+        if roll < errors {
+            st.errors.fetch_add(1, Ordering::SeqCst);
+            let status = if roll % 2 == 0 { 503 } else { 500 };
+            let _ = writer.write_all(&error_response(status));
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        if roll < drops {
+            st.drops.fetch_add(1, Ordering::SeqCst);
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        if roll < slow {
+            st.slows.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(SLOW);
+        }
+        match forward(&req, upstream) {
+            Ok(answer) => {
+                if writer.write_all(&answer).is_err() {
+                    return;
+                }
+            }
+            Err(_) => {
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+        // The upstream closed after its answer; so do we (the client reconnects).
+        let _ = writer.shutdown(Shutdown::Both);
+        return;
+    }
+}
+
+/// The moto endpoint's address and the bucket, from `s3:http://HOST:PORT/BUCKET`.
+fn upstream(base: &str) -> (SocketAddr, String) {
+    let rest = base.trim_start_matches("s3:http://");
+    let (host, bucket) = rest.split_once('/').expect("s3:http://HOST:PORT/BUCKET");
+    (host.parse().expect("HOST:PORT"), bucket.to_string())
+}
+
+fn arca(env: &Env, repo: &str, extra_env: &[(&str, &str)], args: &[&str]) -> Out {
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1")
+        .env("ARCA_CACHE_DIR", env.path("cache"))
+        .envs(extra_env.iter().copied())
+        .arg("-r")
+        .arg(repo)
+        .args(args);
+    run_cmd(c, None)
+}
+
+fn make_source(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    for d in 0..4 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..5 {
+            write_random(
+                &dir.join(format!("f{f}")),
+                (d * 10 + f) as u64,
+                50_000 * (f + 1),
+            );
+        }
+    }
+    write_random(&src.join("large"), 99, 9 << 20);
+    src
+}
+
+#[test]
+fn backup_restore_prune_through_a_faulty_proxy() {
+    let Some(base) = s3_base() else { return };
+    let (up, bucket) = upstream(&base);
+    let proxy = Proxy::start(up);
+    let env = Env::new();
+    let repo = format!(
+        "s3:http://{}/{bucket}/faults-{}-{}",
+        proxy.addr,
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond()
+    );
+    let src = make_source(&env);
+    // A generous budget: at 20% faults, 12 failures in a row are out of reach.
+    let retry = [("ARCA_RETRY_ATTEMPTS", "12"), ("ARCA_RETRY_BASE_MS", "20")];
+    proxy.faults(100, 50, 50);
+    arca(&env, &repo, &retry, &["init"]).ok();
+    arca(
+        &env,
+        &repo,
+        &retry,
+        &["backup", "-q", src.to_str().unwrap()],
+    )
+    .ok();
+    std::fs::write(src.join("d0/new"), "a new file\n").unwrap();
+    std::fs::remove_file(src.join("d1/f0")).unwrap();
+    arca(
+        &env,
+        &repo,
+        &retry,
+        &["backup", "-q", src.to_str().unwrap()],
+    )
+    .ok();
+    let target = env.path("out");
+    arca(
+        &env,
+        &repo,
+        &retry,
+        &[
+            "--no-cache",
+            "restore",
+            "latest",
+            "--verify",
+            "-q",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert_same_tree(&src, &restored_path(&target, &src));
+    arca(
+        &env,
+        &repo,
+        &retry,
+        &[
+            "forget",
+            "--keep-last",
+            "1",
+            "--prune",
+            "--max-unused",
+            "0%",
+            "-q",
+        ],
+    )
+    .ok();
+    let (errors, drops, slows) = proxy.injected();
+    let requests = proxy.state.requests.load(Ordering::SeqCst);
+    eprintln!("{requests} requests: {errors} answered 500/503, {drops} dropped, {slows} slow");
+    assert!(
+        errors >= 5 && drops >= 2,
+        "faults were injected: {errors} {drops}"
+    );
+    // Judge the result without faults.
+    proxy.faults(0, 0, 0);
+    arca(&env, &repo, &[], &["check", "--read-data"]).ok();
+    let target = env.path("out2");
+    arca(
+        &env,
+        &repo,
+        &[],
+        &[
+            "restore",
+            "latest",
+            "-q",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert_same_tree(&src, &restored_path(&target, &src));
+}
+
+#[test]
+fn server_down_past_the_retry_budget_fails_clearly_and_leaves_a_valid_repository() {
+    let Some(base) = s3_base() else { return };
+    let (up, bucket) = upstream(&base);
+    let proxy = Proxy::start(up);
+    let env = Env::new();
+    let repo = format!(
+        "s3:http://{}/{bucket}/down-{}-{}",
+        proxy.addr,
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond()
+    );
+    let src = make_source(&env);
+    arca(&env, &repo, &[], &["init"]).ok();
+    arca(&env, &repo, &[], &["backup", "-q", src.to_str().unwrap()]).ok();
+    std::fs::write(src.join("d2/changed"), "x".repeat(100_000)).unwrap();
+    // The server goes away a few requests into the next backup.
+    let seen = proxy.state.requests.load(Ordering::SeqCst);
+    proxy.state.down_after.store(seen + 8, Ordering::SeqCst);
+    let start = Instant::now();
+    let out = arca(
+        &env,
+        &repo,
+        &[("ARCA_RETRY_ATTEMPTS", "3"), ("ARCA_RETRY_BASE_MS", "50")],
+        &["backup", "-q", src.to_str().unwrap()],
+    )
+    .fails()
+    .says("gave up after 3 attempts")
+    .says(&proxy.addr.to_string());
+    eprintln!("{}", out.stderr);
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "gave up in {:?}",
+        start.elapsed()
+    );
+    // Back up: the repository is valid, holds the first snapshot, and takes new ones.
+    proxy.state.down_after.store(u64::MAX, Ordering::SeqCst);
+    arca(&env, &repo, &[], &["check"]).ok();
+    let snaps = arca(&env, &repo, &[], &["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
+    arca(&env, &repo, &[], &["backup", "-q", src.to_str().unwrap()]).ok();
+    let target = env.path("out");
+    arca(
+        &env,
+        &repo,
+        &[],
+        &[
+            "restore",
+            "latest",
+            "-q",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert_same_tree(&src, &restored_path(&target, &src));
+}

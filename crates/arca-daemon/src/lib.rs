@@ -6,5 +6,13 @@
 
 pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod history;
+pub mod limits;
+pub mod runner;
 pub mod schedule;
 pub mod scheduler;
+pub mod status;
+pub mod drill;
+pub mod notify;
+pub mod alerts;

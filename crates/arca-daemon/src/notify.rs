@@ -1,0 +1,620 @@
+//! Alert channels: where an [`Alert`] goes once a rule fires or resolves.
+//!
+//! - webhook: an HTTP(S) POST of a JSON body, in one of four templates ([`Template`]):
+//!   `generic` (the alert itself), `slack` (incoming webhook), `dingtalk` (custom robot,
+//!   markdown) and `feishu` (custom bot, text); see [`webhook_body`] and docs/DRILLS.md for
+//!   every payload;
+//! - command: a shell command that gets the alert as JSON on stdin, with a timeout;
+//! - email over SMTP: STARTTLS by default (or implicit TLS); plain SMTP only to a loopback
+//!   server (for tests and local relays).
+//!
+//! The channel settings ([`ChannelConfig`]) are serde structs with `deny_unknown_fields`, so
+//! the configuration file can embed them. Which alerts are sent, and how often they repeat,
+//! is decided in [`crate::alerts`].
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::drill::{duration_str, run_command};
+
+/// How bad it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Whether the condition holds now (firing) or stopped holding (resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One message about one rule of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The rule's name, e.g. `run_failed`, `rpo_breached` (see [`crate::alerts::Rule`]).
+    pub rule: String,
+    pub job: String,
+    pub severity: Severity,
+    pub state: AlertState,
+    /// One line for people.
+    pub summary: String,
+    /// Facts behind it (e.g. `error`, `rpo`, `age`).
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+    pub time: jiff::Timestamp,
+}
+
+impl Alert {
+    /// `[FIRING] critical run_failed docs: summary`.
+    pub fn title(&self) -> String {
+        format!(
+            "[{}] {} {} {}: {}",
+            self.state.as_str().to_uppercase(),
+            self.severity.as_str(),
+            self.rule,
+            self.job,
+            self.summary
+        )
+    }
+
+    /// The title, then one `key: value` line per detail and the time.
+    pub fn text(&self) -> String {
+        let mut s = self.title();
+        for (k, v) in &self.details {
+            s.push_str(&format!("\n{k}: {v}"));
+        }
+        s.push_str(&format!("\ntime: {}", self.time));
+        s
+    }
+
+    /// A message for `arca alert test`.
+    pub fn test(now: jiff::Timestamp) -> Alert {
+        let mut details = BTreeMap::new();
+        details.insert("host".to_string(), arca_core::repo::hostname());
+        Alert {
+            rule: "test".into(),
+            job: "test".into(),
+            severity: Severity::Info,
+            state: AlertState::Firing,
+            summary: "test message from arca: this channel works".into(),
+            details,
+            time: now,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("webhook {url}: {reason}")]
+    Webhook { url: String, reason: String },
+    #[error("alert command {command:?}: {reason}")]
+    Command { command: String, reason: String },
+    #[error("email via {server}: {reason}")]
+    Email { server: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The body of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Template {
+    /// The alert as JSON plus `source` and `text`.
+    #[default]
+    Generic,
+    /// Slack incoming webhook: `text` plus one coloured attachment with the details.
+    Slack,
+    /// DingTalk custom robot: a markdown message.
+    Dingtalk,
+    /// Feishu (Lark) custom bot: a text message.
+    Feishu,
+}
+
+impl Template {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Template::Generic => "generic",
+            Template::Slack => "slack",
+            Template::Dingtalk => "dingtalk",
+            Template::Feishu => "feishu",
+        }
+    }
+}
+
+impl std::str::FromStr for Template {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Template, String> {
+        match s {
+            "generic" => Ok(Template::Generic),
+            "slack" => Ok(Template::Slack),
+            "dingtalk" => Ok(Template::Dingtalk),
+            "feishu" | "lark" => Ok(Template::Feishu),
+            _ => Err(format!(
+                "unknown webhook template {s:?} (generic, slack, dingtalk or feishu)"
+            )),
+        }
+    }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A webhook channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default)]
+    pub template: Template,
+    /// Extra request headers (e.g. an Authorization header of the generic receiver).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_timeout", with = "duration_str")]
+    pub timeout: Duration,
+}
+
+/// A command channel: `sh -c COMMAND` with the alert as JSON on stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    pub command: String,
+    #[serde(default = "default_timeout", with = "duration_str")]
+    pub timeout: Duration,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required; port 587 by default).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+    /// No encryption: allowed only to a loopback server (port 25 by default).
+    Plain,
+}
+
+/// An email channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// SMTP server host name (or address).
+    pub server: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File whose first line is the password.
+    pub password_file: Option<String>,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default = "default_timeout", with = "duration_str")]
+    pub timeout: Duration,
+}
+
+/// One alert channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChannelConfig {
+    Webhook(WebhookConfig),
+    Command(CommandConfig),
+    Email(EmailConfig),
+}
+
+impl ChannelConfig {
+    /// A short description for messages (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            ChannelConfig::Webhook(w) => {
+                format!("webhook {} ({})", redact_url(&w.url), w.template.as_str())
+            }
+            ChannelConfig::Command(c) => format!("command {:?}", c.command),
+            ChannelConfig::Email(e) => format!("email to {} via {}", e.to.join(", "), e.server),
+        }
+    }
+}
+
+/// The URL without its query and path (webhook URLs carry their token there).
+pub fn redact_url(url: &str) -> String {
+    match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let more = if host_end < rest.len() { "/..." } else { "" };
+            format!("{}{more}", &url[..i + 3 + host_end])
+        }
+        None => "(invalid url)".into(),
+    }
+}
+
+fn color(alert: &Alert) -> &'static str {
+    match (alert.state, alert.severity) {
+        (AlertState::Resolved, _) => "#2eb886",
+        (_, Severity::Critical) => "#d50200",
+        (_, Severity::Warning) => "#daa038",
+        (_, Severity::Info) => "#439fe0",
+    }
+}
+
+/// The JSON body of a webhook in `template`:
+///
+/// - generic: `{"source":"arca","rule","job","severity","state","summary","details":{..},
+///   "time","text"}`;
+/// - slack: `{"text": TITLE, "attachments":[{"color","title","text","fields":[{"title",
+///   "value","short"}],"ts"}]}`;
+/// - dingtalk: `{"msgtype":"markdown","markdown":{"title","text"}}`;
+/// - feishu: `{"msg_type":"text","content":{"text"}}`.
+pub fn webhook_body(alert: &Alert, template: Template) -> serde_json::Value {
+    use serde_json::json;
+    match template {
+        Template::Generic => {
+            let mut v = json!({
+                "source": "arca",
+                "rule": alert.rule,
+                "job": alert.job,
+                "severity": alert.severity,
+                "state": alert.state,
+                "summary": alert.summary,
+                "details": alert.details,
+                "time": alert.time.to_string(),
+                "text": alert.text(),
+            });
+            if let Some(o) = v.as_object_mut() {
+                o.insert("title".into(), json!(alert.title()));
+            }
+            v
+        }
+        Template::Slack => {
+            let fields: Vec<serde_json::Value> = [
+                ("job", alert.job.clone()),
+                ("rule", alert.rule.clone()),
+                ("severity", alert.severity.as_str().to_string()),
+                ("state", alert.state.as_str().to_string()),
+            ]
+            .into_iter()
+            .chain(alert.details.iter().map(|(k, v)| (k.as_str(), v.clone())))
+            .map(|(k, v)| json!({"title": k, "value": v, "short": v.len() < 40}))
+            .collect();
+            json!({
+                "text": alert.title(),
+                "attachments": [{
+                    "color": color(alert),
+                    "title": alert.summary,
+                    "text": alert.text(),
+                    "fields": fields,
+                    "footer": "arca",
+                    "ts": alert.time.as_second(),
+                }],
+            })
+        }
+        Template::Dingtalk => {
+            let mut text = format!(
+                "### {} {}\n\n**{}**\n\n- job: {}\n- rule: {}\n- severity: {}\n",
+                alert.state.as_str().to_uppercase(),
+                alert.summary,
+                alert.summary,
+                alert.job,
+                alert.rule,
+                alert.severity.as_str()
+            );
+            for (k, v) in &alert.details {
+                text.push_str(&format!("- {k}: {v}\n"));
+            }
+            text.push_str(&format!("- time: {}\n", alert.time));
+            json!({
+                "msgtype": "markdown",
+                "markdown": {"title": alert.title(), "text": text},
+            })
+        }
+        Template::Feishu => json!({
+            "msg_type": "text",
+            "content": {"text": alert.text()},
+        }),
+    }
+}
+
+/// Sends `alert` to `channel`.
+pub fn send(channel: &ChannelConfig, alert: &Alert) -> Result<(), NotifyError> {
+    match channel {
+        ChannelConfig::Webhook(w) => send_webhook(w, alert),
+        ChannelConfig::Command(c) => send_command(c, alert),
+        ChannelConfig::Email(e) => send_email(e, alert),
+    }
+}
+
+/// POSTs the templated JSON; any 2xx answer is success. DingTalk and Feishu answer 200
+/// with an error code in the body, which is checked too.
+pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError> {
+    let err = |reason: String| NotifyError::Webhook {
+        url: redact_url(&w.url),
+        reason,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(w.timeout)
+        .no_proxy()
+        .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let body = serde_json::to_vec(&webhook_body(alert, w.template))
+        .map_err(|e| err(e.to_string()))?;
+    let mut req = client
+        .post(&w.url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in &w.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.send().map_err(|e| err(error_chain(&e)))?;
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    if !status.is_success() {
+        return Err(err(format!(
+            "answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        )));
+    }
+    // DingTalk: {"errcode":0,...}; Feishu: {"code":0,...} (older: StatusCode).
+    if matches!(w.template, Template::Dingtalk | Template::Feishu)
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        for key in ["errcode", "code", "StatusCode"] {
+            if let Some(c) = v.get(key).and_then(|c| c.as_i64())
+                && c != 0
+            {
+                return Err(err(format!("refused the message: {text}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs the command with the alert as JSON on stdin (and ARCA_ALERT_* variables).
+pub fn send_command(c: &CommandConfig, alert: &Alert) -> Result<(), NotifyError> {
+    let json = serde_json::to_vec(alert).map_err(|e| NotifyError::Command {
+        command: c.command.clone(),
+        reason: e.to_string(),
+    })?;
+    let env = [
+        ("ARCA_ALERT_RULE", OsStr::new(alert.rule.as_str())),
+        ("ARCA_ALERT_JOB", OsStr::new(alert.job.as_str())),
+        ("ARCA_ALERT_STATE", OsStr::new(alert.state.as_str())),
+        ("ARCA_ALERT_SEVERITY", OsStr::new(alert.severity.as_str())),
+        ("ARCA_ALERT_SUMMARY", OsStr::new(alert.summary.as_str())),
+    ];
+    let outcome = run_command(&c.command, None, &env, Some(&json), c.timeout);
+    if outcome.success() {
+        Ok(())
+    } else {
+        Err(NotifyError::Command {
+            command: c.command.clone(),
+            reason: outcome.failure_reason(),
+        })
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+fn email_password(e: &EmailConfig) -> Result<Option<String>, String> {
+    if let Some(var) = &e.password_env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("environment variable {var} (password_env) is not set"));
+    }
+    if let Some(file) = &e.password_file {
+        let s = std::fs::read_to_string(file)
+            .map_err(|err| format!("password_file {file}: {err}"))?;
+        return Ok(Some(s.lines().next().unwrap_or("").to_string()));
+    }
+    Ok(None)
+}
+
+/// Sends a plain-text email (subject: the alert's title).
+pub fn send_email(e: &EmailConfig, alert: &Alert) -> Result<(), NotifyError> {
+    use lettre::message::{Mailbox, header::ContentType};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{Message, SmtpTransport, Transport};
+
+    let err = |reason: String| NotifyError::Email {
+        server: e.server.clone(),
+        reason,
+    };
+    if e.to.is_empty() {
+        return Err(err("no recipient (to) given".into()));
+    }
+    let from: Mailbox = e
+        .from
+        .parse()
+        .map_err(|x| err(format!("from address {:?}: {x}", e.from)))?;
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(alert.title())
+        .header(ContentType::TEXT_PLAIN);
+    for to in &e.to {
+        let mb: Mailbox = to
+            .parse()
+            .map_err(|x| err(format!("to address {to:?}: {x}")))?;
+        builder = builder.to(mb);
+    }
+    let mut body = alert.text();
+    body.push_str("\n\n-- \narca\n");
+    let message = builder.body(body).map_err(|x| err(x.to_string()))?;
+    let transport = match e.security {
+        SmtpSecurity::Starttls => SmtpTransport::starttls_relay(&e.server)
+            .map_err(|x| err(error_chain(&x)))?
+            .port(e.port.unwrap_or(587)),
+        SmtpSecurity::Tls => SmtpTransport::relay(&e.server)
+            .map_err(|x| err(error_chain(&x)))?
+            .port(e.port.unwrap_or(465)),
+        SmtpSecurity::Plain => {
+            if !is_loopback(&e.server) {
+                return Err(err(
+                    "plain SMTP (no TLS) is allowed only to a loopback server; use starttls or tls"
+                        .into(),
+                ));
+            }
+            SmtpTransport::builder_dangerous(&e.server).port(e.port.unwrap_or(25))
+        }
+    };
+    let mut transport = transport.timeout(Some(e.timeout));
+    if let Some(user) = &e.username {
+        let password = email_password(e).map_err(err)?.unwrap_or_default();
+        transport = transport.credentials(Credentials::new(user.clone(), password));
+    }
+    transport
+        .build()
+        .send(&message)
+        .map_err(|x| err(error_chain(&x)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert() -> Alert {
+        let mut details = BTreeMap::new();
+        details.insert("error".into(), "source /x is gone".into());
+        Alert {
+            rule: "run_failed".into(),
+            job: "docs".into(),
+            severity: Severity::Critical,
+            state: AlertState::Firing,
+            summary: "the last run of docs failed".into(),
+            details,
+            time: "2026-01-02T03:04:05Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn templates_have_their_shapes() {
+        let a = alert();
+        let g = webhook_body(&a, Template::Generic);
+        assert_eq!(g["rule"], "run_failed");
+        assert_eq!(g["state"], "firing");
+        assert_eq!(g["details"]["error"], "source /x is gone");
+        let s = webhook_body(&a, Template::Slack);
+        assert!(s["text"].as_str().unwrap().starts_with("[FIRING] critical run_failed docs"));
+        assert_eq!(s["attachments"][0]["color"], "#d50200");
+        let d = webhook_body(&a, Template::Dingtalk);
+        assert_eq!(d["msgtype"], "markdown");
+        assert!(d["markdown"]["text"].as_str().unwrap().contains("- error: source /x is gone"));
+        let f = webhook_body(&a, Template::Feishu);
+        assert_eq!(f["msg_type"], "text");
+        assert!(f["content"]["text"].as_str().unwrap().contains("docs"));
+    }
+
+    #[test]
+    fn channel_configs_refuse_unknown_keys() {
+        let c: ChannelConfig = serde_json::from_str(
+            r#"{"type":"webhook","url":"http://127.0.0.1:1/x","template":"slack","timeout":"5s"}"#,
+        )
+        .unwrap();
+        match c {
+            ChannelConfig::Webhook(w) => {
+                assert_eq!(w.template, Template::Slack);
+                assert_eq!(w.timeout, Duration::from_secs(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            serde_json::from_str::<ChannelConfig>(r#"{"type":"webhook","url":"x","bogus":1}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<ChannelConfig>(r#"{"type":"pager"}"#).is_err());
+    }
+
+    #[test]
+    fn plain_smtp_only_to_loopback() {
+        let e = EmailConfig {
+            server: "mail.example.com".into(),
+            port: Some(25),
+            security: SmtpSecurity::Plain,
+            username: None,
+            password_env: None,
+            password_file: None,
+            from: "arca@example.com".into(),
+            to: vec!["ops@example.com".into()],
+            timeout: Duration::from_secs(1),
+        };
+        let r = send_email(&e, &alert());
+        assert!(r.unwrap_err().to_string().contains("loopback"));
+        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T/B/secret"),
+            "https://hooks.slack.com/..."
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn command_channel_gets_json_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("alert.json");
+        let c = CommandConfig {
+            command: format!("cat > '{}'", out.display()),
+            timeout: Duration::from_secs(10),
+        };
+        send_command(&c, &alert()).unwrap();
+        let got: Alert = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(got, alert());
+        let bad = CommandConfig {
+            command: "exit 4".into(),
+            timeout: Duration::from_secs(10),
+        };
+        assert!(send_command(&bad, &alert()).unwrap_err().to_string().contains("code 4"));
+    }
+}

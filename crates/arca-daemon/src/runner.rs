@@ -1,0 +1,988 @@
+//! One run of a job, the same code for the daemon and `arca job run`: pre hooks, backup of
+//! the job's source into its primary repository, retention (forget) on every repository of
+//! the job, copies to the secondary repositories, prune when its own schedule says so, the
+//! 3-2-1 state, post or failure hooks, and the history row with the run's log.
+//!
+//! Stopping: the backup engine polls [`Progress::should_stop`], which turns true when the
+//! daemon is asked to stop (SIGTERM) or, for jobs with `on_window_close = "stop"`, when the
+//! window closes. An interrupted backup writes no snapshot; the packs it stored are adopted
+//! by the next run, which then does not upload them again.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arca_core::backup::{BackupOptions, backup_paths, backup_stream};
+use arca_core::format::{BackupType, Snapshot};
+use arca_core::progress::Progress;
+use arca_core::retention::{Candidate, apply_policy};
+use arca_core::{Id, Repository, lock};
+use jiff::Timestamp;
+
+use crate::clock::Clock;
+use crate::config::{Config, JobConfig, OnWindowClose, PasswordSource, RepositoryConfig, Source};
+use crate::history::{History, HistoryError, RunOutcome, RunRecord, RunStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no job {0:?} in the configuration")]
+    UnknownJob(String),
+    #[error("job {job} is already running (lock {path} is held)")]
+    AlreadyRunning { job: String, path: PathBuf },
+    #[error("job {job}: lock file {path}: {source}")]
+    LockFile {
+        job: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// What a run reports to whoever shows it (the daemon's log, the CLI).
+pub trait EventLog: Send + Sync {
+    fn event(&self, job: Option<&str>, message: &str);
+}
+
+/// An event log that drops everything.
+pub struct NoEvents;
+
+impl EventLog for NoEvents {
+    fn event(&self, _job: Option<&str>, _message: &str) {}
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// By the scheduler, serving this slot.
+    Schedule(Timestamp),
+    Manual,
+}
+
+/// Everything a run needs besides the job.
+pub struct RunContext<'a> {
+    pub config: &'a Config,
+    pub history: &'a History,
+    pub clock: &'a dyn Clock,
+    /// True when the daemon (or the CLI) is asked to stop.
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+    pub events: &'a dyn EventLog,
+}
+
+/// The lock that keeps one run of a job at a time, across processes.
+pub struct JobLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+pub fn lock_path(config: &Config, job: &str) -> PathBuf {
+    let state = &config.daemon.state;
+    let dir = state
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    dir.join(format!(
+        "{}.locks",
+        state
+            .file_name()
+            .map_or("state".into(), |n| n.to_string_lossy())
+    ))
+    .join(format!("{job}.lock"))
+}
+
+pub fn lock_job(config: &Config, job: &str) -> Result<JobLock, RunError> {
+    let path = lock_path(config, job);
+    let io = |source| RunError::LockFile {
+        job: job.to_string(),
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(JobLock { _lock: l }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(RunError::AlreadyRunning {
+            job: job.to_string(),
+            path,
+        }),
+        Err((_, e)) => Err(io(std::io::Error::from(e))),
+    }
+}
+
+/// Reads a repository's password from its configured source.
+pub fn password(repo: &RepositoryConfig) -> Result<Vec<u8>, String> {
+    let first_line = |b: &[u8]| -> Vec<u8> {
+        let end = b
+            .iter()
+            .position(|&c| c == b'\n' || c == b'\r')
+            .unwrap_or(b.len());
+        b[..end].to_vec()
+    };
+    let (pw, from) = match &repo.password {
+        PasswordSource::File(p) => (
+            first_line(
+                &std::fs::read(p)
+                    .map_err(|e| format!("reading password file {}: {e}", p.display()))?,
+            ),
+            format!("file {}", p.display()),
+        ),
+        PasswordSource::Command(c) => {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(c)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("running password command {c:?}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("password command {c:?} failed with {}", out.status));
+            }
+            (first_line(&out.stdout), format!("command {c:?}"))
+        }
+        PasswordSource::Env(v) => (
+            std::env::var(v)
+                .map_err(|_| format!("environment variable {v} (password_env) is not set"))?
+                .into_bytes(),
+            format!("environment variable {v}"),
+        ),
+    };
+    if pw.is_empty() {
+        return Err(format!("the password from {from} is empty"));
+    }
+    Ok(pw)
+}
+
+/// Opens a configured repository with the job's connection and bandwidth limits.
+pub fn open_repository(
+    repo: &RepositoryConfig,
+    job: Option<&JobConfig>,
+) -> Result<Arc<Repository>, String> {
+    let mut opts = arca_storage::OpenOptions::from_env().map_err(|e| e.to_string())?;
+    let limits = job.map(|j| &j.limits);
+    if let Some(c) = limits.and_then(|l| l.connections).or(repo.connections) {
+        opts.connections = Some(c);
+    }
+    let storage = arca_storage::open_location_with(&repo.location, &opts)
+        .map_err(|e| format!("repository {} ({}): {e}", repo.name, repo.location))?;
+    let up = limits
+        .and_then(|l| l.upload_limit_kib)
+        .or(repo.upload_limit_kib);
+    let down = limits
+        .and_then(|l| l.download_limit_kib)
+        .or(repo.download_limit_kib);
+    let storage: Arc<dyn arca_storage::Storage> = if up.is_some() || down.is_some() {
+        Arc::new(arca_storage::ThrottleStorage::new(
+            storage,
+            up.map(arca_storage::Bandwidth::kib_per_sec),
+            down.map(arca_storage::Bandwidth::kib_per_sec),
+        ))
+    } else {
+        storage
+    };
+    arca_core::repo::ensure_repository(storage.as_ref(), &repo.location)
+        .map_err(|e| format!("repository {}: {e}", repo.name))?;
+    let pw = password(repo).map_err(|e| format!("repository {}: {e}", repo.name))?;
+    Repository::open(storage, &pw)
+        .map(Arc::new)
+        .map_err(|e| format!("repository {} ({}): {e}", repo.name, repo.location))
+}
+
+/// Progress of a run: counts, and the stop condition.
+struct RunProgress<'a> {
+    stop: &'a (dyn Fn() -> bool + Sync),
+    clock: &'a dyn Clock,
+    stop_at: Option<Timestamp>,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    window_closed: std::sync::atomic::AtomicBool,
+}
+
+impl Progress for RunProgress<'_> {
+    fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    fn add_files(&self, n: u64) {
+        self.files.fetch_add(n, Ordering::Relaxed);
+    }
+    fn should_stop(&self) -> bool {
+        if (self.stop)() {
+            return true;
+        }
+        if let Some(t) = self.stop_at
+            && self.clock.now() >= t
+        {
+            self.window_closed.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+/// The output of a hook, and whether it succeeded.
+pub struct HookResult {
+    pub ok: bool,
+    pub output: String,
+    pub detail: String,
+}
+
+/// Runs `sh -c cmd` with stdout and stderr captured together, killed (its whole process
+/// group) after `timeout`.
+pub fn run_hook(cmd: &str, timeout: Duration, env: &[(&str, String)]) -> HookResult {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("exec 2>&1\n{cmd}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = match c.spawn() {
+        Ok(ch) => ch,
+        Err(e) => {
+            return HookResult {
+                ok: false,
+                output: String::new(),
+                detail: format!("could not start: {e}"),
+            };
+        }
+    };
+    let reader = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let started = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if started.elapsed() >= timeout {
+            timed_out = true;
+            kill_group(&child, nix::sys::signal::Signal::SIGTERM);
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(2) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill_group(&child, nix::sys::signal::Signal::SIGKILL);
+            break child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The group is gone (or finished): the pipe closes once every member exited.
+    kill_group(&child, nix::sys::signal::Signal::SIGKILL);
+    let output = reader
+        .and_then(|r| r.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (ok, detail) = match (timed_out, status) {
+        (true, _) => (
+            false,
+            format!("timed out after {}s and was killed", timeout.as_secs()),
+        ),
+        (false, Some(s)) if s.success() => (true, "ok".to_string()),
+        (false, Some(s)) => (false, format!("failed ({s})")),
+        (false, None) => (false, "could not be waited for".to_string()),
+    };
+    HookResult { ok, output, detail }
+}
+
+fn kill_group(child: &Child, sig: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// The 3-2-1 state of a job after a run: copies (counting the source), distinct media
+/// among the repositories holding the newest snapshot, and offsite copies.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ThreeTwoOne {
+    pub copies: usize,
+    pub media: usize,
+    pub offsite: usize,
+    /// 3 copies, 2 media, 1 offsite.
+    pub ok: bool,
+    /// Repositories that hold the newest snapshot.
+    pub holders: Vec<String>,
+}
+
+pub fn three_two_one(holders: &[&RepositoryConfig]) -> ThreeTwoOne {
+    let media: BTreeSet<&str> = holders.iter().map(|r| r.media.as_str()).collect();
+    let copies = holders.len() + 1;
+    let offsite = holders.iter().filter(|r| r.offsite).count();
+    ThreeTwoOne {
+        copies,
+        media: media.len(),
+        offsite,
+        ok: copies >= 3 && media.len() >= 2 && offsite >= 1,
+        holders: holders.iter().map(|r| r.name.clone()).collect(),
+    }
+}
+
+struct Log {
+    text: String,
+}
+
+impl Log {
+    fn line(&mut self, clock: &dyn Clock, msg: &str) {
+        let _ = writeln!(
+            self.text,
+            "{} {msg}",
+            clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        );
+    }
+}
+
+fn job_snapshots(repo: &Repository, tag: &str) -> Result<Vec<(Id, Snapshot)>, String> {
+    let (snaps, _bad) = repo
+        .list_snapshots()
+        .map_err(|e| format!("listing snapshots: {e}"))?;
+    Ok(snaps
+        .into_iter()
+        .filter(|(_, s)| s.tags.iter().any(|t| t == tag))
+        .collect())
+}
+
+/// Applies the job's retention to its snapshots in `repo`; returns how many were removed.
+fn apply_retention(repo: &Arc<Repository>, job: &JobConfig) -> Result<usize, String> {
+    let Some(policy) = &job.retention else {
+        return Ok(0);
+    };
+    if repo.config().append_only {
+        return Err("the repository is append-only: retention is not applied".into());
+    }
+    let _lock = lock::acquire(repo, true, "forget").map_err(|e| e.to_string())?;
+    let snaps = job_snapshots(repo, &job.job_tag())?;
+    let cands: Vec<Candidate> = snaps
+        .iter()
+        .map(|(id, s)| Candidate {
+            id: *id,
+            time: s.time,
+            utc_offset_secs: s.utc_offset_secs,
+            tags: s.tags.clone(),
+        })
+        .collect();
+    let mut removed = 0;
+    for d in apply_policy(policy, &cands) {
+        if !d.keep {
+            repo.storage()
+                .delete(&format!("snapshots/{}", d.id))
+                .map_err(|e| format!("removing snapshot {}: {e}", d.id.short()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn prune_repo(repo: &Arc<Repository>, job: &JobConfig) -> Result<String, String> {
+    let Some(p) = &job.prune else {
+        return Ok(String::new());
+    };
+    if repo.config().append_only {
+        return Err("the repository is append-only: prune is refused".into());
+    }
+    let opts = arca_core::prune::PruneOptions {
+        max_unused: p.max_unused,
+        max_repack_bytes: None,
+        repack_cacheable_only: false,
+    };
+    let _lock = lock::acquire(repo, true, "prune").map_err(|e| e.to_string())?;
+    let plan = arca_core::prune::plan(repo, &opts).map_err(|e| e.to_string())?;
+    let summary = format!(
+        "delete {} packs, repack {}, frees {} bytes",
+        plan.delete_packs.len(),
+        plan.repack_packs.len(),
+        plan.bytes_freed
+    );
+    if !plan.is_noop() {
+        arca_core::prune::execute(repo, plan).map_err(|e| e.to_string())?;
+    }
+    Ok(summary)
+}
+
+/// The result of the backup step.
+struct Backed {
+    snapshot_id: Id,
+    snapshot: Snapshot,
+}
+
+fn backup(
+    repo: &Arc<Repository>,
+    job: &JobConfig,
+    backup_type: BackupType,
+    progress: &RunProgress<'_>,
+    log: &Mutex<String>,
+) -> Result<Backed, (bool, String)> {
+    let mut tags = vec![job.job_tag()];
+    tags.extend(job.tags.iter().cloned());
+    let (excludes, if_present, one_fs) = match &job.source {
+        Source::Paths {
+            exclude,
+            exclude_if_present,
+            one_file_system,
+            ..
+        } => (
+            exclude.clone(),
+            exclude_if_present.clone(),
+            *one_file_system,
+        ),
+        Source::Command { .. } => (Vec::new(), Vec::new(), false),
+    };
+    let opts = BackupOptions {
+        backup_type,
+        checksum: job.checksum,
+        tags,
+        host: job.host.clone(),
+        excludes,
+        exclude_if_present: if_present,
+        one_file_system: one_fs,
+        threads: job.limits.threads,
+        ..BackupOptions::default()
+    };
+    let err = |e: arca_core::Error| {
+        (
+            matches!(e.kind(), arca_core::ErrorKind::Interrupted),
+            e.to_string(),
+        )
+    };
+    let _lock = lock::acquire(repo, false, "backup").map_err(err)?;
+    let mut index = repo.load_index().map_err(err)?;
+    let adopted = repo.adopt_unindexed_packs(&mut index).map_err(err)?;
+    if adopted > 0 {
+        let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            l,
+            "indexed {adopted} packs left by an interrupted run (their data is reused)"
+        );
+    }
+    let index = Arc::new(index);
+    let result = match &job.source {
+        Source::Paths { paths, .. } => backup_paths(repo, index, paths, &opts, progress),
+        Source::Command { command, filename } => {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| (false, format!("starting command {command:?}: {e}")))?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or((false, "the command's output is not available".to_string()))?;
+            let stderr_reader = child.stderr.take().map(|mut e| {
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let _ = e.read_to_end(&mut buf);
+                    buf
+                })
+            });
+            let child = Arc::new(Mutex::new(child));
+            let waiter = child.clone();
+            let cmd = command.clone();
+            let r = backup_stream(
+                repo,
+                index,
+                stdout,
+                filename,
+                "command",
+                &opts,
+                progress,
+                move || {
+                    let status = waiter
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .wait()
+                        .map_err(|e| {
+                            arca_core::Error::Invalid(format!("waiting for {cmd:?}: {e}"))
+                        })?;
+                    if status.success() {
+                        Ok(Default::default())
+                    } else {
+                        Err(arca_core::Error::Invalid(format!(
+                            "command {cmd:?} failed ({status}); no snapshot was written"
+                        )))
+                    }
+                },
+            );
+            {
+                let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
+                if let Ok(None) = c.try_wait() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+            if let Some(h) = stderr_reader
+                && let Ok(buf) = h.join()
+                && !buf.is_empty()
+            {
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = writeln!(
+                    l,
+                    "command stderr:\n{}",
+                    String::from_utf8_lossy(&buf).trim_end()
+                );
+            }
+            r
+        }
+    };
+    let r = result.map_err(err)?;
+    match r.snapshot_id {
+        Some(id) => Ok(Backed {
+            snapshot_id: id,
+            snapshot: r.snapshot,
+        }),
+        None => Err((false, "the backup wrote no snapshot".into())),
+    }
+}
+
+/// Runs `job` once. `backup_type` overrides the rotation; `stop_at` is when the window
+/// closes (the run stops there if the job says so).
+pub fn run_job(
+    ctx: &RunContext<'_>,
+    job_name: &str,
+    trigger: Trigger,
+    backup_type: Option<BackupType>,
+    stop_at: Option<Timestamp>,
+) -> Result<RunRecord, RunError> {
+    let job = ctx
+        .config
+        .job(job_name)
+        .ok_or_else(|| RunError::UnknownJob(job_name.to_string()))?;
+    let _job_lock = lock_job(ctx.config, job_name)?;
+    let start = ctx.clock.now();
+    let backup_type = backup_type.unwrap_or_else(|| job.plan.backup_type_at(start));
+    let (trigger_name, slot) = match trigger {
+        Trigger::Schedule(s) => ("schedule", Some(s)),
+        Trigger::Manual => ("manual", None),
+    };
+    let run_id = ctx.history.start_run(
+        job_name,
+        "backup",
+        Some(backup_type.as_str()),
+        trigger_name,
+        slot,
+        start,
+    )?;
+    ctx.events.event(
+        Some(job_name),
+        &format!(
+            "run {run_id} started ({}, {trigger_name})",
+            backup_type.as_str()
+        ),
+    );
+    let mut log = Log {
+        text: String::new(),
+    };
+    let mut outcome = RunOutcome::default();
+
+    // Resource limits for this thread, its workers and its hooks.
+    if let Some(n) = job.limits.nice
+        && let Err(e) = crate::limits::set_nice(n)
+    {
+        log.line(ctx.clock, &format!("warning: {e}"));
+    }
+    if let Some(p) = job.limits.ionice
+        && let Err(e) = crate::limits::set_ionice(p)
+    {
+        log.line(ctx.clock, &format!("warning: {e}"));
+    }
+
+    let hook_env = |status: &str, snapshot: &str, error: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("ARCA_JOB", job_name.to_string()),
+            ("ARCA_RUN_ID", run_id.to_string()),
+            ("ARCA_BACKUP_TYPE", backup_type.as_str().to_string()),
+            ("ARCA_STATUS", status.to_string()),
+            ("ARCA_SNAPSHOT", snapshot.to_string()),
+            ("ARCA_ERROR", error.to_string()),
+        ]
+    };
+    let run_hooks = |log: &mut Log,
+                     which: &str,
+                     cmds: &[String],
+                     env: &[(&str, String)]|
+     -> Result<(), String> {
+        for cmd in cmds {
+            let r = run_hook(cmd, job.hooks.timeout, env);
+            log.line(ctx.clock, &format!("{which} hook {cmd:?}: {}", r.detail));
+            if !r.output.is_empty() {
+                log.text.push_str(&r.output);
+                if !r.output.ends_with('\n') {
+                    log.text.push('\n');
+                }
+            }
+            if !r.ok {
+                return Err(format!("{which} hook {cmd:?} {}", r.detail));
+            }
+        }
+        Ok(())
+    };
+
+    let progress = RunProgress {
+        stop: ctx.stop,
+        clock: ctx.clock,
+        stop_at: if job.on_window_close == OnWindowClose::Stop {
+            stop_at
+        } else {
+            None
+        },
+        files: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        window_closed: std::sync::atomic::AtomicBool::new(false),
+    };
+
+    let result: Result<(), (bool, String)> = (|| {
+        run_hooks(
+            &mut log,
+            "pre",
+            &job.hooks.pre,
+            &hook_env("running", "", ""),
+        )
+        .map_err(|e| (false, e))?;
+        let primary_name = &job.repositories[0];
+        let primary_cfg = &ctx.config.repositories[primary_name];
+        log.line(
+            ctx.clock,
+            &format!(
+                "backup ({}) of {} to {primary_name}",
+                backup_type.as_str(),
+                job.source.describe()
+            ),
+        );
+        let primary = open_repository(primary_cfg, Some(job)).map_err(|e| (false, e))?;
+        let engine_log = Mutex::new(String::new());
+        let b = backup(&primary, job, backup_type, &progress, &engine_log);
+        log.text
+            .push_str(&engine_log.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let b = b?;
+        let s = &b.snapshot.summary;
+        outcome.snapshot_id = Some(b.snapshot_id.to_string());
+        outcome.files = Some(s.files_new + s.files_changed + s.files_unmodified);
+        outcome.bytes_read = Some(s.bytes_read);
+        outcome.bytes_added = Some(s.bytes_added);
+        log.line(
+            ctx.clock,
+            &format!(
+                "snapshot {} saved: {} files, read {} bytes, added {} bytes",
+                b.snapshot_id.short(),
+                outcome.files.unwrap_or(0),
+                s.bytes_read,
+                s.bytes_added
+            ),
+        );
+        if b.snapshot.is_incomplete() {
+            for e in &b.snapshot.errors {
+                log.line(ctx.clock, &format!("unreadable: {}: {}", e.path, e.reason));
+            }
+        }
+        let mut problems = Vec::new();
+        let mut holders: Vec<&RepositoryConfig> = vec![primary_cfg];
+        let origin = b.snapshot_id;
+        let mut copies_detail = serde_json::Map::new();
+        copies_detail.insert(
+            primary_name.clone(),
+            serde_json::json!({"snapshot": origin.to_string()}),
+        );
+        match apply_retention(&primary, job) {
+            Ok(n) if n > 0 => log.line(
+                ctx.clock,
+                &format!("retention on {primary_name}: removed {n} snapshots"),
+            ),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("retention on {primary_name}: {e}")),
+        }
+        for name in &job.repositories[1..] {
+            if (ctx.stop)() {
+                problems.push("stopped before all copies were made".into());
+                break;
+            }
+            let cfg = &ctx.config.repositories[name];
+            let r: Result<(), String> = (|| {
+                let dst = open_repository(cfg, Some(job))?;
+                if dst.config().id == primary.config().id {
+                    return Err("it is the same repository as the primary".into());
+                }
+                let selected = job_snapshots(&primary, &job.job_tag())?;
+                let summary = {
+                    let _l = lock::acquire(&dst, false, "copy").map_err(|e| e.to_string())?;
+                    arca_core::copy::copy_snapshots(&primary, &dst, &selected, &progress)
+                        .map_err(|e| e.to_string())?
+                };
+                log.line(
+                    ctx.clock,
+                    &format!(
+                        "copy to {name}: {} copied, {} already there, {} bytes added",
+                        summary.copied.len(),
+                        summary.skipped.len(),
+                        summary.bytes_added
+                    ),
+                );
+                let removed = apply_retention(&dst, job)?;
+                if removed > 0 {
+                    log.line(
+                        ctx.clock,
+                        &format!("retention on {name}: removed {removed} snapshots"),
+                    );
+                }
+                // Holds the new snapshot?
+                let there = job_snapshots(&dst, &job.job_tag())?;
+                if !there
+                    .iter()
+                    .any(|(id, s)| arca_core::copy::origin(id, s) == origin)
+                {
+                    return Err(format!(
+                        "snapshot {} is not there after the copy",
+                        origin.short()
+                    ));
+                }
+                Ok(())
+            })();
+            match r {
+                Ok(()) => {
+                    holders.push(cfg);
+                    copies_detail.insert(name.clone(), serde_json::json!({"ok": true}));
+                }
+                Err(e) => {
+                    copies_detail
+                        .insert(name.clone(), serde_json::json!({"ok": false, "error": e}));
+                    problems.push(format!("copy to {name}: {e}"));
+                }
+            }
+        }
+        let state = three_two_one(&holders);
+        log.line(
+            ctx.clock,
+            &format!(
+                "3-2-1: {} copies, {} media, {} offsite{}",
+                state.copies,
+                state.media,
+                state.offsite,
+                if state.ok { " (met)" } else { " (not met)" }
+            ),
+        );
+        outcome.copies = Some(serde_json::json!({
+            "repositories": copies_detail,
+            "three_two_one": state,
+        }));
+        if b.snapshot.is_incomplete() {
+            outcome.status = Some(RunStatus::Incomplete);
+        }
+        if !problems.is_empty() {
+            return Err((false, problems.join("; ")));
+        }
+        Ok(())
+    })();
+
+    let snapshot = outcome.snapshot_id.clone().unwrap_or_default();
+    match &result {
+        Ok(()) => {
+            match run_hooks(
+                &mut log,
+                "post",
+                &job.hooks.post,
+                &hook_env("success", &snapshot, ""),
+            ) {
+                Ok(()) => {
+                    if outcome.status.is_none() {
+                        outcome.status = Some(RunStatus::Success);
+                    }
+                }
+                Err(e) => {
+                    outcome.status = Some(RunStatus::Failed);
+                    outcome.error = Some(e);
+                }
+            }
+        }
+        Err((interrupted, e)) => {
+            let stopped_by_window = progress.window_closed.load(Ordering::Relaxed);
+            let status = if *interrupted {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            let e = if *interrupted && stopped_by_window {
+                format!(
+                    "{e}: the backup window closed (on_window_close = \"stop\"); the next run reuses the stored data"
+                )
+            } else if *interrupted {
+                format!("{e}: stopped on request; the next run reuses the stored data")
+            } else {
+                e.clone()
+            };
+            log.line(ctx.clock, &format!("error: {e}"));
+            outcome.status = Some(status);
+            outcome.error = Some(e.clone());
+            if let Err(he) = run_hooks(
+                &mut log,
+                "failure",
+                &job.hooks.failure,
+                &hook_env(status.as_str(), &snapshot, &e),
+            ) {
+                log.line(ctx.clock, &format!("warning: {he}"));
+            }
+        }
+    }
+    // Prune on its own schedule, after a run that wrote a snapshot.
+    if outcome.snapshot_id.is_some() && !(ctx.stop)() {
+        prune_if_due(ctx, job, &mut log)?;
+    }
+    outcome.log = log.text;
+    let end = ctx.clock.now();
+    ctx.history.finish_run(run_id, end, &outcome)?;
+    let status = outcome.status.unwrap_or(RunStatus::Failed);
+    ctx.events.event(
+        Some(job_name),
+        &format!(
+            "run {run_id} {}{}",
+            status.as_str(),
+            outcome
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+    );
+    let rec = ctx
+        .history
+        .runs(Some(job_name), 20)?
+        .into_iter()
+        .find(|r| r.id == run_id);
+    rec.ok_or(RunError::UnknownJob(job_name.to_string()))
+}
+
+/// Runs prune on every repository of the job when a slot of its prune schedule passed
+/// since the last successful prune (or it never ran).
+fn prune_if_due(ctx: &RunContext<'_>, job: &JobConfig, log: &mut Log) -> Result<(), RunError> {
+    let Some(p) = &job.prune else { return Ok(()) };
+    let now = ctx.clock.now();
+    let due = match ctx.history.last_prune(&job.name)? {
+        None => true,
+        Some(last) => p
+            .schedule
+            .next_after(last.start, &job.plan.tz)
+            .is_some_and(|s| s <= now),
+    };
+    if !due {
+        return Ok(());
+    }
+    let id = ctx
+        .history
+        .start_run(&job.name, "prune", None, "schedule", None, now)?;
+    let mut plog = Log {
+        text: String::new(),
+    };
+    let mut errors = Vec::new();
+    for name in &job.repositories {
+        let cfg = &ctx.config.repositories[name];
+        match open_repository(cfg, Some(job)).and_then(|r| prune_repo(&r, job)) {
+            Ok(s) => plog.line(ctx.clock, &format!("prune {name}: {s}")),
+            Err(e) => {
+                plog.line(ctx.clock, &format!("prune {name}: {e}"));
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    log.line(
+        ctx.clock,
+        &format!(
+            "prune: {}",
+            if errors.is_empty() { "done" } else { "failed" }
+        ),
+    );
+    ctx.history.finish_run(
+        id,
+        ctx.clock.now(),
+        &RunOutcome {
+            status: Some(if errors.is_empty() {
+                RunStatus::Success
+            } else {
+                RunStatus::Failed
+            }),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            log: plog.text,
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_capture_output_and_time_out() {
+        let r = run_hook(
+            "echo out; echo err >&2; exit 0",
+            Duration::from_secs(5),
+            &[],
+        );
+        assert!(r.ok);
+        assert!(
+            r.output.contains("out") && r.output.contains("err"),
+            "{}",
+            r.output
+        );
+        let r = run_hook(
+            "echo $ARCA_JOB; exit 3",
+            Duration::from_secs(5),
+            &[("ARCA_JOB", "docs".into())],
+        );
+        assert!(!r.ok);
+        assert!(r.output.contains("docs"));
+        let t = Instant::now();
+        let r = run_hook(
+            "echo started; sleep 30 & sleep 30",
+            Duration::from_millis(300),
+            &[],
+        );
+        assert!(!r.ok);
+        assert!(r.detail.contains("timed out"));
+        assert!(r.output.contains("started"));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn three_two_one_counts() {
+        let repo = |name: &str, media: &str, offsite: bool| RepositoryConfig {
+            name: name.into(),
+            location: "/x".into(),
+            password: PasswordSource::Env("X".into()),
+            media: media.into(),
+            offsite,
+            connections: None,
+            upload_limit_kib: None,
+            download_limit_kib: None,
+        };
+        let a = repo("a", "disk", false);
+        let b = repo("b", "s3", true);
+        let c = repo("c", "disk", false);
+        assert!(three_two_one(&[&a, &b]).ok);
+        let s = three_two_one(&[&a, &c]);
+        assert_eq!((s.copies, s.media, s.offsite, s.ok), (3, 1, 0, false));
+        assert!(!three_two_one(&[&a]).ok);
+    }
+}

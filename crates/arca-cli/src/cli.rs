@@ -62,6 +62,9 @@ pub struct GlobalArgs {
     /// refused); with `init`, records append-only mode in the repository's config
     #[arg(long, env = "ARCA_APPEND_ONLY", global = true)]
     pub append_only: bool,
+    /// Wait up to this long for a conflicting lock to be released (e.g. "5m", "30s")
+    #[arg(long, env = "ARCA_RETRY_LOCK", value_name = "DURATION", global = true)]
+    pub retry_lock: Option<String>,
     /// The configuration file (jobs, repositories, daemon)
     #[arg(long = "config", env = "ARCA_CONFIG", global = true)]
     pub config: Option<PathBuf>,

@@ -392,3 +392,29 @@ pub fn kdf_params() -> Option<arca_core::format::KdfParams> {
     (std::env::var("ARCA_INSECURE_TEST_KDF").as_deref() == Ok("1"))
         .then(arca_core::crypto::test_kdf_params)
 }
+
+/// Takes a repository lock, waiting up to `--retry-lock` for a conflicting one to go.
+pub fn lock(
+    g: &GlobalArgs,
+    repo: &Arc<Repository>,
+    exclusive: bool,
+    operation: &str,
+) -> Result<arca_core::lock::LockGuard> {
+    let wait = match &g.retry_lock {
+        None => std::time::Duration::ZERO,
+        Some(s) => {
+            let d: jiff::SignedDuration = s.parse().with_context(|| {
+                format!("invalid --retry-lock {s:?}: expected a duration such as 30s, 5m or 1h")
+            })?;
+            std::time::Duration::try_from(d)
+                .map_err(|_| anyhow::anyhow!("invalid --retry-lock {s:?}: must not be negative"))?
+        }
+    };
+    Ok(arca_core::lock::acquire_waiting(
+        repo,
+        exclusive,
+        operation,
+        wait,
+        &interrupted,
+    )?)
+}

@@ -5,7 +5,6 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use arca_core::backup::{BackupOptions, BackupResult, backup_paths, backup_stream};
 use arca_core::format::BackupType;
-use arca_core::lock;
 
 use crate::cli::{BackupArgs, BackupTypeArg, GlobalArgs};
 use crate::common;
@@ -67,7 +66,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
     let _lock = if a.dry_run {
         None
     } else {
-        Some(lock::acquire(&repo, false, "backup")?)
+        Some(common::lock(g, &repo, false, "backup")?)
     };
     let mut index = repo.load_index().context("loading the index")?;
     common::cache_tree_packs(&index);

@@ -9,7 +9,7 @@ use arca_core::prune::{MaxUnused, PruneOptions};
 use arca_core::retention::{
     Candidate, RetentionPolicy, apply_policy, parse_duration, parse_tag_list,
 };
-use arca_core::{Id, Repository, lock};
+use arca_core::{Id, Repository};
 
 use crate::cli::{ForgetArgs, GlobalArgs, PruneArgs, PruneOpts};
 use crate::common;
@@ -104,7 +104,7 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
     let _lock = if a.dry_run {
         None
     } else {
-        Some(lock::acquire(&repo, true, "forget")?)
+        Some(common::lock(g, &repo, true, "forget")?)
     };
     let snaps = common::all_snapshots(&repo)?;
     let mut remove: Vec<Id> = Vec::new();
@@ -199,7 +199,7 @@ pub fn prune(g: &GlobalArgs, a: PruneArgs) -> Result<i32> {
 fn do_prune(g: &GlobalArgs, repo: &Arc<Repository>, o: &PruneOpts, dry_run: bool) -> Result<i32> {
     common::ensure_may_delete(repo, "prune")?;
     let opts = prune_options(o)?;
-    let _lock = lock::acquire(repo, true, "prune")?;
+    let _lock = common::lock(g, repo, true, "prune")?;
     let plan = arca_core::prune::plan(repo, &opts)?;
     if g.json {
         let mut v = serde_json::to_value(&plan)?;

@@ -341,12 +341,9 @@ pub fn run_failed(s: &JobState) -> Option<Condition> {
     if run.succeeded {
         return None;
     }
-    let mut c = Condition::new(
-        Rule::RunFailed,
-        format!("the last run of {} failed", s.job),
-    )
-    .detail("started", run.started)
-    .detail("ended", run.ended);
+    let mut c = Condition::new(Rule::RunFailed, format!("the last run of {} failed", s.job))
+        .detail("started", run.started)
+        .detail("ended", run.ended);
     if let Some(e) = &run.error {
         c.summary = format!("the last run of {} failed: {e}", s.job);
         c = c.detail("error", e);
@@ -494,7 +491,11 @@ pub fn rto_exceeded(s: &JobState) -> Option<Condition> {
 
 /// Whether a repository of the job is fuller than `percent`.
 pub fn storage_full(s: &JobState, percent: f64) -> Option<Condition> {
-    let full: Vec<&StorageFacts> = s.storage.iter().filter(|f| f.percent() >= percent).collect();
+    let full: Vec<&StorageFacts> = s
+        .storage
+        .iter()
+        .filter(|f| f.percent() >= percent)
+        .collect();
     let first = full.first()?;
     let mut c = Condition::new(
         Rule::StorageFull,
@@ -697,13 +698,23 @@ mod tests {
         assert!(c.summary.contains("/x does not exist"));
         assert_eq!(c.severity, Severity::Critical);
         let mut tr = AlertTracker::default();
-        let sent = tr.update("docs", &evaluate(&s, &RuleSettings::default(), t("2026-01-02T00:02:00Z")), t("2026-01-02T00:02:00Z"), DEFAULT_REPEAT);
+        let sent = tr.update(
+            "docs",
+            &evaluate(&s, &RuleSettings::default(), t("2026-01-02T00:02:00Z")),
+            t("2026-01-02T00:02:00Z"),
+            DEFAULT_REPEAT,
+        );
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].state, AlertState::Firing);
         assert_eq!(sent[0].rule, "run_failed");
         s.last_run.as_mut().unwrap().succeeded = true;
         assert!(run_failed(&s).is_none());
-        let sent = tr.update("docs", &evaluate(&s, &RuleSettings::default(), t("2026-01-02T00:10:00Z")), t("2026-01-02T00:10:00Z"), DEFAULT_REPEAT);
+        let sent = tr.update(
+            "docs",
+            &evaluate(&s, &RuleSettings::default(), t("2026-01-02T00:10:00Z")),
+            t("2026-01-02T00:10:00Z"),
+            DEFAULT_REPEAT,
+        );
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].state, AlertState::Resolved);
         assert!(sent[0].summary.starts_with("resolved: "));
@@ -723,7 +734,10 @@ mod tests {
         assert!(run_late(&s, t("2026-01-02T01:29:00Z"), mins(30)).is_none());
         let c = run_late(&s, t("2026-01-02T01:30:00Z"), mins(30)).unwrap();
         assert!(c.summary.contains("30m past"), "{}", c.summary);
-        assert_eq!(rules_firing(&s, "2026-01-02T02:00:00Z"), vec![Rule::RunLate]);
+        assert_eq!(
+            rules_firing(&s, "2026-01-02T02:00:00Z"),
+            vec![Rule::RunLate]
+        );
         // The run finishes: resolved.
         s.running = None;
         assert!(rules_firing(&s, "2026-01-02T02:00:00Z").is_empty());
@@ -764,7 +778,7 @@ mod tests {
         s.last_good_snapshot = Some(t("2026-01-01T01:00:00Z"));
         assert!(rpo_breached(&s, t("2026-01-01T02:00:00Z")).is_none());
         let c = rpo_breached(&s, t("2026-01-01T02:00:01Z")).unwrap();
-        assert_eq!(c.details["age"], "1h");
+        assert_eq!(c.details["age"], "1h1s");
         assert_eq!(c.details["rpo"], "1h");
         // Off for this job.
         let off = RuleSettings {
@@ -806,11 +820,28 @@ mod tests {
         // The next drill is fine: both resolved.
         let mut tr = AlertTracker::default();
         let now = t("2026-01-02T00:00:00Z");
-        assert_eq!(tr.update("docs", &evaluate(&s, &RuleSettings::default(), now), now, DEFAULT_REPEAT).len(), 1);
+        assert_eq!(
+            tr.update(
+                "docs",
+                &evaluate(&s, &RuleSettings::default(), now),
+                now,
+                DEFAULT_REPEAT
+            )
+            .len(),
+            1
+        );
         s.last_drill = Some(drill(true, &[], 5.0));
-        let sent = tr.update("docs", &evaluate(&s, &RuleSettings::default(), now), now, DEFAULT_REPEAT);
+        let sent = tr.update(
+            "docs",
+            &evaluate(&s, &RuleSettings::default(), now),
+            now,
+            DEFAULT_REPEAT,
+        );
         assert_eq!(sent.len(), 1);
-        assert_eq!((sent[0].rule.as_str(), sent[0].state), ("rto_exceeded", AlertState::Resolved));
+        assert_eq!(
+            (sent[0].rule.as_str(), sent[0].state),
+            ("rto_exceeded", AlertState::Resolved)
+        );
     }
 
     #[test]
@@ -863,7 +894,12 @@ mod tests {
         // A new snapshot: one resolve for docs only.
         s.last_good_snapshot = Some(t("2026-01-01T05:00:00Z"));
         let now = t("2026-01-01T05:00:30Z");
-        let sent = tr.update("docs", &evaluate(&s, &RuleSettings::default(), now), now, repeat);
+        let sent = tr.update(
+            "docs",
+            &evaluate(&s, &RuleSettings::default(), now),
+            now,
+            repeat,
+        );
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].state, AlertState::Resolved);
         assert_eq!(sent[0].details["firing_since"], "2026-01-01T02:00:00Z");

@@ -145,7 +145,7 @@ pub fn format_duration(d: Duration) -> String {
             s %= len;
         }
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         out.push_str(&format!("{}ms", ms % 1000));
     }
     out
@@ -537,6 +537,7 @@ fn run_hooks(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn restore_into(
     repo: &Repository,
     index: &Index,
@@ -1573,7 +1574,7 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
         assert_eq!(
-            format_duration(Duration::from_millis(5400_250)),
+            format_duration(Duration::from_millis(5_400_250)),
             "1h30m250ms"
         );
         assert_eq!(

@@ -368,8 +368,8 @@ pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError>
         .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let body = serde_json::to_vec(&webhook_body(alert, w.template))
-        .map_err(|e| err(e.to_string()))?;
+    let body =
+        serde_json::to_vec(&webhook_body(alert, w.template)).map_err(|e| err(e.to_string()))?;
     let mut req = client
         .post(&w.url)
         .header("content-type", "application/json")
@@ -451,8 +451,8 @@ fn email_password(e: &EmailConfig) -> Result<Option<String>, String> {
             .map_err(|_| format!("environment variable {var} (password_env) is not set"));
     }
     if let Some(file) = &e.password_file {
-        let s = std::fs::read_to_string(file)
-            .map_err(|err| format!("password_file {file}: {err}"))?;
+        let s =
+            std::fs::read_to_string(file).map_err(|err| format!("password_file {file}: {err}"))?;
         return Ok(Some(s.lines().next().unwrap_or("").to_string()));
     }
     Ok(None)
@@ -543,11 +543,21 @@ mod tests {
         assert_eq!(g["state"], "firing");
         assert_eq!(g["details"]["error"], "source /x is gone");
         let s = webhook_body(&a, Template::Slack);
-        assert!(s["text"].as_str().unwrap().starts_with("[FIRING] critical run_failed docs"));
+        assert!(
+            s["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[FIRING] critical run_failed docs")
+        );
         assert_eq!(s["attachments"][0]["color"], "#d50200");
         let d = webhook_body(&a, Template::Dingtalk);
         assert_eq!(d["msgtype"], "markdown");
-        assert!(d["markdown"]["text"].as_str().unwrap().contains("- error: source /x is gone"));
+        assert!(
+            d["markdown"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("- error: source /x is gone")
+        );
         let f = webhook_body(&a, Template::Feishu);
         assert_eq!(f["msg_type"], "text");
         assert!(f["content"]["text"].as_str().unwrap().contains("docs"));
@@ -615,6 +625,11 @@ mod tests {
             command: "exit 4".into(),
             timeout: Duration::from_secs(10),
         };
-        assert!(send_command(&bad, &alert()).unwrap_err().to_string().contains("code 4"));
+        assert!(
+            send_command(&bad, &alert())
+                .unwrap_err()
+                .to_string()
+                .contains("code 4")
+        );
     }
 }

@@ -198,56 +198,40 @@ fn forward(req: &Request, upstream: SocketAddr) -> std::io::Result<Vec<u8>> {
     Ok(answer)
 }
 
-/// Serves one client connection, request after request.
+/// Serves one request of a client connection, then closes it (the upstream closed after its
+/// answer too; the client reconnects for the next request).
 fn serve(conn: TcpStream, upstream: SocketAddr, st: &ProxyState) {
-    let Ok(writer) = conn.try_clone() else { return };
-    let mut writer = writer;
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(conn);
-    while let Some(req) = read_request(&mut reader) {
-        if st.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let n = st.requests.fetch_add(1, Ordering::SeqCst);
-        if n >= st.down_after.load(Ordering::SeqCst) {
-            st.drops.fetch_add(1, Ordering::SeqCst);
-            let _ = writer.shutdown(Shutdown::Both);
-            return;
-        }
-        let roll = st.roll();
-        let errors = st.error_per_mille.load(Ordering::SeqCst);
-        let drops = errors + st.drop_per_mille.load(Ordering::SeqCst);
-        let slow = drops + st.slow_per_mille.load(Ordering::SeqCst);
-        if roll < errors {
-            st.errors.fetch_add(1, Ordering::SeqCst);
-            let status = if roll % 2 == 0 { 503 } else { 500 };
-            let _ = writer.write_all(&error_response(status));
-            let _ = writer.shutdown(Shutdown::Both);
-            return;
-        }
-        if roll < drops {
-            st.drops.fetch_add(1, Ordering::SeqCst);
-            let _ = writer.shutdown(Shutdown::Both);
-            return;
-        }
+    let Some(req) = read_request(&mut reader) else {
+        return;
+    };
+    if st.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    let n = st.requests.fetch_add(1, Ordering::SeqCst);
+    let roll = st.roll();
+    let errors = st.error_per_mille.load(Ordering::SeqCst);
+    let drops = errors + st.drop_per_mille.load(Ordering::SeqCst);
+    let slow = drops + st.slow_per_mille.load(Ordering::SeqCst);
+    if n >= st.down_after.load(Ordering::SeqCst) || (roll >= errors && roll < drops) {
+        st.drops.fetch_add(1, Ordering::SeqCst);
+    } else if roll < errors {
+        st.errors.fetch_add(1, Ordering::SeqCst);
+        let status = if roll.is_multiple_of(2) { 503 } else { 500 };
+        let _ = writer.write_all(&error_response(status));
+    } else {
         if roll < slow {
             st.slows.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(SLOW);
         }
-        match forward(&req, upstream) {
-            Ok(answer) => {
-                if writer.write_all(&answer).is_err() {
-                    return;
-                }
-            }
-            Err(_) => {
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
-            }
+        if let Ok(answer) = forward(&req, upstream) {
+            let _ = writer.write_all(&answer);
         }
-        // The upstream closed after its answer; so do we (the client reconnects).
-        let _ = writer.shutdown(Shutdown::Both);
-        return;
     }
+    let _ = writer.shutdown(Shutdown::Both);
 }
 
 /// The moto endpoint's address and the bucket, from `s3:http://HOST:PORT/BUCKET`.

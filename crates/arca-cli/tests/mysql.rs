@@ -604,7 +604,12 @@ fn password_never_on_a_command_line_or_in_the_environment() {
     let env = Env::init();
     seed_shop(&server, "shop", 200);
     let spy = env.path("spy");
-    spy_tools(&spy, &["mariadb", "mariadb-dump"]);
+    let physical = have_tool("mariadb-backup");
+    let mut spied = vec!["mariadb", "mariadb-dump"];
+    if physical {
+        spied.push("mariadb-backup");
+    }
+    spy_tools(&spy, &spied);
     let path = format!(
         "{}:{}",
         spy.display(),
@@ -632,6 +637,14 @@ fn password_never_on_a_command_line_or_in_the_environment() {
         .arg(&password_file)
         .args(server.flags());
     run_cmd(c, None).ok();
+    // And from ARCA_MYSQL_PASSWORD for a physical backup.
+    if physical {
+        let mut c = env.cmd();
+        c.env("PATH", &path)
+            .env("ARCA_MYSQL_PASSWORD", DB_PASSWORD)
+            .args(args(&["mysql", "backup"], &server.flags()));
+        run_cmd(c, None).ok();
+    }
 
     let log = std::fs::read_to_string(spy.join("spy.log")).unwrap();
     // `--no-defaults --help` asks the dump tool which binlog option it knows.
@@ -641,6 +654,12 @@ fn password_never_on_a_command_line_or_in_the_environment() {
         .collect();
     assert!(cmdlines.len() >= 4, "the tools ran: {log}");
     assert!(cmdlines.iter().any(|l| l.contains("mariadb-dump")), "{log}");
+    if physical {
+        assert!(
+            cmdlines.iter().any(|l| l.contains("mariadb-backup")),
+            "{log}"
+        );
+    }
     assert!(!log.contains("s3cr"), "the password leaked:\n{log}");
     for l in &cmdlines {
         let first = l.split(' ').nth(3).unwrap_or_default();
@@ -662,7 +681,7 @@ fn password_never_on_a_command_line_or_in_the_environment() {
     for f in log.lines().filter_map(|l| l.strip_prefix("OPTFILE: ")) {
         assert!(!Path::new(f).exists(), "{f} outlived the run");
     }
-    assert_eq!(env.snapshots().len(), 1);
+    assert_eq!(env.snapshots().len(), if physical { 2 } else { 1 });
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,8 +14,8 @@ use arca_core::format::{NodeKind, Snapshot};
 use arca_core::index::Index;
 use arca_core::progress::Progress;
 use arca_core::restore::find_path;
-use arca_core::walk::ContentReader;
 use arca_core::{Id, Repository};
+use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::connection::{Connection, scrub_environment};
 use super::scan::{DumpScanner, capture_stderr, join_log};
@@ -275,8 +275,39 @@ pub(crate) fn stream_node(
     Ok((path, node))
 }
 
-/// Copies a snapshot file into a child's stdin, then waits for the child. A child that
-/// exits early (broken pipe) or non-zero is reported with its stderr.
+/// Blobs fetched, decrypted and decompressed ahead of the child, in order, by `threads`
+/// workers; each item is one blob's plaintext or the error reading it.
+fn read_ahead<'s, 'a: 's>(
+    scope: &'s std::thread::Scope<'s, 'a>,
+    repo: &'a Repository,
+    index: &'a Index,
+    node: &'a arca_core::format::Node,
+    threads: usize,
+) -> Receiver<Receiver<arca_core::Result<Vec<u8>>>> {
+    let (job_tx, job_rx) = bounded::<(Id, Sender<arca_core::Result<Vec<u8>>>)>(threads * 2);
+    let (order_tx, order_rx) = bounded(threads * 4);
+    scope.spawn(move || {
+        for id in &node.content {
+            let (tx, rx) = bounded(1);
+            if job_tx.send((*id, tx)).is_err() || order_tx.send(rx).is_err() {
+                break;
+            }
+        }
+    });
+    for _ in 0..threads {
+        let job_rx = job_rx.clone();
+        scope.spawn(move || {
+            for (id, tx) in job_rx {
+                let _ = tx.send(repo.read_blob(index, &id));
+            }
+        });
+    }
+    order_rx
+}
+
+/// Copies a snapshot file into a child's stdin (blobs read ahead in parallel), then waits
+/// for the child. A child that exits early (broken pipe) or non-zero is reported with its
+/// stderr.
 pub(crate) fn feed_child(
     repo: &Repository,
     index: &Index,
@@ -292,28 +323,29 @@ pub(crate) fn feed_child(
         return Err(Error::Invalid(format!("{tool}: input pipes unavailable")));
     };
     let log = capture_stderr(stderr);
-    let mut reader = ContentReader::new(repo, index, node);
-    let mut buf = vec![0u8; 1 << 20];
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let mut bytes = 0u64;
-    let copied: std::result::Result<(), Error> = loop {
-        if progress.should_stop() {
-            break Err(Error::Core(arca_core::Error::Interrupted));
+    let copied: std::result::Result<(), Error> = std::thread::scope(|scope| {
+        let blobs = read_ahead(scope, repo, index, node, threads);
+        // Returning drops `blobs`, which stops the feeder and the workers.
+        for pending in &blobs {
+            if progress.should_stop() {
+                return Err(Error::Core(arca_core::Error::Interrupted));
+            }
+            let data = pending
+                .recv()
+                .map_err(|_| Error::Invalid("a blob reader stopped".into()))??;
+            match stdin.write_all(&data) {
+                Ok(()) => {}
+                // The child stopped reading: its exit status and stderr say why.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(Error::io(format!("writing to {tool}"), e)),
+            }
+            bytes += data.len() as u64;
+            progress.add_bytes(data.len() as u64);
         }
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(Error::io("reading the snapshot", e)),
-        };
-        match stdin.write_all(&buf[..n]) {
-            Ok(()) => {}
-            // The child stopped reading: its exit status and stderr say why.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break Ok(()),
-            Err(e) => break Err(Error::io(format!("writing to {tool}"), e)),
-        }
-        bytes += n as u64;
-        progress.add_bytes(n as u64);
-    };
+        Ok(())
+    });
     drop(stdin);
     if let Err(e) = copied {
         let _ = child.kill();

@@ -42,6 +42,8 @@ pub enum Error {
         "{tool} not found (looked in {looked}); install the PostgreSQL client tools or pass --pg-bindir"
     )]
     ToolMissing { tool: String, looked: String },
+    #[error("cannot connect to the PostgreSQL server ({target}): {message}")]
+    Connect { target: String, message: String },
     #[error("starting {tool}: {source}")]
     Spawn {
         tool: String,

@@ -172,18 +172,37 @@ pub(crate) fn query(tools: &Tools, dbname: &str, sql: &str) -> Result<Vec<Vec<St
 
 /// A connection string for messages: the password (if any) is hidden.
 pub(crate) fn describe_target(dbname: &str) -> String {
-    // URI form: postgresql://user:secret@host/db -> hide the part after ':' in userinfo.
     if let Some(rest) = dbname
         .strip_prefix("postgresql://")
         .or_else(|| dbname.strip_prefix("postgres://"))
     {
         let scheme = &dbname[..dbname.len() - rest.len()];
-        if let Some((userinfo, after)) = rest.split_once('@')
-            && let Some((user, _)) = userinfo.split_once(':')
-        {
-            return format!("{scheme}{user}:***@{after}");
-        }
-        return dbname.to_string();
+        // userinfo: postgresql://user:secret@host/db
+        let (auth, rest) = match rest.split_once('@') {
+            Some((userinfo, after)) if !userinfo.contains('/') => match userinfo.split_once(':') {
+                Some((user, _)) => (format!("{user}:***@"), after),
+                None => (format!("{userinfo}@"), after),
+            },
+            _ => (String::new(), rest),
+        };
+        // query parameter: ...?password=secret&...
+        let rest = match rest.split_once('?') {
+            Some((path, query)) => {
+                let q: Vec<String> = query
+                    .split('&')
+                    .map(|kv| {
+                        if kv.starts_with("password=") {
+                            "password=***".to_string()
+                        } else {
+                            kv.to_string()
+                        }
+                    })
+                    .collect();
+                format!("{path}?{}", q.join("&"))
+            }
+            None => rest.to_string(),
+        };
+        return format!("{scheme}{auth}{rest}");
     }
     dbname
         .split_whitespace()
@@ -240,7 +259,13 @@ pub fn server_info(tools: &Tools, dbname: &str) -> Result<ServerInfo> {
         tools,
         dbname,
         "select current_setting('server_version'), current_setting('server_version_num'), current_database()",
-    )?;
+    )
+    .map_err(|e| match e {
+        Error::ToolFailed {
+            target, message, ..
+        } => Error::Connect { target, message },
+        other => other,
+    })?;
     let row = rows.into_iter().next().unwrap_or_default();
     let get = |i: usize| row.get(i).cloned().unwrap_or_default();
     Ok(ServerInfo {
@@ -267,6 +292,10 @@ mod tests {
         assert_eq!(
             describe_target("postgresql://u:secret@h/db"),
             "postgresql://u:***@h/db"
+        );
+        assert_eq!(
+            describe_target("postgresql:///db?host=/s&password=secret&port=1"),
+            "postgresql:///db?host=/s&password=***&port=1"
         );
         assert_eq!(
             describe_target("host=h password=secret"),

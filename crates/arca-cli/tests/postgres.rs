@@ -1,0 +1,794 @@
+//! PostgreSQL end to end, against real throwaway clusters: point-in-time restore (time,
+//! restore point, latest), WAL archiving under pgbench load without loss, wal-push
+//! idempotence and wal-fetch exit codes, gap detection, WAL retention, logical dumps
+//! (custom, plain, parallel, --all) and the errors of bad input.
+//!
+//! Servers run as user `postgres` (so do the arca commands: the repository must be
+//! readable by the archive and restore commands). Without root, a `postgres` user or
+//! PostgreSQL binaries the tests skip, unless CI=true, where they fail.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Env, Out, run_cmd};
+
+const PG_BIN_DEFAULT: &str = "/usr/lib/postgresql/15/bin";
+
+fn pg_bin() -> PathBuf {
+    std::env::var_os("ARCA_TEST_PG_BINDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PG_BIN_DEFAULT))
+}
+
+/// uid/gid of `postgres`, when the tests can run servers.
+fn postgres_ids() -> Option<(u32, u32)> {
+    let why = if !nix::unistd::geteuid().is_root() {
+        "not running as root".to_string()
+    } else if !pg_bin().join("initdb").exists() {
+        format!("no PostgreSQL binaries in {}", pg_bin().display())
+    } else {
+        match nix::unistd::User::from_name("postgres") {
+            Ok(Some(u)) => return Some((u.uid.as_raw(), u.gid.as_raw())),
+            _ => "no postgres user".to_string(),
+        }
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("PostgreSQL tests cannot run: {why}");
+    }
+    eprintln!("skipping PostgreSQL test: {why}");
+    None
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+fn free_port() -> u16 {
+    let base = 20000 + (std::process::id() % 2000) as u16 * 10;
+    base + NEXT_PORT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A sandbox owned by postgres: repository, password file, clusters.
+struct Sandbox {
+    env: Env,
+    uid: u32,
+    gid: u32,
+    password_file: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Option<Sandbox> {
+        let (uid, gid) = postgres_ids()?;
+        let env = Env::new();
+        let dir = env.dir.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+        let password_file = dir.join("password");
+        std::fs::write(&password_file, format!("{}\n", common::PASSWORD)).unwrap();
+        std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let sb = Sandbox {
+            env,
+            uid,
+            gid,
+            password_file,
+        };
+        sb.arca(&["init"]).ok();
+        Some(sb)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.env.path(rel)
+    }
+
+    fn search_path(&self) -> String {
+        format!("{}:/usr/bin:/bin", pg_bin().display())
+    }
+
+    /// `arca ARGS` as postgres with the sandbox's repository and password file.
+    fn arca_cmd(&self) -> Command {
+        let mut c = common::bare_cmd();
+        c.env("ARCA_REPOSITORY", &self.env.repo)
+            .env("ARCA_PASSWORD_FILE", &self.password_file)
+            .env("ARCA_INSECURE_TEST_KDF", "1")
+            .env("PATH", self.search_path())
+            .current_dir(self.env.dir.path())
+            .uid(self.uid)
+            .gid(self.gid);
+        c
+    }
+
+    fn arca(&self, args: &[&str]) -> Out {
+        let mut c = self.arca_cmd();
+        c.args(args);
+        run_cmd(c, None)
+    }
+
+    /// A PostgreSQL tool (psql, pgbench, ...) as postgres.
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(pg_bin().join(name));
+        c.env("PATH", self.search_path())
+            .env("ARCA_REPOSITORY", &self.env.repo)
+            .env("ARCA_PASSWORD_FILE", &self.password_file)
+            .env("ARCA_INSECURE_TEST_KDF", "1")
+            .env("LC_ALL", "C")
+            .env_remove("ARCA_PASSWORD")
+            .current_dir(self.env.dir.path())
+            .stdin(Stdio::null())
+            .uid(self.uid)
+            .gid(self.gid);
+        c
+    }
+
+    /// A new cluster with WAL archiving into the sandbox's repository (not started).
+    fn cluster(&self, name: &str) -> Cluster {
+        let data = self.path(name);
+        let out = self
+            .tool("initdb")
+            .args(["--no-sync", "-U", "postgres", "-A", "trust", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let conf = format!(
+            "listen_addresses = ''\nport = {port}\nunix_socket_directories = '{}'\n\
+             fsync = off\nwal_level = replica\narchive_mode = on\n\
+             archive_command = '{} wal-push %p'\nmax_wal_senders = 4\n",
+            self.env.dir.path().display(),
+            common::bin()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        Cluster {
+            sandbox_dir: self.env.dir.path().to_path_buf(),
+            data,
+            port,
+            running: false,
+            pg_ctl: self.tool("pg_ctl").get_program().to_owned(),
+            uid: self.uid,
+            gid: self.gid,
+            env: vec![
+                ("PATH".into(), self.search_path()),
+                (
+                    "ARCA_REPOSITORY".into(),
+                    self.env.repo.display().to_string(),
+                ),
+                (
+                    "ARCA_PASSWORD_FILE".into(),
+                    self.password_file.display().to_string(),
+                ),
+                ("ARCA_INSECURE_TEST_KDF".into(), "1".into()),
+            ],
+        }
+    }
+
+    /// A cluster over a data directory laid down by `arca pg restore` (no archiving).
+    fn restored(&self, data: &Path) -> Cluster {
+        Cluster {
+            sandbox_dir: self.env.dir.path().to_path_buf(),
+            data: data.to_path_buf(),
+            port: free_port(),
+            running: false,
+            pg_ctl: pg_bin().join("pg_ctl").into_os_string(),
+            uid: self.uid,
+            gid: self.gid,
+            env: vec![
+                ("PATH".into(), self.search_path()),
+                ("ARCA_INSECURE_TEST_KDF".into(), "1".into()),
+            ],
+        }
+    }
+
+    fn psql(&self, c: &Cluster, db: &str, sql: &str) -> String {
+        let out = self
+            .tool("psql")
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(c.uri(db))
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Switches WAL and waits until the finished segment is archived.
+    fn switch_and_wait(&self, c: &Cluster) -> String {
+        let seg = self.psql(c, "postgres", "select pg_walfile_name(pg_switch_wal())");
+        let start = Instant::now();
+        loop {
+            let last = self.psql(
+                c,
+                "postgres",
+                "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+            );
+            if last.len() == 24 && last >= seg {
+                return seg;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "segment {seg} not archived in 60 s (last archived {last:?})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn snapshot_count(&self) -> usize {
+        let out = self.arca(&["snapshots", "--json"]).ok();
+        out.json().as_array().map_or(0, |a| a.len())
+    }
+}
+
+/// A throwaway cluster, stopped (immediate) on drop.
+struct Cluster {
+    sandbox_dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+    running: bool,
+    pg_ctl: std::ffi::OsString,
+    uid: u32,
+    gid: u32,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    fn uri(&self, db: &str) -> String {
+        format!(
+            "postgresql:///{db}?host={}&port={}&user=postgres",
+            self.sandbox_dir.display(),
+            self.port
+        )
+    }
+
+    fn ctl(&self) -> Command {
+        let mut c = Command::new(&self.pg_ctl);
+        c.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("LC_ALL", "C")
+            .current_dir(&self.sandbox_dir)
+            .stdin(Stdio::null())
+            .uid(self.uid)
+            .gid(self.gid);
+        c
+    }
+
+    fn start(&mut self, extra: &str) {
+        let opts = format!(
+            "-c port={} -c unix_socket_directories='{}' -c listen_addresses='' {extra}",
+            self.port,
+            self.sandbox_dir.display()
+        );
+        let log = self.data.with_extension("log");
+        let out = self
+            .ctl()
+            .args(["-w", "-t", "120", "-D"])
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .arg("-o")
+            .arg(&opts)
+            .arg("start")
+            .output()
+            .unwrap();
+        self.running = true;
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\nlog:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if self.running {
+            let _ = self
+                .ctl()
+                .args(["-w", "-m", "immediate", "-D"])
+                .arg(&self.data)
+                .arg("stop")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        // pg_ctl may have failed: kill the postmaster by its pid file.
+        if let Ok(pid) = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            && let Some(pid) = pid
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+    }
+}
+
+/// Starts a restored cluster and waits until recovery ended (promoted).
+fn start_recovered(sb: &Sandbox, c: &mut Cluster) {
+    c.start("-c archive_mode=off");
+    let start = Instant::now();
+    loop {
+        if sb.psql(c, "postgres", "select pg_is_in_recovery()") == "f" {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "recovery did not finish in 90 s\nlog:\n{}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn restore(sb: &Sandbox, dir: &str, target: &[&str]) -> PathBuf {
+    let data = sb.path(dir);
+    let mut args = vec!["pg", "restore", "--pgdata"];
+    let d = data.to_string_lossy().into_owned();
+    args.push(&d);
+    args.extend_from_slice(target);
+    sb.arca(&args).ok();
+    data
+}
+
+#[test]
+fn pitr_to_time_restore_point_and_latest() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    let out = sb
+        .tool("pgbench")
+        .args(["-i", "-s", "1", "-q"])
+        .arg(c.uri("postgres"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sb.psql(&c, "postgres", "create table marks(v text)");
+    let bb = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    let meta = &bb["meta"];
+    for k in [
+        "pg.start_lsn",
+        "pg.stop_lsn",
+        "pg.timeline",
+        "pg.backup_label",
+        "pg.server_version",
+        "pg.system_identifier",
+        "pg.start_wal",
+    ] {
+        assert!(meta.get(k).is_some(), "base backup meta lacks {k}: {meta}");
+    }
+    sb.psql(&c, "postgres", "insert into marks values ('A')");
+    sb.psql(&c, "postgres", "select pg_create_restore_point('before_b')");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = sb.psql(&c, "postgres", "select now()");
+    std::thread::sleep(Duration::from_millis(300));
+    sb.psql(&c, "postgres", "insert into marks values ('B')");
+    sb.switch_and_wait(&c);
+    sb.arca(&["pg", "check"]).ok().says("no gaps");
+
+    let cases: [(&str, Vec<&str>, &str); 3] = [
+        ("r_time", vec!["--target-time", &t], "A"),
+        ("r_name", vec!["--target-name", "before_b"], "A"),
+        ("r_latest", vec!["--target", "latest"], "A,B"),
+    ];
+    for (dir, target, want) in cases {
+        let data = restore(&sb, dir, &target);
+        let md = std::fs::metadata(&data).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), sb.uid);
+        assert!(data.join("recovery.signal").exists());
+        let mut r = sb.restored(&data);
+        start_recovered(&sb, &mut r);
+        let got = sb.psql(
+            &r,
+            "postgres",
+            "select string_agg(v, ',' order by v) from marks",
+        );
+        assert_eq!(got, want, "restore {dir} to {target:?}\nlog:\n{}", r.log());
+        r.stop();
+    }
+    // A target before every base backup is refused clearly.
+    sb.arca(&[
+        "pg",
+        "restore",
+        "--pgdata",
+        &sb.path("r_early").to_string_lossy(),
+        "--target-time",
+        "2000-01-01 00:00:00+00",
+    ])
+    .fails()
+    .says("no base backup ends before the target");
+}
+
+#[test]
+fn wal_push_under_load_loses_no_segment() {
+    let Some(sb) = Sandbox::new() else { return };
+    let secs: u64 = std::env::var("ARCA_PG_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut c = sb.cluster("primary");
+    // Small segments: many of them under a short load.
+    c.start("-c max_wal_size=64MB -c checkpoint_timeout=30s");
+    let out = sb
+        .tool("pgbench")
+        .args(["-i", "-s", "1", "-q"])
+        .arg(c.uri("postgres"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    sb.arca(&["pg", "basebackup", "-d", &c.uri("postgres")])
+        .ok();
+    let out = sb
+        .tool("pgbench")
+        .args(["-c", "4", "-j", "2", "-T", &secs.to_string(), "-n"])
+        .arg(c.uri("postgres"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = sb.psql(
+        &c,
+        "postgres",
+        "select count(*) || ':' || sum(delta) || ':' || (select sum(abalance) from pgbench_accounts) from pgbench_history",
+    );
+    let last = sb.switch_and_wait(&c);
+    let failed = sb.psql(&c, "postgres", "select failed_count from pg_stat_archiver");
+    let check = sb.arca(&["pg", "check", "--json"]).ok().json();
+    assert_eq!(
+        check["missing"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+    assert!(
+        check["segments_checked"].as_u64().unwrap_or(0) >= 3,
+        "only {check} (last {last}, failed pushes {failed})"
+    );
+    let data = restore(&sb, "restored", &["--target", "latest"]);
+    let mut r = sb.restored(&data);
+    start_recovered(&sb, &mut r);
+    let got = sb.psql(
+        &r,
+        "postgres",
+        "select count(*) || ':' || sum(delta) || ':' || (select sum(abalance) from pgbench_accounts) from pgbench_history",
+    );
+    assert_eq!(got, expected, "restored rows differ\nlog:\n{}", r.log());
+    // The repository as a whole is sound, WAL records included.
+    sb.arca(&["check"]).ok();
+}
+
+#[test]
+fn wal_archive_idempotence_exit_codes_gaps_and_retention() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    sb.psql(
+        &c,
+        "postgres",
+        "create table t as select g from generate_series(1, 1000) g",
+    );
+    let s1 = sb.switch_and_wait(&c);
+    sb.psql(
+        &c,
+        "postgres",
+        "insert into t select g from generate_series(1, 1000) g",
+    );
+    let s2 = sb.switch_and_wait(&c);
+    sb.arca(&["pg", "basebackup", "-d", &c.uri("postgres")])
+        .ok();
+    for _ in 0..3 {
+        sb.psql(
+            &c,
+            "postgres",
+            "insert into t select g from generate_series(1, 1000) g",
+        );
+        sb.switch_and_wait(&c);
+    }
+
+    // wal-fetch: 0 found (content as archived), 1 not archived, 255 on real errors.
+    let dest = sb.path("fetched");
+    std::fs::create_dir(&dest).unwrap();
+    std::os::unix::fs::chown(&dest, Some(sb.uid), Some(sb.gid)).unwrap();
+    let got = dest.join(&s2);
+    sb.arca(&["wal-fetch", "--prefetch", "0", &s2, &got.to_string_lossy()])
+        .code(0);
+    assert_eq!(std::fs::metadata(&got).unwrap().len(), 16 << 20);
+    sb.arca(&[
+        "wal-fetch",
+        "0000000100000000000000EE",
+        &dest.join("x").to_string_lossy(),
+    ])
+    .code(1);
+    assert!(!dest.join("x").exists());
+    let wrong = sb.path("wrong-password");
+    std::fs::write(&wrong, "not the password\n").unwrap();
+    let mut cmd = sb.arca_cmd();
+    cmd.env("ARCA_PASSWORD_FILE", &wrong).args([
+        "wal-fetch",
+        &s2,
+        &dest.join("y").to_string_lossy(),
+    ]);
+    run_cmd(cmd, None).code(255).says("wrong password");
+    let mut cmd = sb.arca_cmd();
+    cmd.env("ARCA_REPOSITORY", sb.path("no-such-repo")).args([
+        "wal-fetch",
+        &s2,
+        &dest.join("y").to_string_lossy(),
+    ]);
+    run_cmd(cmd, None).code(255).says("does not exist");
+
+    // wal-push: the same content again succeeds, other content under the name fails.
+    sb.arca(&["wal-push", "--batch", "1", &got.to_string_lossy()])
+        .code(0);
+    let mut bytes = std::fs::read(&got).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&got, &bytes).unwrap();
+    sb.arca(&["wal-push", "--batch", "1", &got.to_string_lossy()])
+        .fails()
+        .says("different content");
+
+    // A segment missing in the middle of the needed range: check names it.
+    let names = sb.arca(&["pg", "check", "--json"]).ok().json();
+    assert_eq!(
+        names["missing"].as_array().map(Vec::len),
+        Some(0),
+        "{names}"
+    );
+    let first = names["first_needed"].as_str().unwrap().to_string();
+    let newest = names["newest"].as_str().unwrap().to_string();
+    assert!(first < newest);
+    let middle = {
+        let n = u64::from_str_radix(&first[16..], 16).unwrap() + 1;
+        format!("{}{:08X}", &first[..16], n)
+    };
+    assert!(middle < newest, "{middle} {newest}");
+    let record = sb.env.repo.join("wal").join(&middle);
+    let saved = std::fs::read(&record).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    sb.arca(&["pg", "check"]).fails().says(&middle);
+    std::fs::write(&record, &saved).unwrap();
+    // A damaged record is named by pg check and by check.
+    let mut bad = saved.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&record, &bad).unwrap();
+    sb.arca(&["pg", "check"]).fails().says(&middle);
+    sb.arca(&["check"]).fails().says(&format!("wal/{middle}"));
+    std::fs::write(&record, &saved).unwrap();
+    sb.arca(&["pg", "check"]).ok();
+
+    // Retention: WAL before the base backup goes, what it needs stays; prune then keeps
+    // every needed segment restorable.
+    let out = sb.arca(&["pg", "forget-wal", "--json"]).ok().summary();
+    let removed: Vec<String> = out["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(removed.contains(&s1), "{removed:?}");
+    assert!(
+        removed.iter().all(|n| n.as_str() < first.as_str()),
+        "{removed:?} vs {first}"
+    );
+    sb.arca(&["prune"]).ok();
+    sb.arca(&["check", "--read-data"]).ok();
+    sb.arca(&["pg", "check", "--read-data"]).ok();
+    let again = dest.join("again");
+    sb.arca(&["wal-fetch", &newest, &again.to_string_lossy()])
+        .code(0);
+    sb.arca(&["wal-fetch", &s1, &dest.join("gone").to_string_lossy()])
+        .code(1);
+}
+
+fn table_digest(sb: &Sandbox, c: &Cluster, db: &str) -> String {
+    sb.psql(
+        c,
+        db,
+        "select count(*) || ':' || md5(coalesce(string_agg(t::text, ',' order by id), '')) from items t",
+    )
+}
+
+#[test]
+fn dump_and_restore_dump_round_trips() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    sb.psql(&c, "postgres", "create database shop");
+    sb.psql(&c, "postgres", "create role clerk login");
+    sb.psql(
+        &c,
+        "shop",
+        "create table items(id int primary key, name text, price numeric); \
+         insert into items select g, 'item ' || g, g * 1.5 from generate_series(1, 5000) g",
+    );
+    sb.psql(
+        &c,
+        "postgres",
+        "create table items(id int primary key, v text); \
+         insert into items select g, md5(g::text) from generate_series(1, 300) g",
+    );
+    let want_shop = table_digest(&sb, &c, "shop");
+    let want_pg = table_digest(&sb, &c, "postgres");
+
+    let custom = sb
+        .arca(&["pg", "dump", "--json", "-d", &c.uri("shop")])
+        .ok()
+        .summary();
+    assert_eq!(custom["source"], "pg-dump");
+    assert_eq!(custom["meta"]["pg.database"], "shop");
+    assert_eq!(custom["meta"]["pg.format"], "custom");
+    assert!(
+        custom["meta"]["pg.server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("15")
+    );
+    let plain = sb
+        .arca(&[
+            "pg",
+            "dump",
+            "--json",
+            "--format",
+            "plain",
+            "-d",
+            &c.uri("shop"),
+        ])
+        .ok()
+        .summary();
+    let parallel = sb
+        .arca(&["pg", "dump", "--json", "--jobs", "2", "-d", &c.uri("shop")])
+        .ok()
+        .summary();
+    assert_eq!(parallel["meta"]["pg.format"], "directory");
+    for (i, snap) in [&custom, &plain, &parallel].iter().enumerate() {
+        let db = format!("copy{i}");
+        sb.psql(&c, "postgres", &format!("create database {db}"));
+        sb.arca(&[
+            "pg",
+            "restore-dump",
+            snap["snapshot_id"].as_str().unwrap(),
+            "-j",
+            "2",
+            "-d",
+            &c.uri(&db),
+        ])
+        .ok();
+        assert_eq!(
+            table_digest(&sb, &c, &db),
+            want_shop,
+            "format {}",
+            snap["meta"]["pg.format"]
+        );
+    }
+
+    // --all: every database plus globals, restored into a fresh cluster.
+    let lines = sb
+        .arca(&["pg", "dump", "--all", "--json", "-d", &c.uri("postgres")])
+        .ok();
+    let sums = lines.json_lines();
+    let globals = sums
+        .iter()
+        .find(|s| s["source"] == "pg-dumpall")
+        .expect("a globals snapshot");
+    let mut other = sb.cluster("other");
+    other.start("-c archive_mode=off");
+    sb.arca(&[
+        "pg",
+        "restore-dump",
+        globals["snapshot_id"].as_str().unwrap(),
+        "-d",
+        &other.uri("postgres"),
+    ])
+    .ok()
+    .says("shop");
+    assert_eq!(table_digest(&sb, &other, "shop"), want_shop);
+    assert_eq!(table_digest(&sb, &other, "postgres"), want_pg);
+    assert_eq!(
+        sb.psql(
+            &other,
+            "postgres",
+            "select count(*) from pg_roles where rolname = 'clerk'"
+        ),
+        "1"
+    );
+}
+
+#[test]
+fn bad_input_fails_clearly_without_snapshots() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    sb.psql(&c, "postgres", "create role alice login password 'right'");
+    sb.psql(&c, "postgres", "create table secret(x int)");
+    // alice needs a password over the socket.
+    let hba = c.data.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("local all alice scram-sha-256\n{old}")).unwrap();
+    sb.psql(&c, "postgres", "select pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sb.snapshot_count();
+    let alice = |pw: &str| {
+        format!(
+            "postgresql:///postgres?host={}&port={}&user=alice&password={pw}",
+            sb.env.dir.path().display(),
+            c.port
+        )
+    };
+
+    // Wrong credentials: the password is not repeated in the message.
+    let out = sb.arca(&["pg", "dump", "-d", &alice("wrong")]).fails();
+    let out = out.says("password authentication failed");
+    assert!(!out.stderr.contains("password=wrong"), "{}", out.stderr);
+    // A dump that fails after it started (no right to read a table): no snapshot.
+    sb.arca(&["pg", "dump", "-d", &alice("right")])
+        .fails()
+        .says("permission denied")
+        .says("no snapshot was written");
+    // Server down.
+    let down = format!(
+        "postgresql:///postgres?host={}&port=1&user=postgres",
+        sb.env.dir.path().display()
+    );
+    sb.arca(&["pg", "dump", "-d", &down])
+        .fails()
+        .says("cannot connect");
+    sb.arca(&["pg", "basebackup", "-d", &down]).fails();
+    // pg_dump missing from PATH (psql present).
+    let bin = sb.path("bin-without-pg_dump");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(pg_bin().join("psql"), bin.join("psql")).unwrap();
+    let mut cmd = sb.arca_cmd();
+    cmd.env("PATH", &bin)
+        .args(["pg", "dump", "-d", &c.uri("postgres")]);
+    run_cmd(cmd, None).fails().says("pg_dump not found");
+    // A data directory that is not empty is refused.
+    sb.arca(&[
+        "pg",
+        "restore",
+        "--pgdata",
+        &c.data.to_string_lossy(),
+        "--target",
+        "latest",
+    ])
+    .fails();
+    assert_eq!(sb.snapshot_count(), before, "a failed dump left a snapshot");
+}

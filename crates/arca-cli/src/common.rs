@@ -83,6 +83,16 @@ pub fn storage(g: &GlobalArgs) -> Result<Arc<dyn Storage>> {
 /// the cache serves the config from memory afterwards. The append-only layer is added when
 /// `--append-only` / `ARCA_APPEND_ONLY` is given or the config says so.
 pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
+    open_with(g, true)
+}
+
+/// Like [`open`], without the cache: for `check` and `repair`, which must judge the objects
+/// the storage holds, not local copies of them.
+pub fn open_uncached(g: &GlobalArgs) -> Result<Arc<Repository>> {
+    open_with(g, false)
+}
+
+fn open_with(g: &GlobalArgs, use_cache: bool) -> Result<Arc<Repository>> {
     let loc = location(g)?;
     let backend = backend(g, &loc)?;
     let config = match backend.read("config") {
@@ -107,6 +117,7 @@ pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
         .unwrap_or(false);
     let mut storage = backend;
     if let (Some(id), Some(raw)) = (repo_id, config)
+        && use_cache
         && !storage.properties().local
         && !g.no_cache
         && let Some(base) = cache_base(g)

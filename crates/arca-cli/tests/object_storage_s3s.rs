@@ -144,6 +144,24 @@ fn objects_are_files_on_disk_and_damage_there_is_detected() {
     assert_same_tree(&src, &restored_path(&target, &src));
     arca(&env, &repo, k, sk, &["check", "--read-data"]).ok();
 
+    // Damage an index file on the server's disk: `check` reads the storage, not the (good)
+    // cached copy, and finds it.
+    let index_files = common::list_files(&root.join("index"));
+    let index_file = &index_files[0];
+    let good_index = std::fs::read(index_file).unwrap();
+    let mut bad_index = good_index.clone();
+    bad_index[40] ^= 0x01;
+    std::fs::write(index_file, &bad_index).unwrap();
+    let index_id = index_file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    arca(&env, &repo, k, sk, &["check"])
+        .fails()
+        .says(&index_id[..16]);
+    std::fs::write(index_file, &good_index).unwrap();
+
     // Flip one byte of the largest pack file on the server's disk.
     let victim = packs
         .iter()

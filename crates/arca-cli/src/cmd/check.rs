@@ -27,7 +27,7 @@ fn parse_subset(s: &str) -> Result<ReadData> {
 }
 
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<i32> {
-    let repo = common::open(g)?;
+    let repo = common::open_uncached(g)?;
     let _lock = common::lock(g, &repo, false, "check")?;
     let rd = match (&a.read_data_subset, a.read_data) {
         (Some(s), _) => parse_subset(s)?,
@@ -85,7 +85,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<i32> {
 }
 
 pub fn repair(g: &GlobalArgs, c: RepairCommand) -> Result<i32> {
-    let repo = common::open(g)?;
+    let repo = common::open_uncached(g)?;
     match c {
         RepairCommand::Index => {
             let _lock = common::lock(g, &repo, true, "repair index")?;

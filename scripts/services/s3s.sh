@@ -12,8 +12,8 @@
 # The binary is cached in ${ARCA_TEST_TOOLS:-$HOME/.cache/arca-test-tools}/bin (outside
 # target/, so CI can keep it between runs); s3s-fs 0.14.1 is the newest release that builds
 # with Rust 1.95. Server state lives in ${ARCA_SERVICES_DIR:-$HOME/.cache/arca-services}:
-# the data directory (s3s-data/, one directory per bucket), the pid file, the port and the
-# log. The port is ARCA_S3S_PORT if set, else the first free one from 9200 up. The keys are
+# the data directory (s3s-data/, one directory per bucket, emptied when a server starts),
+# the pid file, the port and the log. The port is ARCA_S3S_PORT if set, else the first free one from 9200 up. The keys are
 # fixed test keys (printed as ARCA_TEST_S3S_ACCESS_KEY / ARCA_TEST_S3S_SECRET_KEY). Messages
 # go to stderr; only the export lines go to stdout.
 set -euo pipefail
@@ -86,7 +86,8 @@ start() {
         say "port $port (ARCA_S3S_PORT) is taken"
         exit 1
     fi
-    # s3s-fs serves the directories of its root as buckets.
+    # s3s-fs serves the directories of its root as buckets; a fresh server starts empty.
+    rm -rf "$DATA"
     mkdir -p "$DATA/$BUCKET"
     say "starting s3s-fs on 127.0.0.1:$port (data: $DATA, log: $LOG)"
     nohup "$BIN" --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" \

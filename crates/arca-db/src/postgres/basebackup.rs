@@ -16,7 +16,7 @@ use arca_core::restore::find_path;
 use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, bounded};
 
-use super::tools::{Running, Tools, describe_target, query};
+use super::tools::{ConnectionArg, Running, Tools, describe_target, query};
 use super::walarchive::DEFAULT_SEGMENT_SIZE;
 use super::walname::{Lsn, segment_name};
 use super::{Error, Result, SOURCE_BASEBACKUP};
@@ -241,8 +241,7 @@ pub fn base_backup(
         } else {
             "--checkpoint=spread"
         })
-        .arg("-d")
-        .arg(&o.dbname)
+        .connection(&o.dbname)
         .env("LC_ALL", "C")
         .env("LC_MESSAGES", "C")
         .stdout(Stdio::piped());

@@ -16,7 +16,9 @@ use arca_core::progress::Progress;
 use arca_core::walk::ContentReader;
 use arca_core::{Id, Repository};
 
-use super::tools::{Running, Tools, describe_target, query, server_info, with_dbname};
+use super::tools::{
+    ConnectionArg, Running, Tools, describe_target, query, server_info, with_dbname,
+};
 use super::{Error, Result, SOURCE_DUMP, SOURCE_DUMPALL};
 
 /// pg_dump's output format.
@@ -113,8 +115,7 @@ pub fn dump(
         } else {
             &[][..]
         })
-        .arg("-d")
-        .arg(&o.dbname)
+        .connection(&o.dbname)
         .stdout(Stdio::piped());
     let mut running = Running::spawn("pg_dump", cmd)?;
     let stdout = running
@@ -164,8 +165,7 @@ fn dump_directory(
             .arg(o.jobs.max(1).to_string())
             .arg("-f")
             .arg(&out_dir)
-            .arg("-d")
-            .arg(&o.dbname)
+            .connection(&o.dbname)
             .stdout(Stdio::null());
         Running::spawn("pg_dump", cmd)?.finish(&target)?;
         // Tar the directory into the stream from a thread.
@@ -246,8 +246,7 @@ pub fn dump_all(
     let mut cmd = std::process::Command::new(&pg_dumpall);
     cmd.stdin(Stdio::null())
         .arg("--globals-only")
-        .arg("-d")
-        .arg(&o.dbname)
+        .connection(&o.dbname)
         .stdout(Stdio::piped());
     let mut running = Running::spawn("pg_dumpall", cmd)?;
     let stdout = running
@@ -322,8 +321,7 @@ pub fn restore_dump(
                 let mut cmd = tools.command("pg_restore")?;
                 cmd.arg("-j")
                     .arg(jobs.max(1).to_string())
-                    .arg("-d")
-                    .arg(dbname)
+                    .connection(dbname)
                     .arg(&tmp)
                     .stdout(Stdio::null());
                 Running::spawn("pg_restore", cmd)?.finish(&target)?;
@@ -335,12 +333,12 @@ pub fn restore_dump(
         DumpFormat::Custom | DumpFormat::Plain => {
             let (tool, mut cmd) = if format == DumpFormat::Custom {
                 let mut c = tools.command("pg_restore")?;
-                c.arg("-d").arg(dbname);
+                c.connection(dbname);
                 ("pg_restore", c)
             } else {
                 let mut c = tools.command("psql")?;
-                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-                    .arg(dbname)
+                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+                    .connection(dbname)
                     .arg("-f")
                     .arg("-");
                 ("psql", c)
@@ -399,8 +397,8 @@ pub fn restore_dump_set(
     // Globals: plain SQL without ON_ERROR_STOP.
     let node = dump_file(repo, index, &globals.1)?;
     let mut cmd = tools.command("psql")?;
-    cmd.args(["-X", "-q", "-d"])
-        .arg(dbname)
+    cmd.args(["-X", "-q"])
+        .connection(dbname)
         .arg("-f")
         .arg("-")
         .stdin(Stdio::piped())

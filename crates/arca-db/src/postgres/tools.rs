@@ -148,26 +148,111 @@ pub(crate) fn output(tool: &str, mut cmd: Command, target: &str) -> Result<Strin
 /// Runs one query through psql; returns the rows, fields split on `|`.
 pub(crate) fn query(tools: &Tools, dbname: &str, sql: &str) -> Result<Vec<Vec<String>>> {
     let mut c = tools.command("psql")?;
-    c.args([
-        "-X",
-        "-A",
-        "-t",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-F",
-        "|",
-        "-d",
-    ])
-    .arg(dbname)
-    .arg("-c")
-    .arg(sql);
+    c.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "|"])
+        .connection(dbname)
+        .arg("-c")
+        .arg(sql);
     let out = output("psql", c, &describe_target(dbname))?;
     Ok(out
         .lines()
         .filter(|l| !l.is_empty())
         .map(|l| l.split('|').map(str::to_string).collect())
         .collect())
+}
+
+/// Splits the password out of a connection string, so it reaches the tools through
+/// `PGPASSWORD` instead of their command line (visible in the process list).
+pub(crate) fn split_password(dbname: &str) -> (String, Option<String>) {
+    if let Some(rest) = dbname
+        .strip_prefix("postgresql://")
+        .or_else(|| dbname.strip_prefix("postgres://"))
+    {
+        let scheme = &dbname[..dbname.len() - rest.len()];
+        let mut password = None;
+        let (auth, rest) = match rest.split_once('@') {
+            Some((userinfo, after)) if !userinfo.contains('/') => match userinfo.split_once(':') {
+                Some((user, pw)) => {
+                    password = Some(percent_decode(pw));
+                    (format!("{user}@"), after)
+                }
+                None => (format!("{userinfo}@"), after),
+            },
+            _ => (String::new(), rest),
+        };
+        let rest = match rest.split_once('?') {
+            Some((path, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|kv| match kv.strip_prefix("password=") {
+                        Some(pw) => {
+                            password = Some(percent_decode(pw));
+                            false
+                        }
+                        None => true,
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{}", kept.join("&"))
+                }
+            }
+            None => rest.to_string(),
+        };
+        return (format!("{scheme}{auth}{rest}"), password);
+    }
+    if !dbname.contains('=') {
+        return (dbname.to_string(), None);
+    }
+    let mut password = None;
+    let kept: Vec<&str> = dbname
+        .split_whitespace()
+        .filter(|kv| match kv.strip_prefix("password=") {
+            Some(pw) => {
+                password = Some(pw.trim_matches('\'').to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept.join(" "), password)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Adds `-d CONNECTION` to a tool's command line, the password moved to `PGPASSWORD`.
+pub(crate) trait ConnectionArg {
+    fn connection(&mut self, dbname: &str) -> &mut Self;
+}
+
+impl ConnectionArg for Command {
+    fn connection(&mut self, dbname: &str) -> &mut Self {
+        let (conn, password) = split_password(dbname);
+        self.arg("-d").arg(conn);
+        if let Some(pw) = password {
+            self.env("PGPASSWORD", pw);
+        }
+        self
+    }
 }
 
 /// A connection string for messages: the password (if any) is hidden.
@@ -297,6 +382,22 @@ mod tests {
             describe_target("postgresql:///db?host=/s&password=secret&port=1"),
             "postgresql:///db?host=/s&password=***&port=1"
         );
+        assert_eq!(
+            split_password("postgresql://u:p%40ss@h/db?password=x&port=1"),
+            (
+                "postgresql://u@h/db?port=1".to_string(),
+                Some("x".to_string())
+            )
+        );
+        assert_eq!(
+            split_password("postgresql://u:p%40ss@h/db"),
+            ("postgresql://u@h/db".to_string(), Some("p@ss".to_string()))
+        );
+        assert_eq!(
+            split_password("host=h password='pw' port=1"),
+            ("host=h port=1".to_string(), Some("pw".to_string()))
+        );
+        assert_eq!(split_password("mydb"), ("mydb".to_string(), None));
         assert_eq!(
             describe_target("host=h password=secret"),
             "host=h password=***"

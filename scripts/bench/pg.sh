@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# arca vs pgBackRest on one PostgreSQL 15 cluster (docs/BENCHMARKS.md, "PostgreSQL").
+#
+#   cargo build --release -p arca-cli && sudo scripts/bench/pg.sh
+#
+# Phases, each repeated RUNS times (medians reported):
+#   1. base backup into an empty repository: arca pg basebackup vs pgbackrest --type=full
+#      (zstd level 3 for both, pgBackRest process-max = cores, fast checkpoint)
+#   2. a second base backup of the unchanged cluster (arca: bytes added vs the first)
+#   3. restore of the base backup into an empty directory (no WAL replay) for both
+#   4. WAL push of SEGMENTS segments, replayed exactly like PostgreSQL's archiver does it
+#      (one call per segment, in order, .ready renamed to .done after each success):
+#      arca wal-push (batch 32 / batch 1) vs pgbackrest archive-push (async with
+#      process-max = cores / sync)
+# Peak RSS comes from /usr/bin/time -v. Everything runs as user postgres.
+#
+# Environment: SCALE (pgbench scale, default 50), SEGMENTS (200), RUNS (3),
+# BENCH_DIR (default /var/tmp/arca-pg-bench; removed at the end unless KEEP=1),
+# ARCA (default target/release/arca), PGBIN (/usr/lib/postgresql/15/bin).
+set -euo pipefail
+
+SCALE=${SCALE:-50}
+SEGMENTS=${SEGMENTS:-200}
+RUNS=${RUNS:-3}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/arca-pg-bench}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+ARCA=${ARCA:-$(cd "$(dirname "$0")/../.." && pwd)/target/release/arca}
+PORT=${PORT:-5461}
+CORES=$(nproc)
+
+[ "$(id -u)" = 0 ] || { echo "run as root (servers run as postgres)" >&2; exit 1; }
+command -v pgbackrest >/dev/null || { echo "pgbackrest is not installed" >&2; exit 1; }
+[ -x "$ARCA" ] || { echo "no arca binary at $ARCA (cargo build --release -p arca-cli)" >&2; exit 1; }
+
+rm -rf "$BENCH_DIR"
+mkdir -p "$BENCH_DIR"
+chown postgres: "$BENCH_DIR"
+chmod 755 "$BENCH_DIR"
+B=$BENCH_DIR
+cp "$ARCA" "$B/arca"
+chmod 755 "$B/arca"
+ARCA=$B/arca
+echo "bench password" > "$B/password"
+chown postgres: "$B/password" "$ARCA"
+chmod 600 "$B/password"
+
+PGENV=(env PATH="$PGBIN:/usr/bin:/bin" ARCA_REPOSITORY="$B/arca-repo" ARCA_PASSWORD_FILE="$B/password" LC_ALL=C)
+as_pg() { runuser -u postgres -- "${PGENV[@]}" "$@"; }
+URI="postgresql:///postgres?host=$B&port=$PORT&user=postgres"
+psql_() { as_pg psql -XAtq -d "$URI" -c "$1"; }
+
+cat > "$B/pgbackrest.conf" <<EOF
+[global]
+repo1-path=$B/pgbr-repo
+repo1-retention-full=100
+compress-type=zst
+compress-level=3
+process-max=$CORES
+start-fast=y
+log-level-console=warn
+log-level-file=off
+lock-path=$B/pgbr-lock
+spool-path=$B/pgbr-spool
+archive-timeout=600
+
+[bench]
+pg1-path=$B/data
+pg1-socket-path=$B
+pg1-port=$PORT
+EOF
+chown postgres: "$B/pgbackrest.conf"
+PGBR=(pgbackrest --config="$B/pgbackrest.conf" --stanza=bench)
+
+cleanup() {
+  as_pg pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$B"
+}
+trap cleanup EXIT
+
+# timed LABEL CMD...: runs CMD as postgres under /usr/bin/time -v; appends
+# "LABEL seconds max_rss_kib" to $B/times.
+timed() {
+  local label=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  runuser -u postgres -- /usr/bin/time -v -o "$B/time.out" "${PGENV[@]}" "$@" >"$B/cmd.out" 2>&1 \
+    || { cat "$B/cmd.out" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  local rss
+  rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$B/time.out")
+  echo "$label $(echo "$t1 - $t0" | bc -l) $rss" | tee -a "$B/times"
+}
+
+# bytes_added of the last arca --json summary in $B/cmd.out
+added() { python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]["bytes_added"])' "$B/cmd.out"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+stat_of() { awk -v l="$1" -v f="$2" '$1==l {print $f}' "$B/times" | median; }
+
+echo "== cluster: pgbench scale $SCALE"
+as_pg initdb --no-sync -U postgres -A trust -D "$B/data" >/dev/null
+cat >> "$B/data/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$B'
+wal_level = replica
+archive_mode = on
+archive_command = 'true'
+max_wal_size = 4GB
+max_wal_senders = 4
+EOF
+as_pg pg_ctl -D "$B/data" -l "$B/server.log" -w start >/dev/null
+as_pg pgbench -i -s "$SCALE" -q "$URI" 2>&1 | tail -1
+psql_ "checkpoint" >/dev/null
+DBSIZE=$(psql_ "select pg_size_pretty(sum(pg_database_size(datname))) from pg_database")
+echo "cluster size: $DBSIZE"
+# Both tools archive every segment while base backups run (each needs its WAL).
+psql_ "alter system set archive_command = '$ARCA wal-push %p && pgbackrest --config=$B/pgbackrest.conf --stanza=bench archive-push %p'" >/dev/null
+psql_ "select pg_reload_conf()" >/dev/null
+
+: > "$B/times"
+for run in $(seq "$RUNS"); do
+  echo "== base backup run $run"
+  rm -rf "$B/arca-repo" "$B/pgbr-repo" "$B/pgbr-spool"
+  as_pg "$ARCA" init >/dev/null
+  as_pg "${PGBR[@]}" stanza-create >/dev/null
+  timed arca_backup1 "$ARCA" --json pg basebackup -d "$URI"
+  first=$(added)
+  timed arca_backup2 "$ARCA" --json pg basebackup -d "$URI"
+  second=$(added)
+  echo "arca_second_added_pct $(echo "100 * $second / $first" | bc -l) 0" | tee -a "$B/times"
+  echo "arca_repo_bytes $(du -sb "$B/arca-repo" | cut -f1) 0" | tee -a "$B/times"
+  timed pgbr_backup_full "${PGBR[@]}" --type=full backup
+  echo "pgbr_repo_bytes $(du -sb "$B/pgbr-repo/backup" | cut -f1) 0" | tee -a "$B/times"
+  timed pgbr_backup_incr "${PGBR[@]}" --type=incr backup
+
+  echo "== restore run $run"
+  rm -rf "$B/restore-arca" "$B/restore-pgbr"
+  timed arca_restore "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest
+  # pgBackRest restores the newest backup (the incremental): ask for the full one.
+  FULL=$(as_pg "${PGBR[@]}" info --output=json | python3 -c 'import json,sys; print([b["label"] for b in json.load(sys.stdin)[0]["backup"] if b["type"]=="full"][-1])')
+  timed pgbr_restore "${PGBR[@]}" --pg1-path="$B/restore-pgbr" --set="$FULL" --type=immediate restore
+  du -sb "$B/restore-arca" "$B/restore-pgbr" | tr '\n' ' '; echo
+  rm -rf "$B/restore-arca" "$B/restore-pgbr"
+done
+
+echo "== WAL: generating $SEGMENTS segments"
+psql_ "alter system set archive_command = 'false'" >/dev/null
+psql_ "select pg_reload_conf()" >/dev/null
+while [ "$(ls "$B/data/pg_wal/archive_status" | grep -c '\.ready$' || true)" -lt "$SEGMENTS" ]; do
+  as_pg pgbench -n -c 2 -j 2 -T 10 "$URI" >/dev/null 2>&1
+done
+as_pg pg_ctl -D "$B/data" -m fast -w stop >/dev/null
+cp -a "$B/data/pg_wal/archive_status" "$B/archive_status.orig"
+READY=$(ls "$B/archive_status.orig" | grep '\.ready$' | sed 's/\.ready$//' | sort | head -n "$SEGMENTS")
+echo "$READY" > "$B/ready.list"
+chown postgres: "$B/ready.list"
+echo "segments: $(wc -l < "$B/ready.list"), $(du -shc $(sed "s|^|$B/data/pg_wal/|" "$B/ready.list") | tail -1 | cut -f1)"
+
+# The archiver, as PostgreSQL runs it: in the data directory, one call per segment.
+cat > "$B/archiver.sh" <<'EOF'
+#!/usr/bin/env bash
+# archiver.sh DATA LIST CMD...: runs "CMD pg_wal/NAME" for every NAME of LIST, in order,
+# marking NAME done after each success (like PostgreSQL's archiver).
+set -euo pipefail
+data=$1; list=$2; shift 2
+cd "$data"
+while read -r name; do
+  "$@" "pg_wal/$name"
+  mv "pg_wal/archive_status/$name.ready" "pg_wal/archive_status/$name.done"
+done < "$list"
+EOF
+chmod 755 "$B/archiver.sh"
+
+reset_wal() {
+  rm -rf "$B/data/pg_wal/archive_status" "$B/data/pg_wal/arca-spool" "$B/pgbr-spool"
+  cp -a "$B/archive_status.orig" "$B/data/pg_wal/archive_status"
+  rm -rf "$B/arca-repo" "$B/pgbr-repo"
+  as_pg "$ARCA" init >/dev/null
+  # stanza-create needs the server up; the stanza's files are then copied per run.
+  cp -a "$B/pgbr-stanza" "$B/pgbr-repo"
+}
+as_pg pg_ctl -D "$B/data" -l "$B/server.log" -o "-c archive_mode=off" -w start >/dev/null
+rm -rf "$B/pgbr-repo"
+as_pg "${PGBR[@]}" stanza-create >/dev/null
+as_pg pg_ctl -D "$B/data" -m fast -w stop >/dev/null
+cp -a "$B/pgbr-repo" "$B/pgbr-stanza"
+
+for run in $(seq "$RUNS"); do
+  echo "== WAL push run $run"
+  reset_wal
+  timed arca_push_batch "$B/archiver.sh" "$B/data" "$B/ready.list" "$ARCA" wal-push
+  reset_wal
+  timed pgbr_push_async "$B/archiver.sh" "$B/data" "$B/ready.list" "${PGBR[@]}" --archive-async archive-push
+  if [ "${SYNC:-1}" = 1 ]; then
+    reset_wal
+    timed arca_push_single "$B/archiver.sh" "$B/data" "$B/ready.list" "$ARCA" wal-push --batch 1
+    reset_wal
+    timed pgbr_push_sync "$B/archiver.sh" "$B/data" "$B/ready.list" "${PGBR[@]}" archive-push
+  fi
+  echo "wal_repo_bytes arca $(du -sb "$B/arca-repo" | cut -f1)"
+done
+
+echo
+echo "== medians over $RUNS runs (seconds; peak RSS KiB)"
+for l in arca_backup1 arca_backup2 pgbr_backup_full pgbr_backup_incr arca_restore pgbr_restore \
+         arca_push_batch pgbr_push_async arca_push_single pgbr_push_sync; do
+  if grep -q "^$l " "$B/times"; then
+    printf "%-18s %8.2f s  %8s KiB\n" "$l" "$(stat_of "$l" 2)" "$(stat_of "$l" 3)"
+  fi
+done
+printf "%-18s %8.2f %%\n" arca_second_added "$(stat_of arca_second_added_pct 2)"
+printf "%-18s %8s bytes\n" arca_repo "$(stat_of arca_repo_bytes 2)"
+printf "%-18s %8s bytes\n" pgbr_repo "$(stat_of pgbr_repo_bytes 2)"
+ratio() { echo "scale=2; $(stat_of "$1" 2) / $(stat_of "$2" 2)" | bc -l; }
+echo "backup  arca/pgBackRest: $(ratio arca_backup1 pgbr_backup_full)x"
+echo "restore arca/pgBackRest: $(ratio arca_restore pgbr_restore)x"
+echo "wal-push arca batch / pgBackRest async: $(ratio arca_push_batch pgbr_push_async)x"
+if grep -q "^arca_push_single " "$B/times"; then
+  echo "wal-push arca single / pgBackRest sync: $(ratio arca_push_single pgbr_push_sync)x"
+fi

@@ -135,6 +135,12 @@ pub enum Command {
     /// Check a configuration file
     #[command(subcommand)]
     Config(crate::cmd::daemon::ConfigCommand),
+    /// Restore drills: prove a snapshot restores, passes checks and fits the RTO
+    #[command(subcommand)]
+    Drill(crate::cmd::drill::DrillCommand),
+    /// Alert channels: send a test message
+    #[command(subcommand)]
+    Alert(crate::cmd::alert::AlertCommand),
 }
 
 #[derive(Debug, Args)]

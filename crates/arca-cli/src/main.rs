@@ -84,6 +84,8 @@ fn main() {
         Command::Status(a) => cmd::daemon::status(&g, a),
         Command::History(a) => cmd::daemon::history(&g, a),
         Command::Config(c) => cmd::daemon::config(&g, c),
+        Command::Drill(c) => cmd::drill::run(&g, c),
+        Command::Alert(c) => cmd::alert::run(&g, c),
     };
     let code = match result {
         Ok(code) => code,

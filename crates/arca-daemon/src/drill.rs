@@ -846,6 +846,9 @@ pub struct DrillReport {
     pub bytes: u64,
     pub steps: Vec<StepReport>,
     pub checks: Vec<CheckReport>,
+    /// The recovery hooks that ran (provision, configure, start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<CommandOutcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub performance: Option<PerformanceFacts>,
     /// The recovery stopped before the steps could run (hook failed, restore error).
@@ -943,6 +946,7 @@ pub fn run_drill(
         bytes: 0,
         steps: Vec::new(),
         checks: Vec::new(),
+        hooks: Vec::new(),
         performance: None,
         error: None,
         cleaned_up: false,
@@ -977,6 +981,7 @@ pub fn run_drill(
         Ok(rec) => {
             report.files = rec.files;
             report.bytes = rec.bytes;
+            report.hooks = rec.hooks.clone();
             report.steps.push(integrity_step(&rec));
             let (function, checks) = function_step(plan, snapshot, &target);
             report.steps.push(function);
@@ -1037,12 +1042,20 @@ fn make_removable(dir: &Path) {
 fn integrity_step(rec: &RecoveryReport) -> StepReport {
     let mut step = StepReport::new(StepName::Integrity);
     let mut dropped = 0;
+    // Paths as in the snapshot, not in scratch space.
+    let prefix = rec.target.to_string_lossy().into_owned();
+    let in_snapshot = |p: &str| match p.strip_prefix(prefix.as_str()) {
+        Some("") => "/".to_string(),
+        Some(rest) => rest.to_string(),
+        None => p.to_string(),
+    };
     for e in &rec.errors {
         step.status = StepStatus::Failed;
+        let reason = e.reason.replace(prefix.as_str(), "");
         push_bounded(
             &mut step.reasons,
             &mut dropped,
-            format!("{}: {}", e.path, e.reason),
+            format!("{}: {reason}", in_snapshot(&e.path)),
         );
     }
     if dropped > 0 {

@@ -1,11 +1,13 @@
 //! One module per command.
 
+pub mod alert;
 pub mod backup;
 pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod daemon;
 pub mod diff;
+pub mod drill;
 pub mod dump;
 pub mod find;
 pub mod forget;

@@ -1,0 +1,241 @@
+//! `arca drill run`: restore a snapshot into scratch space and prove it works — integrity,
+//! the user's check commands, restore time against the RTO, ownership, permissions and
+//! encryption at rest (the engine is arca_daemon::drill). Works without a configuration
+//! file, against the repository given by -r / ARCA_REPOSITORY.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use arca_daemon::drill::{
+    CheckCommand, DrillPlan, DrillReport, RecoveryHooks, StepStatus, Tier, format_duration,
+    parse_duration, run_drill,
+};
+use clap::{Args, Subcommand};
+
+use crate::cli::GlobalArgs;
+use crate::common;
+use crate::output::CliProgress;
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Restore a snapshot into scratch space, run the checks, measure it against the RTO,
+    /// compare owners and permissions, spot-check encryption at rest, then clean up.
+    /// Exit code 0 when every step passed, 1 otherwise.
+    Run(DrillRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrillRunArgs {
+    /// The snapshot to drill (an id, a prefix of one, or "latest")
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// A check command run with `sh -c` in the restored data (cwd and $ARCA_DRILL_DIR:
+    /// the restored copy of the snapshot's only path, else the restore's root, which is
+    /// $ARCA_DRILL_ROOT); repeat for several
+    #[arg(long = "check", value_name = "CMD")]
+    pub checks: Vec<String>,
+    /// Time each check command may take before it is killed and fails
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub check_timeout: String,
+    /// Recovery time objective: the recovery (and the projection of a full restore) must
+    /// take no longer (e.g. 30m, 1h, 500ms)
+    #[arg(long, value_name = "DURATION")]
+    pub rto: Option<String>,
+    /// Directory for the drill's scratch space (a private one under $TMPDIR when not
+    /// given); nothing else may change in it during the drill
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Recovery tier to measure: hot, warm or cold
+    #[arg(long, default_value = "cold")]
+    pub tier: Tier,
+    /// Provisioning hook (cold tier); repeat for several
+    #[arg(long = "provision", value_name = "CMD")]
+    pub provision: Vec<String>,
+    /// Configure hook (warm tier), run on the staged data; repeat for several
+    #[arg(long = "configure", value_name = "CMD")]
+    pub configure: Vec<String>,
+    /// Start hook (warm tier), run before the switch; repeat for several
+    #[arg(long = "start", value_name = "CMD")]
+    pub start: Vec<String>,
+    /// Time each hook may take
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub hook_timeout: String,
+    /// The job's current size in bytes, for the projection of a full restore (default:
+    /// the snapshot's size)
+    #[arg(long, value_name = "BYTES")]
+    pub full_size: Option<u64>,
+    /// Keep the restored copy (its path is printed) instead of removing it
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn run(g: &GlobalArgs, c: DrillCommand) -> Result<i32> {
+    match c {
+        DrillCommand::Run(a) => drill_run(g, a),
+    }
+}
+
+/// Removes the private scratch directory when the drill made one.
+struct PrivateScratch(Option<PathBuf>);
+
+impl Drop for PrivateScratch {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+fn drill_run(g: &GlobalArgs, a: DrillRunArgs) -> Result<i32> {
+    let check_timeout =
+        parse_duration(&a.check_timeout).map_err(|e| anyhow::anyhow!("--check-timeout: {e}"))?;
+    let rto = match &a.rto {
+        Some(s) => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--rto: {e}"))?),
+        None => None,
+    };
+    let hook_timeout =
+        parse_duration(&a.hook_timeout).map_err(|e| anyhow::anyhow!("--hook-timeout: {e}"))?;
+    if a.keep && a.scratch.is_none() {
+        bail!("--keep needs --scratch DIR (the private scratch directory is removed)");
+    }
+
+    let repo = common::open(g)?;
+    let index = common::load_index(&repo)?;
+    let snaps = common::all_snapshots(&repo)?;
+    let (id, snap) = common::resolve(&snaps, &a.snapshot, None)?;
+
+    let (scratch, _private) = match &a.scratch {
+        Some(dir) => (dir.clone(), PrivateScratch(None)),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "arca-drill-scratch-{}-{}",
+                std::process::id(),
+                id.short()
+            ));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating scratch directory {}", dir.display()))?;
+            (dir.clone(), PrivateScratch(Some(dir)))
+        }
+    };
+    let mut plan = DrillPlan::new(scratch);
+    plan.checks = a
+        .checks
+        .iter()
+        .map(|c| CheckCommand {
+            command: c.clone(),
+            timeout: check_timeout,
+        })
+        .collect();
+    plan.rto = rto;
+    plan.full_size = a.full_size;
+    plan.tier = a.tier;
+    plan.hooks = RecoveryHooks {
+        provision: a.provision.clone(),
+        configure: a.configure.clone(),
+        start: a.start.clone(),
+        timeout: hook_timeout,
+    };
+    plan.threads = g.threads;
+    plan.keep = a.keep;
+
+    let progress = CliProgress::new(g, "drill");
+    let result = run_drill(&repo, &index, &id, &snap, &plan, &progress);
+    progress.finish();
+    if common::interrupted() {
+        return Err(arca_core::Error::Interrupted.into());
+    }
+    let report = result?;
+    if g.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["message_type"] = serde_json::json!("drill");
+        common::print_json(&v)?;
+    } else if !g.quiet || !report.passed {
+        print_report(&report);
+    }
+    Ok(if report.passed {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILURE
+    })
+}
+
+fn status_word(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Passed => "passed",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Skipped => "skipped",
+    }
+}
+
+fn print_report(r: &DrillReport) {
+    println!(
+        "drill of snapshot {} ({}) from {}: {}",
+        &r.snapshot[..r.snapshot.len().min(8)],
+        common::local_time(r.snapshot_time),
+        r.repository,
+        if r.passed { "PASSED" } else { "FAILED" }
+    );
+    println!(
+        "  {} tier, {} files, {} restored; drill took {:.2}s",
+        r.tier.as_str(),
+        r.files,
+        common::human_bytes(r.bytes),
+        r.duration_secs
+    );
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+    for s in &r.steps {
+        let name = serde_json::to_value(s.name)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!(
+            "  {name:<12} {:<8} {:.2}s",
+            status_word(s.status),
+            s.duration_secs
+        );
+        for reason in &s.reasons {
+            println!("      {reason}");
+        }
+        for note in &s.notes {
+            println!("      note: {note}");
+        }
+    }
+    for c in &r.checks {
+        if !c.passed {
+            let out = format!("{}\n{}", c.outcome.stdout.trim(), c.outcome.stderr.trim());
+            let out = out.trim();
+            if !out.is_empty() {
+                println!("  output of {:?}:", c.outcome.command);
+                for line in out
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    println!("      {line}");
+                }
+            }
+        }
+    }
+    if let Some(p) = &r.performance
+        && let Some(rto) = p.rto_secs
+    {
+        println!(
+            "  RTO {}: recovery {:.3}s, projected full restore {:.3}s",
+            format_duration(std::time::Duration::from_secs_f64(rto)),
+            p.recovery_secs,
+            p.projected_full_restore_secs
+        );
+    }
+    if r.cleaned_up {
+        println!("  scratch space removed");
+    } else if let Some(e) = &r.cleanup_error {
+        println!("  cleanup failed: {e}");
+    } else {
+        println!("  restored copy kept in {}", r.restore_dir.display());
+    }
+}

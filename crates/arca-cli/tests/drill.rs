@@ -1,0 +1,297 @@
+//! `arca drill run` end to end: a good snapshot passes every step (with a `sha256sum -c`
+//! manifest check), a damaged pack fails integrity naming the file, failing and timed-out
+//! checks fail the function step, an RTO of 1ms fails performance, a mode changed behind
+//! the drill's back (by a warm-tier configure hook) fails security, and the scratch space
+//! is left empty every time.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Env, Out, list_files, run_cmd, write_random};
+use serde_json::Value;
+
+fn arca(env: &Env, args: &[&str]) -> Out {
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1").args(args);
+    run_cmd(c, None)
+}
+
+/// A repository with one snapshot of a tree holding a manifest of its files; returns the
+/// sandbox and the source directory.
+fn setup() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    arca(&env, &["init"]).ok();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("db/base")).unwrap();
+    write_random(&src.join("big.bin"), 1, 3 << 20);
+    write_random(&src.join("db/base/table"), 2, 300_000);
+    fs::write(
+        src.join("notes.txt"),
+        "the restore drill reads this plaintext line\n".repeat(50),
+    )
+    .unwrap();
+    fs::set_permissions(src.join("notes.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::set_permissions(src.join("db"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("notes.txt", src.join("link")).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum big.bin db/base/table notes.txt > MANIFEST")
+        .current_dir(&src)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    arca(&env, &["backup", "-q", src.to_str().unwrap()]).ok();
+    (env, src)
+}
+
+fn drill(env: &Env, scratch: &Path, extra: &[&str]) -> (Out, Value) {
+    let mut args = vec![
+        "drill",
+        "run",
+        "--json",
+        "--scratch",
+        scratch.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = arca(env, &args);
+    let v = out
+        .json_lines()
+        .into_iter()
+        .rev()
+        .find(|v| v["message_type"] == "drill")
+        .unwrap_or_else(|| {
+            panic!(
+                "no drill report\nstdout: {}\nstderr: {}",
+                out.stdout_str(),
+                out.stderr
+            )
+        });
+    (out, v)
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {report:#}"))
+}
+
+fn status(report: &Value, name: &str) -> String {
+    step(report, name)["status"].as_str().unwrap().to_string()
+}
+
+fn reasons(report: &Value, name: &str) -> String {
+    step(report, name)["reasons"].to_string()
+}
+
+#[track_caller]
+fn assert_scratch_empty(scratch: &Path) {
+    let left: Vec<_> = fs::read_dir(scratch).unwrap().flatten().collect();
+    assert!(left.is_empty(), "scratch space not cleaned up: {left:?}");
+}
+
+#[test]
+fn good_snapshot_passes_every_step_in_every_tier() {
+    let (env, _src) = setup();
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    for tier in ["cold", "warm", "hot"] {
+        let (out, r) = drill(
+            &env,
+            &scratch,
+            &[
+                "--check",
+                "sha256sum -c MANIFEST",
+                "--check",
+                "test \"$ARCA_DRILL_DIR\" = \"$PWD\" && test -d \"$ARCA_DRILL_ROOT\"",
+                "--rto",
+                "1h",
+                "--tier",
+                tier,
+            ],
+        );
+        assert_eq!(out.code, 0, "{tier}: {r:#}");
+        assert_eq!(r["passed"], true);
+        assert_eq!(r["tier"], tier);
+        for s in ["integrity", "function", "performance", "security"] {
+            assert_eq!(status(&r, s), "passed", "{tier} {s}: {r:#}");
+        }
+        let checks = r["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 2);
+        assert!(
+            checks[0]["stdout"]
+                .as_str()
+                .unwrap()
+                .contains("big.bin: OK")
+        );
+        let perf = &r["performance"];
+        assert!(perf["bytes"].as_u64().unwrap() > 3 << 20);
+        assert!(perf["throughput_bytes_per_sec"].as_f64().unwrap() > 0.0);
+        assert_eq!(perf["rto_secs"].as_f64(), Some(3600.0));
+        assert!(perf["projected_full_restore_secs"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["cleaned_up"], true);
+        assert_scratch_empty(&scratch);
+    }
+
+    // A projection for a much larger job over the RTO fails performance.
+    let (out, r) = drill(
+        &env,
+        &scratch,
+        &["--rto", "1h", "--full-size", "1000000000000000"],
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(status(&r, "performance"), "failed");
+    assert!(reasons(&r, "performance").contains("projected"), "{r:#}");
+
+    // The text report, and without --scratch a private scratch directory.
+    let out = arca(&env, &["drill", "run", "--check", "sha256sum -c MANIFEST"]).ok();
+    let text = out.stdout_str();
+    assert!(text.contains("PASSED"), "{text}");
+    assert!(text.contains("scratch space removed"), "{text}");
+}
+
+#[test]
+fn damaged_pack_fails_integrity_naming_the_file() {
+    let (env, _src) = setup();
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    // The largest pack holds big.bin's data.
+    let pack = list_files(&env.repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    for b in &mut bytes[1000..1064] {
+        *b ^= 0x55;
+    }
+    fs::write(&pack, bytes).unwrap();
+    let pack_rel = pack
+        .strip_prefix(&env.repo)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    let (out, r) = drill(&env, &scratch, &["--check", "sha256sum -c MANIFEST"]);
+    assert_eq!(out.code, 1, "{r:#}");
+    assert_eq!(r["passed"], false);
+    assert_eq!(status(&r, "integrity"), "failed");
+    let why = reasons(&r, "integrity");
+    assert!(why.contains("big.bin"), "names the file: {why}");
+    assert!(why.contains(&pack_rel), "names the pack: {why}");
+    // The restored file is wrong, so the manifest check fails too.
+    assert_eq!(status(&r, "function"), "failed");
+    assert!(reasons(&r, "function").contains("sha256sum -c MANIFEST"));
+    assert_scratch_empty(&scratch);
+
+    // The text report names them as well.
+    let out = arca(
+        &env,
+        &["drill", "run", "--scratch", scratch.to_str().unwrap()],
+    )
+    .code(1);
+    assert!(out.stdout_str().contains("integrity    FAILED"));
+    assert!(out.stdout_str().contains("big.bin"));
+}
+
+#[test]
+fn failing_or_timed_out_checks_fail_the_function_step() {
+    let (env, _src) = setup();
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let start = Instant::now();
+    let (out, r) = drill(
+        &env,
+        &scratch,
+        &[
+            "--check",
+            "echo checking; echo broken >&2; exit 7",
+            "--check",
+            "sleep 60",
+            "--check",
+            "true",
+            "--check-timeout",
+            "500ms",
+        ],
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "the timed-out check was not killed"
+    );
+    assert_eq!(out.code, 1);
+    assert_eq!(status(&r, "function"), "failed");
+    assert_eq!(status(&r, "integrity"), "passed");
+    assert_eq!(status(&r, "performance"), "passed");
+    assert_eq!(status(&r, "security"), "passed");
+    let checks = r["checks"].as_array().unwrap();
+    assert_eq!(checks[0]["passed"], false);
+    assert_eq!(checks[0]["exit_code"], 7);
+    assert_eq!(checks[0]["stdout"], "checking\n");
+    assert_eq!(checks[1]["timed_out"], true);
+    assert_eq!(checks[2]["passed"], true);
+    let why = reasons(&r, "function");
+    assert!(why.contains("exited with code 7: broken"), "{why}");
+    assert!(why.contains("timed out"), "{why}");
+    assert_scratch_empty(&scratch);
+}
+
+#[test]
+fn rto_of_one_millisecond_fails_performance() {
+    let (env, _src) = setup();
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let (out, r) = drill(&env, &scratch, &["--rto", "1ms"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(status(&r, "performance"), "failed");
+    assert!(
+        reasons(&r, "performance").contains("over the RTO of 1ms"),
+        "{r:#}"
+    );
+    assert_eq!(status(&r, "integrity"), "passed");
+    assert_eq!(status(&r, "function"), "skipped");
+    assert_eq!(status(&r, "security"), "passed");
+    assert_scratch_empty(&scratch);
+}
+
+#[test]
+fn mode_changed_behind_the_drills_back_fails_security() {
+    let (env, src) = setup();
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    // The warm tier's configure hook runs on the staged data before the switch.
+    let rel = src.join("notes.txt");
+    let hook = format!("chmod 666 \"$ARCA_RECOVER_DIR{}\"", rel.display());
+    let (out, r) = drill(&env, &scratch, &["--tier", "warm", "--configure", &hook]);
+    assert_eq!(out.code, 1, "{r:#}");
+    assert_eq!(status(&r, "security"), "failed");
+    let why = reasons(&r, "security");
+    assert!(
+        why.contains("notes.txt: mode 0666, the snapshot has 0640"),
+        "{why}"
+    );
+    assert_eq!(r["hooks"][0]["exit_code"], 0);
+
+    // A file appearing beside the drill's directory is reported as written outside.
+    let hook = format!("touch \"{}/intruder\"", scratch.display());
+    let (out, r) = drill(&env, &scratch, &["--tier", "cold", "--provision", &hook]);
+    assert_eq!(out.code, 1, "{r:#}");
+    assert!(reasons(&r, "security").contains("intruder"), "{r:#}");
+    fs::remove_file(scratch.join("intruder")).unwrap();
+
+    // A failing hook stops the recovery: integrity fails, the rest is skipped.
+    let (out, r) = drill(&env, &scratch, &["--tier", "cold", "--provision", "exit 9"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(status(&r, "integrity"), "failed");
+    assert_eq!(status(&r, "security"), "skipped");
+    assert!(
+        r["error"].as_str().unwrap().contains("provision hook"),
+        "{r:#}"
+    );
+    assert_scratch_empty(&scratch);
+}

@@ -354,6 +354,27 @@ impl Log {
     }
 }
 
+/// How long a run waits for another job's lock on a shared repository.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Takes a repository lock, waiting (up to [`LOCK_WAIT`]) while another run holds a
+/// conflicting one: jobs that share a repository take turns instead of failing.
+fn acquire_waiting(
+    repo: &Arc<Repository>,
+    exclusive: bool,
+    operation: &str,
+) -> arca_core::Result<lock::LockGuard> {
+    let started = Instant::now();
+    loop {
+        match lock::acquire(repo, exclusive, operation) {
+            Err(e) if e.kind() == arca_core::ErrorKind::Locked && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn job_snapshots(repo: &Repository, tag: &str) -> Result<Vec<(Id, Snapshot)>, String> {
     let (snaps, _bad) = repo
         .list_snapshots()
@@ -372,7 +393,7 @@ fn apply_retention(repo: &Arc<Repository>, job: &JobConfig) -> Result<usize, Str
     if repo.config().append_only {
         return Err("the repository is append-only: retention is not applied".into());
     }
-    let _lock = lock::acquire(repo, true, "forget").map_err(|e| e.to_string())?;
+    let _lock = acquire_waiting(repo, true, "forget").map_err(|e| e.to_string())?;
     let snaps = job_snapshots(repo, &job.job_tag())?;
     let cands: Vec<Candidate> = snaps
         .iter()
@@ -407,7 +428,7 @@ fn prune_repo(repo: &Arc<Repository>, job: &JobConfig) -> Result<String, String>
         max_repack_bytes: None,
         repack_cacheable_only: false,
     };
-    let _lock = lock::acquire(repo, true, "prune").map_err(|e| e.to_string())?;
+    let _lock = acquire_waiting(repo, true, "prune").map_err(|e| e.to_string())?;
     let plan = arca_core::prune::plan(repo, &opts).map_err(|e| e.to_string())?;
     let summary = format!(
         "delete {} packs, repack {}, frees {} bytes",
@@ -466,7 +487,7 @@ fn backup(
             e.to_string(),
         )
     };
-    let _lock = lock::acquire(repo, false, "backup").map_err(err)?;
+    let _lock = acquire_waiting(repo, false, "backup").map_err(err)?;
     let mut index = repo.load_index().map_err(err)?;
     let adopted = repo.adopt_unindexed_packs(&mut index).map_err(err)?;
     if adopted > 0 {
@@ -727,7 +748,7 @@ pub fn run_job(
                 }
                 let selected = job_snapshots(&primary, &job.job_tag())?;
                 let summary = {
-                    let _l = lock::acquire(&dst, false, "copy").map_err(|e| e.to_string())?;
+                    let _l = acquire_waiting(&dst, false, "copy").map_err(|e| e.to_string())?;
                     arca_core::copy::copy_snapshots(&primary, &dst, &selected, &progress)
                         .map_err(|e| e.to_string())?
                 };

@@ -46,6 +46,11 @@ struct ProxyState {
     /// Requests seen after which every request is dropped (the server is down).
     down_after: AtomicU64,
     requests: AtomicU64,
+    /// Requests being served now, and the most at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    /// Delay of every request in milliseconds (0: none).
+    delay_ms: AtomicU64,
     errors: AtomicU64,
     drops: AtomicU64,
     slows: AtomicU64,
@@ -212,6 +217,19 @@ fn serve(conn: TcpStream, upstream: SocketAddr, st: &ProxyState) {
         return;
     }
     let n = st.requests.fetch_add(1, Ordering::SeqCst);
+    let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    struct Done<'a>(&'a AtomicU64);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _done = Done(&st.in_flight);
+    let delay = st.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
     let roll = st.roll();
     let errors = st.error_per_mille.load(Ordering::SeqCst);
     let drops = errors + st.drop_per_mille.load(Ordering::SeqCst);
@@ -417,4 +435,41 @@ fn server_down_past_the_retry_budget_fails_clearly_and_leaves_a_valid_repository
     )
     .ok();
     assert_same_tree(&src, &restored_path(&target, &src));
+}
+
+#[test]
+fn connections_set_how_many_uploads_are_in_flight() {
+    let Some(base) = s3_base() else { return };
+    let (up, bucket) = upstream(&base);
+    let proxy = Proxy::start(up);
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // Incompressible: about five 8 MiB packs.
+    write_random(&src.join("big"), 5, 40 << 20);
+    // Every request takes 300 ms: packs queue up for the uploaders.
+    proxy.state.delay_ms.store(300, Ordering::SeqCst);
+    let mut most = Vec::new();
+    for connections in ["1", "4"] {
+        let repo = format!(
+            "s3:http://{}/{bucket}/conn{connections}-{}-{}",
+            proxy.addr,
+            std::process::id(),
+            jiff::Timestamp::now().as_millisecond()
+        );
+        arca(&env, &repo, &[], &["init"]).ok();
+        proxy.state.max_in_flight.store(0, Ordering::SeqCst);
+        arca(
+            &env,
+            &repo,
+            &[("ARCA_CONNECTIONS", connections)],
+            &["backup", "-q", src.to_str().unwrap()],
+        )
+        .ok();
+        most.push(proxy.state.max_in_flight.load(Ordering::SeqCst));
+    }
+    eprintln!("most requests in flight: {most:?} with 1 and 4 connections");
+    // One uploader; an index or lock request may run beside it.
+    assert!(most[0] <= 2, "{most:?}");
+    assert!(most[1] >= 3, "{most:?}");
 }

@@ -956,6 +956,28 @@ mod tests {
     }
 
     #[test]
+    fn s3_checksum_choice() {
+        let parsed = parse_location("s3:http://127.0.0.1:1/b").unwrap();
+        for ok in ["md5", "CRC32C", "none"] {
+            let pairs = [("ARCA_S3_CHECKSUM", ok)];
+            let env = env_of(&pairs);
+            open_parsed(
+                "s3:http://127.0.0.1:1/b",
+                &parsed,
+                &OpenOptions::default(),
+                &env,
+            )
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let env = env_of(&[("ARCA_S3_CHECKSUM", "sha1")]);
+        let opened = open_parsed("s3:x", &parsed, &OpenOptions::default(), &env);
+        let Err(err) = opened else {
+            panic!("sha1 is refused");
+        };
+        assert!(err.to_string().contains("ARCA_S3_CHECKSUM=sha1"), "{err}");
+    }
+
+    #[test]
     fn builds_every_service_without_network() {
         let env = env_of(&[
             ("AWS_ACCESS_KEY_ID", "AK"),

@@ -114,6 +114,38 @@ pub fn delay_in(rng: &mut Rng, span: Duration) -> Duration {
     Duration::from_micros(rng.next_u64() % max)
 }
 
+/// Kill delays: drawn from a seeded generator, scaled to how long the killed operation
+/// runs. The span adapts as runs go (an operation often has less to do after a kill):
+/// it shrinks when a run finished before its kill and grows when it was killed, so most
+/// kill points land inside the run.
+pub struct Schedule {
+    rng: Rng,
+    span: Duration,
+}
+
+impl Schedule {
+    pub fn new(seed: u64, span: Duration) -> Schedule {
+        Schedule {
+            rng: Rng::new(seed),
+            span,
+        }
+    }
+
+    /// The next delay, uniform in [0, span).
+    pub fn next(&mut self) -> Duration {
+        let max = (self.span.as_micros() as u64).max(1);
+        Duration::from_micros(self.rng.next_u64() % max)
+    }
+
+    /// Tells the schedule how the last run ended.
+    pub fn observe(&mut self, killed: Killed) {
+        self.span = match killed {
+            Killed::Killed => self.span * 21 / 20,
+            Killed::Finished(_) => (self.span * 4 / 5).max(Duration::from_millis(5)),
+        };
+    }
+}
+
 /// Content of every regular file below `dir`, by relative path.
 pub fn digest(dir: &Path) -> Digest {
     list_files(dir)
@@ -186,7 +218,14 @@ pub fn assert_check(env: &Env, password: &str, read_data: bool, ctx: &str) -> Ve
         args.push("--read-data");
     }
     let out = run_pw(env, password, &args);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    // The report is the last JSON line (status lines may come before it).
+    let v: serde_json::Value = out
+        .stdout_str()
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("ok").is_some())
+        .unwrap_or_default();
     assert!(
         out.code == 0 && v["ok"] == true,
         "{ctx}: check{} failed (exit {}):\n{}\n{}",
@@ -205,7 +244,19 @@ pub fn assert_check(env: &Env, password: &str, read_data: bool, ctx: &str) -> Ve
         .unwrap_or_default()
 }
 
-/// Number of regular files below `dir` (e.g. `repo/locks`).
+/// Number of objects below `dir` (e.g. `repo/locks`): regular files except the
+/// temporary files (`.tmp-*`) of writes that never finished.
 pub fn files_in(dir: &Path) -> usize {
-    list_files(dir).len()
+    list_files(dir).iter().filter(|p| !is_temp(p)).count()
+}
+
+/// Whether `path` is a temporary file of an unfinished write.
+pub fn is_temp(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+}
+
+/// Number of temporary files (`.tmp-*`) anywhere below `dir`.
+pub fn temp_files(dir: &Path) -> usize {
+    list_files(dir).iter().filter(|p| is_temp(p)).count()
 }

@@ -587,10 +587,11 @@ impl Checker<'_> {
                     (TimeZone::UTC, "UTC".into())
                 }
             },
-            None if default.is_empty() => (
-                TimeZone::try_system().unwrap_or(TimeZone::UTC),
-                "system".into(),
-            ),
+            None if default.is_empty() => {
+                let tz = TimeZone::try_system().unwrap_or(TimeZone::UTC);
+                let name = tz.iana_name().unwrap_or("system").to_string();
+                (tz, name)
+            }
             None => (
                 TimeZone::get(default).unwrap_or(TimeZone::UTC),
                 default.to_string(),
@@ -675,11 +676,10 @@ impl Checker<'_> {
                 }
             }
         });
-        let (_, daemon_tz) = self.timezone(daemon_raw.timezone.as_ref(), "");
-        let daemon_tz = if daemon_tz == "system" {
-            String::new()
-        } else {
-            daemon_tz
+        // Empty: the system's zone, looked up again by each job.
+        let daemon_tz = match &daemon_raw.timezone {
+            Some(_) => self.timezone(daemon_raw.timezone.as_ref(), "").1,
+            None => String::new(),
         };
         let daemon_nice = daemon_raw.nice.as_ref().and_then(|n| {
             if (-20..=19).contains(n.get_ref()) {

@@ -113,6 +113,17 @@ fn serve_status(
     }
 }
 
+struct DoneGuard {
+    tx: mpsc::Sender<String>,
+    job: String,
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send(std::mem::take(&mut self.job));
+    }
+}
+
 /// Runs the daemon until `control.stop` turns true.
 pub fn run(
     config_path: &Path,
@@ -216,6 +227,11 @@ pub fn run(
             let spawned = std::thread::Builder::new()
                 .name(format!("job {}", due.job))
                 .spawn(move || {
+                    // Tells the loop the job is done even if the run panics.
+                    let _done = DoneGuard {
+                        tx: done,
+                        job: due.job.clone(),
+                    };
                     let ctx = RunContext {
                         config: &cfg,
                         history: &history,
@@ -232,7 +248,6 @@ pub fn run(
                     ) {
                         run_events.event(Some(&due.job), &format!("run not started: {e}"));
                     }
-                    let _ = done.send(due.job);
                 });
             match spawned {
                 Ok(h) => workers.push(h),

@@ -282,6 +282,7 @@ pub fn status(g: &GlobalArgs, _a: StatusArgs) -> Result<i32> {
     let path = config_path(g)?;
     let config = load(&path)?;
     let history = open_history(&config)?;
+    let _ = history.close_abandoned();
     let now = jiff::Timestamp::now();
     let all = arca_daemon::status::all_status(&config, &history, now)?;
     if g.json {

@@ -372,9 +372,18 @@ impl History {
         )
     }
 
-    /// The newest run that wrote a snapshot.
+    /// The newest finished run that wrote a snapshot to the primary repository (also when a
+    /// later step, such as a copy, failed: the snapshot exists and counts for the RPO; the
+    /// run's 3-2-1 state and error tell what is missing).
     pub fn last_good(&self, job: &str) -> Result<Option<RunRecord>, HistoryError> {
-        self.newest(job, "backup", &["success", "incomplete"])
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM runs WHERE job = ?1 AND kind = 'backup'
+                 AND snapshot_id IS NOT NULL AND status != 'running'
+                 ORDER BY start_ms DESC, id DESC LIMIT 1"
+            );
+            c.query_row(&sql, params![job], row_to_record).optional()
+        })
     }
 
     pub fn last_prune(&self, job: &str) -> Result<Option<RunRecord>, HistoryError> {
@@ -440,9 +449,30 @@ mod tests {
         .unwrap();
         let good = h.last_good("docs").unwrap().unwrap();
         assert_eq!(good.snapshot_id.as_deref(), Some("abcd"));
+        // A run whose backup worked but whose copy failed still wrote a snapshot.
+        let id3 = h
+            .start_run("docs", "backup", Some("incremental"), "schedule", None, t0)
+            .unwrap();
+        assert_eq!(h.last_good("docs").unwrap().unwrap().id, id);
+        h.finish_run(
+            id3,
+            t0,
+            &RunOutcome {
+                status: Some(RunStatus::Failed),
+                snapshot_id: Some("ef01".into()),
+                error: Some("copy to s3: unreachable".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(h.last_good("docs").unwrap().unwrap().id, id3);
+        assert_eq!(
+            h.last_run("docs").unwrap().unwrap().error.as_deref(),
+            Some("copy to s3: unreachable")
+        );
         assert_eq!(good.files, Some(3));
         assert_eq!(good.copies.unwrap()["copies"], 2);
-        assert_eq!(h.runs(Some("docs"), 0).unwrap().len(), 2);
+        assert_eq!(h.runs(Some("docs"), 0).unwrap().len(), 3);
         assert_eq!(h.runs(Some("other"), 0).unwrap().len(), 0);
         assert_eq!(h.last_slot("docs").unwrap(), Some(t0));
         drop(h);

@@ -915,7 +915,8 @@ fn unique_name(snapshot: &Id) -> String {
 
 /// Runs a drill of `snapshot` (id `snapshot_id`): see the module doc. Errors of the drill
 /// itself (cannot create the scratch directory) are returned; everything about the
-/// snapshot is in the report.
+/// snapshot is in the report. The security step examines the restore as it came out,
+/// before the check commands run (they may change the restored data); it is reported last.
 pub fn run_drill(
     repo: &Repository,
     index: &Index,
@@ -983,13 +984,9 @@ pub fn run_drill(
             report.bytes = rec.bytes;
             report.hooks = rec.hooks.clone();
             report.steps.push(integrity_step(&rec));
-            let (function, checks) = function_step(plan, snapshot, &target);
-            report.steps.push(function);
-            report.checks = checks;
-            let (perf_step, perf) = performance_step(plan, snapshot, &rec);
-            report.steps.push(perf_step);
-            report.performance = Some(perf);
-            report.steps.push(security_step(
+            // Security looks at the restore as it came out, before the checks run (a
+            // check such as starting a database server changes the restored data).
+            let security = security_step(
                 repo,
                 index,
                 snapshot,
@@ -999,7 +996,14 @@ pub fn run_drill(
                 &before,
                 &work,
                 plan.encryption_samples,
-            ));
+            );
+            let (function, checks) = function_step(plan, snapshot, &target);
+            report.steps.push(function);
+            report.checks = checks;
+            let (perf_step, perf) = performance_step(plan, snapshot, &rec);
+            report.steps.push(perf_step);
+            report.performance = Some(perf);
+            report.steps.push(security);
         }
     }
 

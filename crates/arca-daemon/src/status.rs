@@ -116,3 +116,69 @@ pub fn all_status(
         .map(|j| job_status(history, j, now))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::RunOutcome;
+
+    #[test]
+    fn rpo_breach_window_and_three_two_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"[daemon]
+state = "state.db"
+[repositories.r]
+location = "/tmp/r"
+password_env = "PW"
+[jobs.j]
+sources = ["/data"]
+repositories = ["r"]
+schedule = "0 23 * * *"
+window = "22:00-06:00"
+timezone = "UTC"
+rpo = "1h"
+"#;
+        let config =
+            Config::parse(&dir.path().join("arca.toml"), text, &|_| Some("x".into())).unwrap();
+        let history = History::open(&dir.path().join("state.db")).unwrap();
+        let noon: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+        let job = config.job("j").unwrap();
+        // Never ran: the RPO is breached, the window is closed until 22:00.
+        let s = job_status(&history, job, noon).unwrap();
+        assert_eq!(s.rpo_ok, Some(false));
+        assert!(s.last_good.is_none());
+        match s.window {
+            WindowState::Closed { opens_at } => {
+                assert_eq!(opens_at, Some("2026-06-01T22:00:00Z".parse().unwrap()))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.next_run, Some("2026-06-01T23:00:00Z".parse().unwrap()));
+        // A good run two hours ago: still breached; 30 minutes ago: fine.
+        for (ago, ok) in [(7200, false), (1800, true)] {
+            let t = Timestamp::from_second(noon.as_second() - ago).unwrap();
+            let id = history
+                .start_run("j", "backup", Some("full"), "manual", None, t)
+                .unwrap();
+            history
+                .finish_run(
+                    id,
+                    t,
+                    &RunOutcome {
+                        status: Some(RunStatus::Success),
+                        snapshot_id: Some(format!("{ago:064}")),
+                        copies: Some(serde_json::json!({"three_two_one": {
+                            "copies": 2, "media": 1, "offsite": 0, "ok": false, "holders": ["r"]
+                        }})),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            let s = job_status(&history, job, noon).unwrap();
+            assert_eq!(s.rpo_ok, Some(ok), "{ago}");
+            assert_eq!(s.last_good.as_ref().unwrap().age_secs, ago);
+            assert_eq!(s.three_two_one.as_ref().unwrap().copies, 2);
+            assert!(s.last_error.is_none());
+        }
+    }
+}

@@ -26,8 +26,8 @@ fn arca(args: &[&str], env: &[(&str, &str)]) -> Out {
     run_cmd(c, None)
 }
 
-/// Requests a webhook receiver got: (path, body).
-type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// Requests a webhook receiver got: (path with query, headers in lower case, body).
+type Received = Arc<Mutex<Vec<(String, Vec<(String, String)>, Vec<u8>)>>>;
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 answering every POST with `status` and `answer`.
 fn webhook_receiver(status: u16, answer: &'static str) -> (String, Received) {
@@ -51,6 +51,7 @@ fn serve(conn: TcpStream, sink: &Received, status: u16, answer: &str) -> std::io
     reader.read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
     let mut length = 0usize;
+    let mut headers = Vec::new();
     loop {
         let mut h = String::new();
         reader.read_line(&mut h)?;
@@ -58,15 +59,16 @@ fn serve(conn: TcpStream, sink: &Received, status: u16, answer: &str) -> std::io
         if h.is_empty() {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
         }
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
-    sink.lock().unwrap().push((path, body));
+    sink.lock().unwrap().push((path, headers, body));
     let mut conn = conn;
     write!(
         conn,
@@ -80,7 +82,7 @@ fn bodies(got: &Received) -> Vec<Value> {
     got.lock()
         .unwrap()
         .iter()
-        .map(|(_, b)| serde_json::from_slice(b).unwrap())
+        .map(|(_, _, b)| serde_json::from_slice(b).unwrap())
         .collect()
 }
 
@@ -108,7 +110,7 @@ fn webhook_templates_reach_a_real_http_server() {
         got.lock()
             .unwrap()
             .iter()
-            .all(|(p, _)| p == "/hooks/secret-token")
+            .all(|(p, _, _)| p == "/hooks/secret-token")
     );
     // generic: the alert itself.
     assert_eq!(b[0]["source"], "arca");
@@ -164,6 +166,82 @@ fn webhook_templates_reach_a_real_http_server() {
     assert_eq!(b[4]["state"], "firing");
     assert_eq!(b[5]["state"], "resolved");
     assert!(b[5]["summary"].as_str().unwrap().starts_with("resolved: "));
+}
+
+#[test]
+fn signed_webhooks_carry_the_robots_signatures() {
+    let (url, got) = webhook_receiver(200, r#"{"errcode":0,"code":0}"#);
+    let hook = format!("{url}/robot/send?access_token=abc");
+    let secret = [("ARCA_TEST_HOOK_SECRET", "SEC123abc")];
+    for template in ["dingtalk", "feishu", "generic"] {
+        arca(
+            &[
+                "alert",
+                "test",
+                "--webhook",
+                &hook,
+                "--template",
+                template,
+                "--secret-env",
+                "ARCA_TEST_HOOK_SECRET",
+            ],
+            &secret,
+        )
+        .ok();
+    }
+    let got = got.lock().unwrap().clone();
+    // DingTalk: timestamp (ms) and the URL-encoded sign appended to the query.
+    let (path, _, _) = &got[0];
+    assert!(
+        path.starts_with("/robot/send?access_token=abc&timestamp="),
+        "{path}"
+    );
+    let sign = path.split("&sign=").nth(1).unwrap();
+    assert!(sign.ends_with("%3D"), "base64 padding URL-encoded: {sign}");
+    // Feishu: timestamp (s) and sign in the body.
+    let feishu: Value = serde_json::from_slice(&got[1].2).unwrap();
+    assert_eq!(feishu["timestamp"].as_str().unwrap().len(), 10);
+    assert_eq!(feishu["sign"].as_str().unwrap().len(), 44);
+    // Generic: HMAC-SHA256 of the body in a header.
+    let header = got[2]
+        .1
+        .iter()
+        .find(|(k, _)| k == "x-arca-signature")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        header.starts_with("sha256=") && header.len() == 7 + 64,
+        "{header}"
+    );
+    // A missing secret variable and a secret for Slack are refused.
+    arca(
+        &[
+            "alert",
+            "test",
+            "--webhook",
+            &hook,
+            "--secret-env",
+            "ARCA_TEST_NO_SUCH_VAR",
+        ],
+        &[],
+    )
+    .code(1)
+    .says("ARCA_TEST_NO_SUCH_VAR");
+    arca(
+        &[
+            "alert",
+            "test",
+            "--webhook",
+            &hook,
+            "--template",
+            "slack",
+            "--secret-env",
+            "ARCA_TEST_HOOK_SECRET",
+        ],
+        &secret,
+    )
+    .code(1)
+    .says("no signing secret");
 }
 
 #[test]

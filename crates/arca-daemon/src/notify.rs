@@ -181,6 +181,12 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_timeout", with = "duration_str")]
     pub timeout: Duration,
+    /// Signing secret: DingTalk robots ("sign" and "timestamp" in the URL), Feishu bots
+    /// ("sign" and "timestamp" in the body), generic receivers (header
+    /// `X-Arca-Signature: sha256=HEX`, HMAC-SHA256 of the body). Slack takes none.
+    pub secret: Option<String>,
+    /// Environment variable holding the signing secret (instead of `secret`).
+    pub secret_env: Option<String>,
 }
 
 /// A command channel: `sh -c COMMAND` with the alert as JSON on stdin.
@@ -346,6 +352,84 @@ pub fn webhook_body(alert: &Alert, template: Template) -> serde_json::Value {
     }
 }
 
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+    match Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(message);
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// DingTalk's `sign` (URL-encoded): base64(HMAC-SHA256(secret, "TIMESTAMP_MS\nsecret")).
+pub fn dingtalk_sign(secret: &str, timestamp_ms: i64) -> String {
+    let to_sign = format!("{timestamp_ms}\n{secret}");
+    percent_encode(&base64(&hmac_sha256(secret.as_bytes(), to_sign.as_bytes())))
+}
+
+/// Feishu's `sign`: base64(HMAC-SHA256(key = "TIMESTAMP_S\nsecret", message = "")).
+pub fn feishu_sign(secret: &str, timestamp_s: i64) -> String {
+    let key = format!("{timestamp_s}\n{secret}");
+    base64(&hmac_sha256(key.as_bytes(), b""))
+}
+
+/// The generic template's `X-Arca-Signature` value: `sha256=` + hex HMAC of the body.
+pub fn body_signature(secret: &str, body: &[u8]) -> String {
+    let mac = hmac_sha256(secret.as_bytes(), body);
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+fn webhook_secret(w: &WebhookConfig) -> Result<Option<String>, String> {
+    if let Some(s) = &w.secret {
+        return Ok(Some(s.clone()));
+    }
+    match &w.secret_env {
+        Some(var) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("environment variable {var} (secret_env) is not set")),
+        None => Ok(None),
+    }
+}
+
 /// Sends `alert` to `channel`.
 pub fn send(channel: &ChannelConfig, alert: &Alert) -> Result<(), NotifyError> {
     match channel {
@@ -368,12 +452,40 @@ pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError>
         .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let body =
-        serde_json::to_vec(&webhook_body(alert, w.template)).map_err(|e| err(e.to_string()))?;
-    let mut req = client
-        .post(&w.url)
-        .header("content-type", "application/json")
-        .body(body);
+    let secret = webhook_secret(w).map_err(err)?;
+    let mut value = webhook_body(alert, w.template);
+    let mut url = w.url.clone();
+    let now = jiff::Timestamp::now();
+    match (&secret, w.template) {
+        (Some(secret), Template::Dingtalk) => {
+            let ms = now.as_millisecond();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            url = format!(
+                "{url}{sep}timestamp={ms}&sign={}",
+                dingtalk_sign(secret, ms)
+            );
+        }
+        (Some(secret), Template::Feishu) => {
+            let secs = now.as_second();
+            if let Some(o) = value.as_object_mut() {
+                o.insert("timestamp".into(), secs.to_string().into());
+                o.insert("sign".into(), feishu_sign(secret, secs).into());
+            }
+        }
+        (Some(_), Template::Slack) => {
+            return Err(err(
+                "Slack incoming webhooks take no signing secret; remove it".into(),
+            ));
+        }
+        _ => {}
+    }
+    let body = serde_json::to_vec(&value).map_err(|e| err(e.to_string()))?;
+    let mut req = client.post(&url).header("content-type", "application/json");
+    if let (Some(secret), Template::Generic) = (&secret, w.template) {
+        req = req.header("x-arca-signature", body_signature(secret, &body));
+    }
+    let mut req = req.body(body);
+
     for (k, v) in &w.headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -599,6 +711,28 @@ mod tests {
         let r = send_email(&e, &alert());
         assert!(r.unwrap_err().to_string().contains("loopback"));
         assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
+    }
+
+    #[test]
+    fn signatures_match_the_robots_reference_code() {
+        // Values from the vendors' Python examples with the same inputs.
+        assert_eq!(
+            dingtalk_sign("SEC123abc", 1_700_000_000_000),
+            "Y7lFreIH8nbkx0oh17Qz99Pjjc7zigBXhyWvyDa2WA0%3D"
+        );
+        assert_eq!(
+            feishu_sign("SEC123abc", 1_700_000_000),
+            "fcqw5k6PKOgJo+1sXFj8Tr/joROvZjo8aV4g06ZlJx4="
+        );
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        // RFC 4231 test case 2.
+        assert_eq!(
+            body_signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

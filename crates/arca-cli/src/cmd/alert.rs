@@ -46,6 +46,10 @@ pub struct AlertTestArgs {
     /// Extra webhook header, e.g. "Authorization: Bearer X"; repeat for several
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    /// Environment variable holding the webhook's signing secret (DingTalk and Feishu
+    /// robots' signatures; X-Arca-Signature for the generic template)
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
     /// Run this shell command with the alert as JSON on stdin
     #[arg(long, value_name = "CMD")]
     pub command: Option<String>,
@@ -101,6 +105,8 @@ fn channel(a: &AlertTestArgs) -> Result<ChannelConfig> {
             },
             headers,
             timeout,
+            secret: None,
+            secret_env: a.secret_env.clone(),
         }));
     }
     if let Some(cmd) = &a.command {

@@ -115,7 +115,7 @@ fn objects_are_files_on_disk_and_damage_there_is_detected() {
             200_000 * (i as usize + 1),
         );
     }
-    // Larger than one part: a multipart upload on a server that checks every signature.
+    // A large file: several packs, each signed and checked by the server.
     write_random(&src.join("large"), 77, 20 << 20);
     let (k, sk) = (s.access_key.as_str(), s.secret_key.as_str());
     arca(&env, &repo, k, sk, &["init"]).ok();

@@ -6,8 +6,8 @@
 //! calling from several threads at once. It does not retry: wrap it in
 //! [`RetryStorage`](crate::RetryStorage) (as [`open_location`](crate::open_location) does).
 //!
-//! - `write` sends objects up to 8 MiB in one request and larger ones as multipart uploads of
-//!   8 MiB parts; an object store makes the object visible only when complete.
+//! - `write` sends objects up to 16 MiB in one request and larger ones as multipart uploads
+//!   of 8 MiB parts; an object store makes the object visible only when complete.
 //! - `read_range` is a ranged GET; a range past the end of the object is an error.
 //! - `list` lists recursively (OpenDAL follows the pagination of the service).
 //! - On filesystem-like services (SFTP, fs) `write` goes to a temporary file beside the
@@ -27,8 +27,12 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::{ErrorKind, ObjectInfo, Properties, Result, Storage, StorageError};
 
-/// Size of the parts of a multipart upload, and the largest object sent in one request.
+/// Size of the parts of a multipart upload.
 pub const PART_SIZE: usize = 8 << 20;
+/// The largest object sent in one request. Packs fill up to a little over 8 MiB (the pack
+/// size plus the last blob), so they all go up in one request each: a multipart upload
+/// would cost four requests and a server-side assembly per pack.
+pub const SINGLE_REQUEST_MAX: usize = 16 << 20;
 /// Parts of one object uploaded at once.
 const PART_CONCURRENCY: usize = 2;
 /// Requests worth keeping in flight against an object store, unless configured.
@@ -431,7 +435,7 @@ impl Storage for OpendalStorage {
         let buf = Buffer::from(data.to_vec());
         let cap = op.info().capability();
         let multipart =
-            data.len() > PART_SIZE && cap.write_can_multi && !self.single_request_writes;
+            data.len() > SINGLE_REQUEST_MAX && cap.write_can_multi && !self.single_request_writes;
         // Filesystem-like services (SFTP, fs) write in place: write a temporary file beside
         // the object and rename it into place, so that readers never see half an object.
         let temp = (!self.object_store && cap.rename).then(|| temp_path(name));

@@ -334,6 +334,10 @@ fn run_matrix(kind: Object, seed_default: u64) -> Tally {
                     // and `unlock` removes it.
                     let (code, report, err) = check_json(&env);
                     assert_eq!(code, 0, "{ctx}: check fails: {report} {err}");
+                    assert!(
+                        report["warnings"].to_string().contains(&name),
+                        "{ctx}: check does not name the damaged lock: {report}"
+                    );
                     run(&env, &["unlock"]).ok();
                     assert_eq!(files_in(&env.repo.join("locks")), 0, "{ctx}: lock kept");
                     let (code, _, _) = check_json(&env);
@@ -505,7 +509,6 @@ fn lock_damage() {
 /// check --read-data blames only the files whose blobs are damaged: a file in the same
 /// pack whose own blob verifies is not reported as affected.
 #[test]
-#[ignore = "bug: check --read-data marks every blob of a pack whose hash mismatches as damaged, so files that restore fine are reported as affected"]
 fn damaged_pack_blames_only_damaged_blobs() {
     let fx = fixture();
     let env = damaged_copy(&fx, "blame");
@@ -571,5 +574,26 @@ fn damaged_snapshot_can_be_removed() {
         forget.stderr.trim(),
         repair.code,
         repair.stderr.trim()
+    );
+}
+
+/// A key file whose wrapped key is not hex: opening names the key file.
+#[test]
+fn key_file_with_malformed_wrapped_key_is_named() {
+    let env = Env::new();
+    run(&env, &["init"]).ok();
+    let key = list_files(&env.repo.join("keys")).remove(0);
+    let name = format!("keys/{}", key.file_name().unwrap().to_string_lossy());
+    let text = fs::read_to_string(&key).unwrap();
+    let at = text.find("\"wrapped\": \"").unwrap() + 20;
+    let mut b = text.into_bytes();
+    b[at] = b'K';
+    fs::write(&key, b).unwrap();
+    let out = run(&env, &["snapshots"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&name),
+        "the key file is not named: {}",
+        out.stderr
     );
 }

@@ -111,6 +111,15 @@ pub fn check(
         }
     }
 
+    // Locks: a damaged one protects nothing (it counts as stale) but is worth a word.
+    for (id, lock) in crate::lock::list_locks(repo)? {
+        if lock.is_none() {
+            report.warnings.push(format!(
+                "lock locks/{id} cannot be read (damaged?): it is treated as stale; `unlock` removes it"
+            ));
+        }
+    }
+
     // Index files.
     let mut index = Index::new();
     let mut pack_blobs: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
@@ -173,10 +182,17 @@ pub fn check(
             report.packs_read += 1;
             report.bytes_read += size;
             match r {
-                Ok(PackCheck { blobs, bad }) => {
+                Ok(PackCheck { blobs, bad, damage }) => {
                     report.blobs_read += blobs;
                     for (blob, reason) in bad {
                         bad_blobs.insert(blob, reason);
+                    }
+                    if let Some(message) = damage {
+                        report.problems.push(Problem {
+                            object: pack_name(&id),
+                            message,
+                            affects: vec![],
+                        });
                     }
                 }
                 Err(reason) => {
@@ -339,6 +355,9 @@ fn check_wal_records(
 struct PackCheck {
     blobs: u64,
     bad: Vec<(Id, String)>,
+    /// Damage to the pack as a whole (its hash, its header); its blobs are still verified
+    /// one by one, so only the files whose blobs are damaged are reported as affected.
+    damage: Option<String>,
 }
 
 fn read_pack(
@@ -349,32 +368,56 @@ fn read_pack(
 ) -> std::result::Result<PackCheck, String> {
     let name = pack_name(id);
     let data = repo.storage().read(&name).map_err(|e| e.to_string())?;
+    let mut damage = Vec::new();
     if Id::of_object(&data) != *id {
-        return Err(format!(
+        damage.push(format!(
             "pack content does not match its name (hash mismatch, {size} bytes)"
         ));
     }
-    let header = parse_header_from_tail(repo.crypto(), data.len() as u64, &data)
-        .map_err(|e| format!("pack header: {e}"))?;
     let mut out = PackCheck {
         blobs: 0,
         bad: Vec::new(),
+        damage: None,
     };
-    let in_header: HashSet<(Id, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
-    for e in indexed {
-        if !in_header.contains(&(e.id, e.offset)) {
+    // The blobs to verify: the header's (checked against the index) when it can be read,
+    // else the index's.
+    let entries = match parse_header_from_tail(repo.crypto(), data.len() as u64, &data) {
+        Ok(header) => {
+            let in_header: HashSet<(Id, u32)> = header.iter().map(|e| (e.id, e.offset)).collect();
+            for e in indexed {
+                if !in_header.contains(&(e.id, e.offset)) {
+                    out.bad.push((
+                        e.id,
+                        format!("index entry not found in the header of {name}"),
+                    ));
+                }
+            }
+            header
+        }
+        Err(e) => {
+            damage.push(format!("pack header: {e}"));
+            indexed.to_vec()
+        }
+    };
+    for e in &entries {
+        out.blobs += 1;
+        let start = e.offset as usize;
+        let Some(s) = start
+            .checked_add(e.length as usize)
+            .and_then(|end| data.get(start..end))
+        else {
             out.bad.push((
                 e.id,
-                format!("index entry not found in the header of {name}"),
+                format!("blob lies past the end of {name} ({} bytes)", data.len()),
             ));
-        }
-    }
-    for e in &header {
-        out.blobs += 1;
-        let s = &data[e.offset as usize..(e.offset + e.length) as usize];
+            continue;
+        };
         if let Err(err) = open_blob(repo.crypto(), e, s) {
             out.bad.push((e.id, err.to_string()));
         }
+    }
+    if !damage.is_empty() {
+        out.damage = Some(damage.join("; "));
     }
     Ok(out)
 }

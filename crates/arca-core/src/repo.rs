@@ -242,7 +242,10 @@ impl Repository {
                         storage, location, config, master, key_id,
                     ));
                 }
-                Err(e @ Error::Corrupt { .. }) => last_err = Some(e),
+                // Name the key file that is damaged (unwrap_key cannot know it).
+                Err(Error::Corrupt { reason, .. }) => {
+                    last_err = Some(Error::corrupt(&k.name, reason))
+                }
                 Err(_) => {}
             }
         }

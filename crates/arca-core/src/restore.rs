@@ -743,6 +743,15 @@ fn restore_pack(
                     open_blob(repo.crypto(), entry, &d[o..o + entry.length as usize])
                         .map_err(|e| format!("{name}: {e}"))
                 }
+                // The read of several blobs failed (e.g. a truncated pack): each blob that
+                // can still be read on its own is restored.
+                Err(_) if j - i > 1 => repo
+                    .storage()
+                    .read_range(&name, entry.offset as u64, entry.length as u64)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| {
+                        open_blob(repo.crypto(), entry, &d).map_err(|e| format!("{name}: {e}"))
+                    }),
                 Err(e) => Err(e.to_string()),
             };
             let plain = match plain {

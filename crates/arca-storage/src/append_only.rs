@@ -135,6 +135,53 @@ mod tests {
         assert!(!e.is_transient());
     }
 
+    /// A storage whose deletes the server refuses (a credential without delete permission).
+    struct NoDeletes(LocalStorage);
+
+    impl Storage for NoDeletes {
+        fn properties(&self) -> Properties {
+            self.0.properties()
+        }
+        fn create(&self) -> Result<()> {
+            self.0.create()
+        }
+        fn read(&self, name: &str) -> Result<Vec<u8>> {
+            self.0.read(name)
+        }
+        fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+            self.0.read_range(name, offset, length)
+        }
+        fn write(&self, name: &str, data: &[u8]) -> Result<()> {
+            self.0.write(name, data)
+        }
+        fn delete(&self, name: &str) -> Result<()> {
+            Err(StorageError::new(
+                ErrorKind::PermissionDenied,
+                "delete",
+                name,
+                "AccessDenied: HTTP 403",
+            ))
+        }
+        fn stat(&self, name: &str) -> Result<ObjectInfo> {
+            self.0.stat(name)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            self.0.list(prefix)
+        }
+    }
+
+    #[test]
+    fn probe_detects_a_server_that_refuses_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = NoDeletes(LocalStorage::new(dir.path()));
+        assert!(!s.properties().append_only);
+        assert!(deletes_refused(&s).unwrap());
+        // The probe stays behind, under a name that is not an id.
+        let left = s.list("locks/").unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].name.starts_with(DELETE_PROBE), "{left:?}");
+    }
+
     #[test]
     fn probe_tells_append_only_from_deletable() {
         let dir = tempfile::tempdir().unwrap();

@@ -40,14 +40,14 @@ use serde::{Deserialize, Serialize};
 /// Errors that stop a drill or a recovery before its steps can report.
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
-    #[error("snapshot {snapshot}: {source}")]
+    #[error("the snapshot's tree {tree}: {source}")]
     Snapshot {
-        snapshot: String,
+        tree: String,
         source: arca_core::Error,
     },
-    #[error("restore of snapshot {snapshot} into {target}: {source}")]
+    #[error("restore of the snapshot with tree {tree} into {target}: {source}")]
     Restore {
-        snapshot: String,
+        tree: String,
         target: PathBuf,
         source: arca_core::Error,
     },
@@ -550,7 +550,7 @@ fn restore_into(
 ) -> Result<RestoreSummary, DrillError> {
     let root = PathBuf::from("/");
     let node = find_path(repo, index, &snapshot.tree, &root).map_err(|e| DrillError::Snapshot {
-        snapshot: snapshot.tree.short(),
+        tree: snapshot.tree.short(),
         source: e,
     })?;
     let opts = RestoreOptions {
@@ -561,7 +561,7 @@ fn restore_into(
         ..Default::default()
     };
     restore(repo, index, &node, &root, target, &opts, progress).map_err(|e| DrillError::Restore {
-        snapshot: snapshot.tree.short(),
+        tree: snapshot.tree.short(),
         target: target.to_path_buf(),
         source: e,
     })
@@ -1371,7 +1371,7 @@ pub const ENTROPY_MIN_BYTES: usize = 1024;
 
 /// Whether `haystack` contains `needle`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Up to `n` restored regular files (path inside the snapshot, node) with at least 16

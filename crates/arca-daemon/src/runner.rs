@@ -812,7 +812,8 @@ pub fn run_job(
             outcome.status = Some(RunStatus::Incomplete);
         }
         if !problems.is_empty() {
-            return Err((false, problems.join("; ")));
+            // Steps cut short by a stop request are an interruption, not a failure.
+            return Err(((ctx.stop)(), problems.join("; ")));
         }
         Ok(())
     })();

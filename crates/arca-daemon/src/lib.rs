@@ -4,15 +4,15 @@
 //! Like arca-core, nothing here prints: the daemon reports through [`daemon::EventLog`]
 //! and the CLI decides how to show it.
 
+pub mod alerts;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod history;
 pub mod limits;
+pub mod notify;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod status;
-pub mod drill;
-pub mod notify;
-pub mod alerts;

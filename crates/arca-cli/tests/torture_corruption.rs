@@ -551,9 +551,9 @@ fn damaged_pack_blames_only_damaged_blobs() {
     eprintln!("blamed {blamed_total}, failed {failed_total}");
 }
 
-/// A damaged snapshot object can be removed with arca itself (not only by hand).
+/// A damaged snapshot object can be removed with arca itself (`forget` with its full id),
+/// not only by hand.
 #[test]
-#[ignore = "bug: an unreadable snapshot object cannot be removed by any arca command (forget cannot resolve it, repair snapshots --forget skips it), so check fails until it is deleted by hand"]
 fn damaged_snapshot_can_be_removed() {
     let fx = fixture();
     let env = damaged_copy(&fx, "rm");

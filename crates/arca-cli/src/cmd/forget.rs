@@ -111,8 +111,17 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
     let mut report = Vec::new();
     if !a.snapshots.is_empty() {
         for r in &a.snapshots {
-            let (id, _) = common::resolve(&snaps, r, None)?;
-            remove.push(id);
+            match common::resolve(&snaps, r, None) {
+                Ok((id, _)) => remove.push(id),
+                // A damaged snapshot cannot be read, so only its full id names it.
+                Err(e) => match r.parse::<Id>() {
+                    Ok(id) if repo.storage().stat(&format!("snapshots/{id}")).is_ok() => {
+                        eprintln!("warning: snapshot {id} cannot be read; removing its object");
+                        remove.push(id);
+                    }
+                    _ => return Err(e),
+                },
+            }
         }
     } else {
         let policy = policy(&a)?;

@@ -923,6 +923,9 @@ mod tests {
         assert!(!m.enabled(Rule::RunLate));
         assert!(m.enabled(Rule::RunFailed));
         assert!(serde_json::from_str::<RuleSettings>(r#"{"rpo":"1h"}"#).is_err());
+        let t: RuleSettings = toml::from_str("repeat = \"30m\"\nrun_late = false\n").unwrap();
+        assert_eq!(t.repeat(), Duration::from_secs(1800));
+        assert!(toml::from_str::<RuleSettings>("repeats = \"30m\"\n").is_err());
         let bad = RuleSettings {
             storage_percent: Some(120.0),
             ..Default::default()

@@ -696,6 +696,48 @@ mod tests {
     }
 
     #[test]
+    fn channels_embed_in_toml() {
+        #[derive(Debug, Deserialize)]
+        struct File {
+            channels: BTreeMap<String, ChannelConfig>,
+        }
+        let f: File = toml::from_str(
+            r#"
+            [channels.ops]
+            type = "email"
+            server = "smtp.example.com"
+            from = "arca@example.com"
+            to = ["ops@example.com"]
+            password_env = "SMTP_PASSWORD"
+
+            [channels.chat]
+            type = "webhook"
+            url = "https://oapi.dingtalk.com/robot/send?access_token=x"
+            template = "dingtalk"
+            secret_env = "DINGTALK_SECRET"
+
+            [channels.pager]
+            type = "command"
+            command = "page-me"
+            timeout = "30s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.channels.len(), 3);
+        match &f.channels["ops"] {
+            ChannelConfig::Email(e) => {
+                assert_eq!(e.security, SmtpSecurity::Starttls);
+                assert_eq!(e.timeout, Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = toml::from_str::<File>(
+            "[channels.x]\ntype = \"command\"\ncommand = \"x\"\ntimout = \"1s\"\n",
+        );
+        assert!(bad.unwrap_err().to_string().contains("timout"));
+    }
+
+    #[test]
     fn plain_smtp_only_to_loopback() {
         let e = EmailConfig {
             server: "mail.example.com".into(),

@@ -60,7 +60,12 @@ pub struct GlobalArgs {
     pub limit_download: Option<u64>,
     /// Only add to the repository: never delete or replace objects (forget and prune are
     /// refused); with `init`, records append-only mode in the repository's config
-    #[arg(long, env = "ARCA_APPEND_ONLY", global = true)]
+    #[arg(
+        long,
+        env = "ARCA_APPEND_ONLY",
+        global = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub append_only: bool,
     /// Wait up to this long for a conflicting lock to be released (e.g. "5m", "30s")
     #[arg(long, env = "ARCA_RETRY_LOCK", value_name = "DURATION", global = true)]

@@ -277,7 +277,7 @@ fn append_only_flag_keeps_backups_working_and_refuses_deletes() {
     for _ in 0..2 {
         let mut c = env.cmd();
         c.env("ARCA_INSECURE_TEST_KDF", "1")
-            .env("ARCA_APPEND_ONLY", "true")
+            .env("ARCA_APPEND_ONLY", "1")
             .args(["backup", "-q", src.to_str().unwrap()]);
         run_cmd(c, None).ok();
     }

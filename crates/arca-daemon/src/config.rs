@@ -198,22 +198,25 @@ struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPostgres {
-    database: String,
-    host: Option<String>,
-    port: Option<u16>,
-    user: Option<String>,
-    #[serde(default)]
-    options: Vec<String>,
+    dbname: Spanned<String>,
+    format: Option<Spanned<String>>,
+    jobs: Option<usize>,
+    bindir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMysql {
-    database: String,
+    #[serde(default)]
+    databases: Vec<String>,
+    #[serde(default)]
+    all_databases: bool,
     host: Option<String>,
     port: Option<u16>,
     socket: Option<String>,
     user: Option<String>,
+    password_env: Option<Spanned<String>>,
+    defaults_file: Option<String>,
     #[serde(default)]
     options: Vec<String>,
 }
@@ -289,6 +292,64 @@ pub enum Source {
     },
     /// A shell command whose standard output is stored as one file.
     Command { command: String, filename: String },
+    /// A logical dump of one PostgreSQL database (arca-db: pg_dump, like `arca pg dump`).
+    Postgres {
+        /// A URI, a `key=value` connection string or a database name.
+        #[serde(serialize_with = "serialize_redacted")]
+        dbname: String,
+        format: PgFormat,
+        jobs: usize,
+        bindir: Option<PathBuf>,
+    },
+    /// A logical dump of MySQL/MariaDB databases (arca-db: like `arca mysql dump`).
+    Mysql {
+        databases: Vec<String>,
+        all_databases: bool,
+        host: Option<String>,
+        port: Option<u16>,
+        socket: Option<PathBuf>,
+        user: Option<String>,
+        password_env: Option<String>,
+        defaults_file: Option<PathBuf>,
+        options: Vec<String>,
+    },
+}
+
+/// pg_dump's output format for a PostgreSQL source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PgFormat {
+    Custom,
+    Plain,
+    Directory,
+}
+
+fn serialize_redacted<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_dbname(v))
+}
+
+/// A connection string for messages: passwords hidden.
+pub fn redact_dbname(s: &str) -> String {
+    let mut out = s.to_string();
+    if let Some(scheme) = out.find("://") {
+        let rest = scheme + 3;
+        if let Some(at) = out[rest..].find('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    out.split(' ')
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***".to_string()
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Source {
@@ -300,6 +361,18 @@ impl Source {
                 .collect::<Vec<_>>()
                 .join(", "),
             Source::Command { command, .. } => format!("command: {command}"),
+            Source::Postgres { dbname, .. } => format!("postgres: {}", redact_dbname(dbname)),
+            Source::Mysql {
+                databases,
+                all_databases,
+                ..
+            } => {
+                if *all_databases {
+                    "mysql: all databases".into()
+                } else {
+                    format!("mysql: {}", databases.join(", "))
+                }
+            }
         }
     }
 }
@@ -895,55 +968,59 @@ impl Checker<'_> {
                     .unwrap_or_else(|| format!("{name}.out")),
             });
         } else if let Some(pg) = &j.postgres {
-            // Until arca-db's PostgreSQL source lands in the daemon, a logical dump through
-            // pg_dump's custom format, streamed like a command source.
             let p = pg.get_ref();
-            let mut cmd = String::from("pg_dump -Fc");
-            if let Some(h) = &p.host {
-                cmd.push_str(&format!(" -h {}", shell_quote(h)));
+            if p.dbname.get_ref().trim().is_empty() {
+                self.at(&p.dbname, format!("{what} postgres dbname is empty"));
             }
-            if let Some(port) = p.port {
-                cmd.push_str(&format!(" -p {port}"));
-            }
-            if let Some(u) = &p.user {
-                cmd.push_str(&format!(" -U {}", shell_quote(u)));
-            }
-            for o in &p.options {
-                cmd.push_str(&format!(" {}", shell_quote(o)));
-            }
-            cmd.push_str(&format!(" {}", shell_quote(&p.database)));
-            source = Some(Source::Command {
-                command: cmd,
-                filename: j
-                    .command_filename
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.pgdump", p.database)),
+            let format = match p.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+                None | Some((_, "custom")) => PgFormat::Custom,
+                Some((_, "plain")) => PgFormat::Plain,
+                Some((_, "directory")) => PgFormat::Directory,
+                Some((f, other)) => {
+                    self.at(
+                        f,
+                        format!("{what} postgres format {other:?}: use custom, plain or directory"),
+                    );
+                    PgFormat::Custom
+                }
+            };
+            source = Some(Source::Postgres {
+                dbname: p.dbname.get_ref().clone(),
+                format,
+                jobs: p.jobs.unwrap_or(1).max(1),
+                bindir: p.bindir.as_deref().map(|b| self.resolve_path(b)),
             });
         } else if let Some(my) = &j.mysql {
             let m = my.get_ref();
-            let mut cmd = String::from("mysqldump --single-transaction");
-            if let Some(h) = &m.host {
-                cmd.push_str(&format!(" -h {}", shell_quote(h)));
+            if m.databases.is_empty() == !m.all_databases {
+                self.at(
+                    my,
+                    format!(
+                        "{what} mysql: set either databases = [\"DB\", ...] or all_databases = true"
+                    ),
+                );
             }
-            if let Some(port) = m.port {
-                cmd.push_str(&format!(" -P {port}"));
+            if let Some(e) = &m.password_env
+                && (self.env)(e.get_ref()).is_none()
+            {
+                self.at(
+                    e,
+                    format!(
+                        "{what} mysql password_env: the environment variable {} is not set",
+                        e.get_ref()
+                    ),
+                );
             }
-            if let Some(s) = &m.socket {
-                cmd.push_str(&format!(" -S {}", shell_quote(s)));
-            }
-            if let Some(u) = &m.user {
-                cmd.push_str(&format!(" -u {}", shell_quote(u)));
-            }
-            for o in &m.options {
-                cmd.push_str(&format!(" {}", shell_quote(o)));
-            }
-            cmd.push_str(&format!(" --databases {}", shell_quote(&m.database)));
-            source = Some(Source::Command {
-                command: cmd,
-                filename: j
-                    .command_filename
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.sql", m.database)),
+            source = Some(Source::Mysql {
+                databases: m.databases.clone(),
+                all_databases: m.all_databases,
+                host: m.host.clone(),
+                port: m.port,
+                socket: m.socket.as_deref().map(PathBuf::from),
+                user: m.user.clone(),
+                password_env: m.password_env.as_ref().map(|e| e.get_ref().clone()),
+                defaults_file: m.defaults_file.as_deref().map(|f| self.resolve_path(f)),
+                options: m.options.clone(),
             });
         }
 
@@ -1413,6 +1490,41 @@ hooks = { timeout = "forever" }
         // Columns point at the value.
         let cron = ps.iter().find(|p| p.2.contains("invalid cron")).unwrap();
         assert_eq!(cron.1, 12);
+    }
+
+    #[test]
+    fn database_sources() {
+        let base = "[repositories.r]\nlocation = \"/r\"\npassword_env = \"ARCA_TEST_PW\"\n";
+        let ok = format!(
+            "{base}[jobs.pg]\npostgres = {{ dbname = \"postgresql://u:secret@db/app\", format = \"directory\", jobs = 4 }}\nrepositories = [\"r\"]\nschedule = \"every 1h\"\n\n[jobs.my]\nmysql = {{ databases = [\"shop\"], user = \"backup\", password_env = \"ARCA_TEST_PW\" }}\nrepositories = [\"r\"]\nschedule = \"every 1h\"\n"
+        );
+        let c = check(&ok).unwrap();
+        let pg = c.job("pg").unwrap();
+        assert!(matches!(
+            pg.source,
+            Source::Postgres {
+                format: PgFormat::Directory,
+                jobs: 4,
+                ..
+            }
+        ));
+        assert_eq!(pg.source.describe(), "postgres: postgresql://u:***@db/app");
+        assert!(
+            !serde_json::to_string(&pg.source)
+                .unwrap()
+                .contains("secret")
+        );
+        assert_eq!(
+            redact_dbname("host=x password=pw dbname=a"),
+            "host=x password=*** dbname=a"
+        );
+        let bad = format!(
+            "{base}[jobs.my]\nmysql = {{ user = \"backup\", password_env = \"NOPE\" }}\nrepositories = [\"r\"]\nschedule = \"every 1h\"\n[jobs.pg]\npostgres = {{ dbname = \"app\", format = \"tar\" }}\nrepositories = [\"r\"]\nschedule = \"every 1h\"\n"
+        );
+        let ps = problems(&bad);
+        has(&ps, 5, "either databases");
+        has(&ps, 5, "NOPE is not set");
+        has(&ps, 9, "use custom, plain or directory");
     }
 
     #[test]

@@ -27,7 +27,9 @@ use arca_core::{Id, Repository, lock};
 use jiff::Timestamp;
 
 use crate::clock::Clock;
-use crate::config::{Config, JobConfig, OnWindowClose, PasswordSource, RepositoryConfig, Source};
+use crate::config::{
+    Config, JobConfig, OnWindowClose, PasswordSource, PgFormat, RepositoryConfig, Source,
+};
 use crate::history::{History, HistoryError, RunOutcome, RunRecord, RunStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -468,7 +470,7 @@ fn backup(
             exclude_if_present.clone(),
             *one_file_system,
         ),
-        Source::Command { .. } => (Vec::new(), Vec::new(), false),
+        _ => (Vec::new(), Vec::new(), false),
     };
     let opts = BackupOptions {
         backup_type,
@@ -499,6 +501,70 @@ fn backup(
     }
     let index = Arc::new(index);
     let result = match &job.source {
+        Source::Postgres {
+            dbname,
+            format,
+            jobs,
+            bindir,
+        } => {
+            use arca_db::postgres::{DumpFormat, DumpOptions, Error as PgError, Tools, dump};
+            let o = DumpOptions {
+                dbname: dbname.clone(),
+                tools: Tools::new(bindir.clone()),
+                format: match format {
+                    PgFormat::Custom => DumpFormat::Custom,
+                    PgFormat::Plain => DumpFormat::Plain,
+                    PgFormat::Directory => DumpFormat::Directory,
+                },
+                jobs: *jobs,
+                backup: opts.clone(),
+            };
+            return match dump(repo, index, &o, &Default::default(), progress) {
+                Ok(r) => backed(r),
+                Err(PgError::Repository(e)) => Err(err(e)),
+                Err(e) => Err((false, e.to_string())),
+            };
+        }
+        Source::Mysql {
+            databases,
+            all_databases,
+            host,
+            port,
+            socket,
+            user,
+            password_env,
+            defaults_file,
+            options,
+        } => {
+            use arca_db::mysql::{Connection, DumpSelection, Error as MyError, dump};
+            let password = match password_env {
+                Some(v) => Some(std::env::var(v).map_err(|_| {
+                    (
+                        false,
+                        format!("environment variable {v} (mysql password_env) is not set"),
+                    )
+                })?),
+                None => None,
+            };
+            let conn = Connection {
+                host: host.clone(),
+                port: *port,
+                socket: socket.clone(),
+                user: user.clone(),
+                password,
+                defaults_file: defaults_file.clone(),
+            };
+            let selection = if *all_databases {
+                DumpSelection::AllDatabases
+            } else {
+                DumpSelection::Databases(databases.clone())
+            };
+            return match dump(repo, index, &conn, &selection, options, &opts, progress) {
+                Ok(r) => backed(r),
+                Err(MyError::Core(e)) => Err(err(e)),
+                Err(e) => Err((false, e.to_string())),
+            };
+        }
         Source::Paths { paths, .. } => backup_paths(repo, index, paths, &opts, progress),
         Source::Command { command, filename } => {
             let mut child = Command::new("sh")
@@ -569,7 +635,10 @@ fn backup(
             r
         }
     };
-    let r = result.map_err(err)?;
+    backed(result.map_err(err)?)
+}
+
+fn backed(r: arca_core::backup::BackupResult) -> Result<Backed, (bool, String)> {
     match r.snapshot_id {
         Some(id) => Ok(Backed {
             snapshot_id: id,

@@ -439,6 +439,35 @@ pub fn send(channel: &ChannelConfig, alert: &Alert) -> Result<(), NotifyError> {
     }
 }
 
+/// The outcome of sending one alert to one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub channel: String,
+    pub rule: String,
+    pub job: String,
+    pub state: AlertState,
+    /// Why it was not delivered.
+    pub error: Option<String>,
+}
+
+/// Sends every alert to every channel (named), one after the other; a channel that fails
+/// does not stop the others. The daemon records the deliveries in its log.
+pub fn dispatch(channels: &[(String, ChannelConfig)], alerts: &[Alert]) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    for alert in alerts {
+        for (name, channel) in channels {
+            out.push(Delivery {
+                channel: name.clone(),
+                rule: alert.rule.clone(),
+                job: alert.job.clone(),
+                state: alert.state,
+                error: send(channel, alert).err().map(|e| e.to_string()),
+            });
+        }
+    }
+    out
+}
+
 /// POSTs the templated JSON; any 2xx answer is success. DingTalk and Feishu answer 200
 /// with an error code in the body, which is checked too.
 pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError> {
@@ -735,6 +764,37 @@ mod tests {
             "[channels.x]\ntype = \"command\"\ncommand = \"x\"\ntimout = \"1s\"\n",
         );
         assert!(bad.unwrap_err().to_string().contains("timout"));
+    }
+
+    #[test]
+    fn dispatch_goes_on_after_a_failing_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let channels = vec![
+            (
+                "broken".to_string(),
+                ChannelConfig::Command(CommandConfig {
+                    command: "exit 1".into(),
+                    timeout: Duration::from_secs(5),
+                }),
+            ),
+            (
+                "log".to_string(),
+                ChannelConfig::Command(CommandConfig {
+                    command: format!("cat >> '{}'; echo >> '{}'", log.display(), log.display()),
+                    timeout: Duration::from_secs(5),
+                }),
+            ),
+        ];
+        let mut resolved = alert();
+        resolved.state = AlertState::Resolved;
+        let d = dispatch(&channels, &[alert(), resolved]);
+        assert_eq!(d.len(), 4);
+        assert!(d[0].error.as_deref().unwrap().contains("code 1"));
+        assert_eq!(d[1].error, None);
+        assert_eq!(d[3].state, AlertState::Resolved);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 2);
     }
 
     #[test]

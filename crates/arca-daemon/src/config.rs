@@ -992,7 +992,7 @@ impl Checker<'_> {
             });
         } else if let Some(my) = &j.mysql {
             let m = my.get_ref();
-            if m.databases.is_empty() == !m.all_databases {
+            if m.databases.is_empty() != m.all_databases {
                 self.at(
                     my,
                     format!(

@@ -2,7 +2,11 @@
 //! manifest check), a damaged pack fails integrity naming the file, failing and timed-out
 //! checks fail the function step, an RTO of 1ms fails performance, a mode changed behind
 //! the drill's back (by a warm-tier configure hook) fails security, and the scratch space
-//! is left empty every time.
+//! is left empty every time. With PostgreSQL: a drill of a data directory starts the
+//! server on the restored copy and passes a query; a drill of a base backup unpacks it,
+//! recovers through `arca wal-fetch` (a row written after the backup must be there) and
+//! passes its query. Without root, a postgres user or PostgreSQL those two skip, unless
+//! CI=true, where they fail.
 
 mod common;
 
@@ -492,5 +496,203 @@ fn postgres_data_directory_drill_starts_the_server_and_passes_a_query() {
         .to_string_lossy()
         .into_owned();
     assert!(reasons(&r, "integrity").contains(&pack_rel), "{r:#}");
+    assert_scratch_empty(&scratch);
+}
+
+/// `arca` as postgres with a password file (the archive and restore commands run as
+/// postgres and use the same repository).
+fn arca_as(uid: u32, gid: u32, env: &Env, password_file: &Path, args: &[&str]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let mut c = common::bare_cmd();
+    c.env("ARCA_REPOSITORY", &env.repo)
+        .env("ARCA_PASSWORD_FILE", password_file)
+        .env("ARCA_INSECURE_TEST_KDF", "1")
+        .current_dir(env.dir.path())
+        .uid(uid)
+        .gid(gid)
+        .args(args);
+    run_cmd(c, None)
+}
+
+#[test]
+fn postgres_base_backup_drill_replays_the_wal_archive_and_passes_a_query() {
+    let Some((uid, gid)) = postgres_ids() else {
+        return;
+    };
+    let env = Env::new();
+    let dir = env.dir.path().to_path_buf();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+    let password_file = dir.join("password");
+    fs::write(&password_file, format!("{}\n", common::PASSWORD)).unwrap();
+    std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).unwrap();
+    fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).unwrap();
+    arca_as(uid, gid, &env, &password_file, &["init"]).ok();
+
+    let data = dir.join("data");
+    common::sh(
+        as_postgres(uid, gid, "initdb")
+            .args(["--no-sync", "-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data),
+    );
+    let _stop = PgStop {
+        data: data.clone(),
+        uid,
+        gid,
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let archive = format!(
+        "{} -r {} --password-file {} wal-push %p",
+        common::bin(),
+        env.repo.display(),
+        password_file.display()
+    );
+    let conf = format!(
+        "listen_addresses = ''\nport = {port}\nunix_socket_directories = '{}'\nfsync = off\n\
+         wal_level = replica\narchive_mode = on\narchive_command = '{archive}'\n",
+        dir.display()
+    );
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+    drop(f);
+    common::sh(
+        as_postgres(uid, gid, "pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .arg("start"),
+    );
+    let dir_s = dir.to_str().unwrap().to_string();
+    let port_s = port.to_string();
+    let psql = |sql: &str| -> String {
+        let out = as_postgres(uid, gid, "psql")
+            .args([
+                "-X", "-A", "-t", "-q", "-h", &dir_s, "-p", &port_s, "-d", "postgres", "-c", sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql("create table marks(v int)");
+    psql("insert into marks values (1), (2), (3)");
+    let uri = format!("postgresql:///postgres?host={dir_s}&port={port}&user=postgres");
+    arca_as(
+        uid,
+        gid,
+        &env,
+        &password_file,
+        &["pg", "basebackup", "-d", &uri],
+    )
+    .ok();
+    // A row after the base backup: only the WAL archive has it.
+    psql("insert into marks values (10)");
+    let seg = psql("select pg_walfile_name(pg_switch_wal())");
+    let start = Instant::now();
+    loop {
+        let last = psql("select coalesce(last_archived_wal, '') from pg_stat_archiver");
+        if last.len() == 24 && last >= seg {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "segment {seg} not archived (last {last:?}): {}",
+            fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    common::sh(
+        as_postgres(uid, gid, "pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(&data)
+            .arg("stop"),
+    );
+
+    // The check: unpack base.tar, recover from the WAL archive through arca wal-fetch,
+    // start, query, stop.
+    let restore_line = dir.join("restore_command.conf");
+    fs::write(
+        &restore_line,
+        format!(
+            "restore_command = '{} -r {} --password-file {} wal-fetch %f %p'\n",
+            common::bin(),
+            env.repo.display(),
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    let port2 = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let check = format!(
+        "set -e; B={bin}; mkdir -m 700 pgdata; tar -xf base.tar -C pgdata; \
+         touch pgdata/recovery.signal; cat {restore} >> pgdata/postgresql.auto.conf; \
+         $B/pg_ctl -D pgdata -w -t 60 -l {log} \
+           -o \"-c port={port2} -c unix_socket_directories={dir} -c listen_addresses= -c archive_mode=off\" start; \
+         n=$($B/psql -X -h {dir} -p {port2} -d postgres -tAc 'select sum(v) from marks') || n=error; \
+         $B/pg_ctl -D pgdata -w -m fast stop; echo \"sum=$n\"; test \"$n\" = 16",
+        bin = pg_bin().display(),
+        restore = restore_line.display(),
+        log = dir.join("drill.log").display(),
+        dir = dir_s,
+    );
+    let scratch = dir.join("scratch");
+    fs::create_dir(&scratch).unwrap();
+    std::os::unix::fs::chown(&scratch, Some(uid), Some(gid)).unwrap();
+    let scratch_s = scratch.to_str().unwrap().to_string();
+    let out = arca_as(
+        uid,
+        gid,
+        &env,
+        &password_file,
+        &[
+            "drill",
+            "run",
+            "--json",
+            "--scratch",
+            &scratch_s,
+            "--check",
+            &check,
+            "--check-timeout",
+            "2m",
+            "--rto",
+            "10m",
+        ],
+    );
+    let r = out
+        .json_lines()
+        .into_iter()
+        .find(|v| v["message_type"] == "drill")
+        .unwrap_or_else(|| panic!("no report: {}\n{}", out.stdout_str(), out.stderr));
+    assert_eq!(
+        out.code,
+        0,
+        "{r:#}\ndrill server log:\n{}",
+        fs::read_to_string(dir.join("drill.log")).unwrap_or_default()
+    );
+    for s in ["integrity", "function", "performance", "security"] {
+        assert_eq!(status(&r, s), "passed", "{s}: {r:#}");
+    }
+    assert!(
+        r["checks"][0]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("sum=16"),
+        "{r:#}"
+    );
     assert_scratch_empty(&scratch);
 }

@@ -123,6 +123,8 @@ for run in $(seq "$RUNS"); do
   rm -rf "$B/arca-repo" "$B/pgbr-repo" "$B/pgbr-spool"
   as_pg "$ARCA" init >/dev/null
   as_pg "${PGBR[@]}" stanza-create >/dev/null
+  rm -rf "$B/pgbr-stanza"
+  cp -a "$B/pgbr-repo" "$B/pgbr-stanza"
   timed arca_backup1 "$ARCA" --json pg basebackup -d "$URI"
   first=$(added)
   timed arca_backup2 "$ARCA" --json pg basebackup -d "$URI"
@@ -176,14 +178,9 @@ reset_wal() {
   cp -a "$B/archive_status.orig" "$B/data/pg_wal/archive_status"
   rm -rf "$B/arca-repo" "$B/pgbr-repo"
   as_pg "$ARCA" init >/dev/null
-  # stanza-create needs the server up; the stanza's files are then copied per run.
+  # The stanza as stanza-create left it (the server is down now).
   cp -a "$B/pgbr-stanza" "$B/pgbr-repo"
 }
-as_pg pg_ctl -D "$B/data" -l "$B/server.log" -o "-c archive_mode=off" -w start >/dev/null
-rm -rf "$B/pgbr-repo"
-as_pg "${PGBR[@]}" stanza-create >/dev/null
-as_pg pg_ctl -D "$B/data" -m fast -w stop >/dev/null
-cp -a "$B/pgbr-repo" "$B/pgbr-stanza"
 
 for run in $(seq "$RUNS"); do
   echo "== WAL push run $run"

@@ -163,7 +163,8 @@ fn try_acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Resu
         std::thread::spawn(move || {
             let mut waited = 0;
             while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(200));
+                // Parked, not slept: dropping the guard wakes the thread at once.
+                std::thread::park_timeout(Duration::from_millis(200));
                 waited += 200;
                 if waited < REFRESH_SECS * 1000 {
                     continue;
@@ -191,6 +192,7 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(r) = self.refresher.take() {
+            r.thread().unpark();
             let _ = r.join();
         }
         let id = *self.id.lock().unwrap_or_else(|p| p.into_inner());

@@ -44,11 +44,8 @@ pub enum Error {
     ToolMissing { tool: String, looked: String },
     #[error("cannot connect to the PostgreSQL server ({target}): {message}")]
     Connect { target: String, message: String },
-    #[error("starting {tool}: {source}")]
-    Spawn {
-        tool: String,
-        source: std::io::Error,
-    },
+    #[error("starting {tool}: {error}")]
+    Spawn { tool: String, error: std::io::Error },
     #[error("{tool} failed ({status}) on {target}: {message}")]
     ToolFailed {
         tool: String,
@@ -56,10 +53,10 @@ pub enum Error {
         target: String,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("WAL file {name} is already archived with different content; refusing to overwrite it")]
     WalConflict { name: String },
@@ -70,10 +67,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: impl Into<std::path::PathBuf>, error: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

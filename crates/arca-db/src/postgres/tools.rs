@@ -68,9 +68,9 @@ impl Running {
     /// Spawns `cmd` with stderr captured; stdout as the caller configured it.
     pub fn spawn(tool: &str, mut cmd: Command) -> Result<Running> {
         cmd.stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        let mut child = cmd.spawn().map_err(|error| Error::Spawn {
             tool: tool.into(),
-            source,
+            error,
         })?;
         let stderr = child.stderr.take().map(|mut e| {
             std::thread::spawn(move || {
@@ -97,9 +97,9 @@ impl Running {
 
     /// Waits; returns the status and the error output.
     pub fn wait(mut self) -> Result<(ExitStatus, String)> {
-        let status = self.child.wait().map_err(|source| Error::Spawn {
+        let status = self.child.wait().map_err(|error| Error::Spawn {
             tool: self.tool.clone(),
-            source,
+            error,
         })?;
         let err = self
             .stderr
@@ -136,9 +136,9 @@ pub(crate) fn output(tool: &str, mut cmd: Command, target: &str) -> Result<Strin
     let mut r = Running::spawn(tool, cmd)?;
     let mut out = String::new();
     if let Some(mut o) = r.child.stdout.take() {
-        o.read_to_string(&mut out).map_err(|source| Error::Spawn {
+        o.read_to_string(&mut out).map_err(|error| Error::Spawn {
             tool: tool.into(),
-            source,
+            error,
         })?;
     }
     r.finish(target)?;

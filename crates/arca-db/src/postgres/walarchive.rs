@@ -5,9 +5,9 @@
 //! and packed like any data; its record (`wal/NAME`, see [`arca_core::wal`]) is written
 //! only after the packs and the index naming them are durable. A push may take along
 //! other segments PostgreSQL has marked ready (`archive_status/*.ready`): they are stored
-//! in the same run, and a marker `SPOOL/NAME.ok` (holding the BLAKE3 hash of the content)
-//! lets the archiver's later call for them succeed at once without opening the
-//! repository. Pushing the same content twice succeeds; different content under an
+//! in the same run, and a marker `SPOOL/NAME.ok` (holding the file's device, inode, size
+//! and modification time as read) lets the archiver's later call for them succeed at once
+//! without opening the repository. Pushing the same content twice succeeds; different content under an
 //! archived name fails.
 //!
 //! Fetch: the record's blobs are read, checked against the record's size and keyed hash,
@@ -85,10 +85,26 @@ pub fn push_done_in_spool(spool: &Path, path: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(&marker, e)),
     };
-    let data = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let done = Id::of_object(&data).to_hex() == want;
+    let md = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let done = file_identity(&md) == want;
     let _ = fs::remove_file(&marker);
     Ok(done)
+}
+
+/// What a marker holds: the file's device, inode, size and modification time when it was
+/// read for pushing. PostgreSQL never rewrites a segment it marked ready (a recycled
+/// segment gets a new name), so an unchanged identity means unchanged content, and the
+/// archiver's call costs a stat instead of reading 16 MiB.
+fn file_identity(md: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{} {} {} {}.{:09}",
+        md.dev(),
+        md.ino(),
+        md.len(),
+        md.mtime(),
+        md.mtime_nsec()
+    )
 }
 
 /// Other files PostgreSQL marked ready beside `path` (history files first, then in name
@@ -165,7 +181,10 @@ pub fn push(repo: &Arc<Repository>, path: &Path, opts: &PushOptions) -> Result<P
                 } else {
                     report.already.push(p.name.clone());
                 }
-                if !is_own && let Some(spool) = &opts.spool {
+                if !is_own
+                    && !p.marker.is_empty()
+                    && let Some(spool) = &opts.spool
+                {
                     write_marker(spool, &p.name, &p.marker)?;
                 }
             }
@@ -193,9 +212,17 @@ fn prepare(
 ) -> std::result::Result<Prepared, (String, Error)> {
     let name = file_name(path).map_err(|e| (path.display().to_string(), e))?;
     let fail = |e: Error| (name.clone(), e);
+    let before = fs::metadata(path).map_err(|e| fail(Error::io(path, e)))?;
     let data = fs::read(path).map_err(|e| fail(Error::io(path, e)))?;
+    let after = fs::metadata(path).map_err(|e| fail(Error::io(path, e)))?;
     let hash = repo.crypto().blob_id(&data);
-    let marker = Id::of_object(&data).to_hex();
+    // A file that changed while read gets no marker: the archiver's own call pushes it.
+    let marker =
+        if file_identity(&before) == file_identity(&after) && after.len() == data.len() as u64 {
+            file_identity(&after)
+        } else {
+            String::new()
+        };
     if let Some(existing) = wal::load(repo, &name).map_err(|e| fail(e.into()))? {
         if existing.hash == hash && existing.size == data.len() as u64 {
             return Ok(Prepared {

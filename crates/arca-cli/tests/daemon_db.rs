@@ -234,3 +234,196 @@ hooks = {{ failure = ["echo failure-hook: $ARCA_ERROR"] }}
             .contains("PostgreSQL")
     );
 }
+
+fn can_run_mariadb() -> bool {
+    let have = |t: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "command -v {t} >/dev/null 2>&1 || test -x /usr/sbin/{t}"
+            ))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let why = if !nix::unistd::geteuid().is_root() {
+        "not running as root".to_string()
+    } else if !["mariadbd", "mariadb-install-db", "mariadb-dump", "mariadb"]
+        .iter()
+        .all(|t| have(t))
+    {
+        "MariaDB is not installed".to_string()
+    } else if !matches!(nix::unistd::User::from_name("mysql"), Ok(Some(_))) {
+        "no mysql user".to_string()
+    } else {
+        return true;
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the MySQL job test cannot run: {why}"
+    );
+    eprintln!("skipping the MySQL job test: {why}");
+    false
+}
+
+/// mariadbd on a private socket; killed by pid on drop.
+struct Mariadb {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Mariadb {
+    fn start(dir: &Path) -> Mariadb {
+        let base = dir.join("my");
+        std::fs::create_dir_all(&base).unwrap();
+        let datadir = base.join("data");
+        sh_ok(
+            Command::new("mariadb-install-db")
+                .arg(format!("--datadir={}", datadir.display()))
+                .arg("--auth-root-authentication-method=normal")
+                .arg("--skip-test-db")
+                .arg("--user=mysql"),
+        );
+        sh_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg("mysql:mysql")
+                .arg(&base),
+        );
+        let socket = base.join("server.sock");
+        let mariadbd = if Path::new("/usr/sbin/mariadbd").exists() {
+            PathBuf::from("/usr/sbin/mariadbd")
+        } else {
+            PathBuf::from("mariadbd")
+        };
+        let child = Command::new(mariadbd)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", base.join("server.pid").display()))
+            .arg(format!("--log-error={}", base.join("server.err").display()))
+            .arg("--skip-networking")
+            .arg(format!("--log-bin={}", datadir.join("binlog").display()))
+            .arg("--server-id=1")
+            .arg("--innodb-log-file-size=8M")
+            .arg("--innodb-buffer-pool-size=32M")
+            .arg("--user=mysql")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        let m = Mariadb { child, socket };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !Command::new("mariadb-admin")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", m.socket.display()))
+            .args(["--user=nobody-pings", "ping"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(std::time::Instant::now() < deadline, "mariadbd not ready");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        m
+    }
+
+    fn sql(&self, password: &str, sql: &str) -> String {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket.display()))
+            .arg("--user=root")
+            .args(["--batch", "--skip-column-names"]);
+        if !password.is_empty() {
+            c.arg(format!("--password={password}"));
+        }
+        sh_ok(c.arg("-e").arg(sql)).trim().to_string()
+    }
+}
+
+#[test]
+fn mysql_job_dumps_with_the_binlog_position() {
+    if !can_run_mariadb() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = Mariadb::start(env.dir.path());
+    db.sql("", "ALTER USER root@localhost IDENTIFIED BY 'db-secret'");
+    db.sql(
+        "db-secret",
+        "CREATE DATABASE shop; USE shop; CREATE TABLE items (id INT PRIMARY KEY, name TEXT); INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_2000",
+    );
+    let repo = env.path("repo");
+    let mut init = bare_cmd();
+    init.arg("-r")
+        .arg(&repo)
+        .arg("init")
+        .env("ARCA_PASSWORD", PASSWORD)
+        .env("ARCA_INSECURE_TEST_KDF", "1");
+    run_cmd(init, None).ok();
+    std::fs::write(env.path("pw"), format!("{PASSWORD}\n")).unwrap();
+    let config = env.path("arca.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[daemon]
+state = "state.db"
+
+[repositories.local]
+location = "{repo}"
+password_file = "pw"
+
+[jobs.shop]
+mysql = {{ databases = ["shop"], socket = "{socket}", user = "root", password_env = "ARCA_TEST_MYSQL_PW" }}
+repositories = ["local"]
+schedule = "every 1d"
+"#,
+            repo = repo.display(),
+            socket = db.socket.display(),
+        ),
+    )
+    .unwrap();
+    let mut c = bare_cmd();
+    c.arg("--config")
+        .arg(&config)
+        .args(["job", "run", "shop", "--json"])
+        .env("ARCA_INSECURE_TEST_KDF", "1")
+        .env("ARCA_TEST_MYSQL_PW", "db-secret");
+    let rec = run_cmd(c, None).ok().json();
+    assert_eq!(rec["status"], "success", "{rec}");
+    let mut c = bare_cmd();
+    c.arg("-r")
+        .arg(&repo)
+        .args(["snapshots", "--json"])
+        .env("ARCA_PASSWORD", PASSWORD);
+    let snaps = run_cmd(c, None).ok().json();
+    let s = &snaps[0];
+    assert_eq!(s["source"], "mysql-dump", "{s}");
+    assert!(
+        s["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "job:shop"),
+        "{s}"
+    );
+    let text = s.to_string();
+    assert!(
+        text.contains("binlog"),
+        "the dump records the binlog position: {s}"
+    );
+    assert!(!text.contains("db-secret"));
+    // Without the password variable the check refuses the file.
+    arca(&config, &["config", "check"])
+        .code(1)
+        .says("ARCA_TEST_MYSQL_PW is not set");
+}

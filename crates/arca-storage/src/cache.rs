@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -80,6 +81,8 @@ impl<S: Storage> CacheStorage<S> {
                 format!("cannot create the cache directory: {e}"),
             )
         })?;
+        // Only the owner may read the copies (encrypted, but key files wrap the master key).
+        let _ = fs::set_permissions(&root, fs::Permissions::from_mode(0o700));
         Ok(CacheStorage {
             inner,
             root,
@@ -355,6 +358,8 @@ mod tests {
     fn conformance() {
         let dir = tempfile::tempdir().unwrap();
         let s = setup(dir.path());
+        let mode = fs::metadata(s.root()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
         s.cache_whole(["data/ab/large".to_string()]);
         crate::suite::run_all(&s);
     }

@@ -210,6 +210,16 @@ pub fn run(
         }
         while let Ok(job) = done_rx.try_recv() {
             sched.finished(&job);
+            let still_configured = shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .jobs
+                .contains_key(&job);
+            if !still_configured {
+                // Removed by a reload while it ran.
+                sched.remove_job(&job);
+                continue;
+            }
             if let Some(t) = sched.next_run(&job) {
                 events.event(Some(&job), &format!("next run at {t}"));
             }

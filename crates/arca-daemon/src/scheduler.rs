@@ -80,6 +80,11 @@ impl Scheduler {
         self.jobs.retain(|k, t| t.running || keep.contains(k));
     }
 
+    /// Forgets one job (it was removed from the configuration while it ran).
+    pub fn remove_job(&mut self, job: &str) {
+        self.jobs.remove(job);
+    }
+
     pub fn job_names(&self) -> Vec<String> {
         self.jobs.keys().cloned().collect()
     }

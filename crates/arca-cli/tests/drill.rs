@@ -696,3 +696,45 @@ fn postgres_base_backup_drill_replays_the_wal_archive_and_passes_a_query() {
     );
     assert_scratch_empty(&scratch);
 }
+
+#[test]
+fn interrupted_drill_stops_its_check_and_cleans_up() {
+    let (env, _src) = setup();
+    let scratch = env.path("scratch");
+    fs::create_dir(&scratch).unwrap();
+    let marker = env.path("check-started");
+    let check = format!("touch '{}'; sleep 60", marker.display());
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1").args([
+        "drill",
+        "run",
+        "-q",
+        "--scratch",
+        scratch.to_str().unwrap(),
+        "--check",
+        &check,
+        "--check-timeout",
+        "2m",
+    ]);
+    let mut child = c.spawn().unwrap();
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the check never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "the check was not stopped"
+    );
+    assert_scratch_empty(&scratch);
+}

@@ -64,6 +64,21 @@ pub enum DrillError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The progress asked to stop (Ctrl-C, SIGTERM, a closing window); the scratch space
+    /// was cleaned up and nothing is known about the snapshot.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl DrillError {
+    fn is_interrupted(&self) -> bool {
+        matches!(self, DrillError::Interrupted)
+            || matches!(
+                self,
+                DrillError::Restore { source, .. } | DrillError::Snapshot { source, .. }
+                    if source.kind() == arca_core::ErrorKind::Interrupted
+            )
+    }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> DrillError {
@@ -203,6 +218,9 @@ pub struct CommandOutcome {
     /// Exit code; None when killed by a signal or not started.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+    /// Killed because the run was stopped (Ctrl-C, SIGTERM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     pub duration_secs: f64,
     /// The last [`OUTPUT_LIMIT`] bytes of stdout and stderr (lossy UTF-8).
     pub stdout: String,
@@ -216,13 +234,16 @@ pub struct CommandOutcome {
 
 impl CommandOutcome {
     pub fn success(&self) -> bool {
-        self.exit_code == Some(0) && !self.timed_out && self.error.is_none()
+        self.exit_code == Some(0) && !self.timed_out && !self.interrupted && self.error.is_none()
     }
 
     /// One line saying why it failed (empty when it succeeded).
     pub fn failure_reason(&self) -> String {
         if let Some(e) = &self.error {
             return format!("could not start: {e}");
+        }
+        if self.interrupted {
+            return "stopped: the run was interrupted".into();
         }
         if self.timed_out {
             return format!("timed out after {:.1}s and was killed", self.duration_secs);
@@ -279,6 +300,19 @@ pub fn run_command(
     env: &[(&str, &OsStr)],
     stdin: Option<&[u8]>,
     timeout: Duration,
+) -> CommandOutcome {
+    run_command_until(command, cwd, env, stdin, timeout, &|| false)
+}
+
+/// [`run_command`] that also kills the command when `stop()` turns true (the outcome
+/// then says `interrupted`).
+pub fn run_command_until(
+    command: &str,
+    cwd: Option<&Path>,
+    env: &[(&str, &OsStr)],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
 ) -> CommandOutcome {
     let start = Instant::now();
     let mut outcome = CommandOutcome {
@@ -340,6 +374,11 @@ pub fn run_command(
         }
         if start.elapsed() >= timeout {
             outcome.timed_out = true;
+            kill_group(pid);
+            break child.wait().ok();
+        }
+        if stop() {
+            outcome.interrupted = true;
             kill_group(pid);
             break child.wait().ok();
         }
@@ -915,7 +954,8 @@ fn unique_name(snapshot: &Id) -> String {
 
 /// Runs a drill of `snapshot` (id `snapshot_id`): see the module doc. Errors of the drill
 /// itself (cannot create the scratch directory) are returned; everything about the
-/// snapshot is in the report. The security step examines the restore as it came out,
+/// snapshot is in the report. When `progress` asks to stop, the drill cleans up and
+/// returns [`DrillError::Interrupted`] (no report: it proved nothing). The security step examines the restore as it came out,
 /// before the check commands run (they may change the restored data); it is reported last.
 pub fn run_drill(
     repo: &Repository,
@@ -963,6 +1003,7 @@ pub fn run_drill(
         threads: plan.threads,
     };
     let recovered = recover(repo, index, snapshot, &recovery_plan, progress);
+    let interrupted = matches!(&recovered, Err(e) if e.is_interrupted());
     match recovered {
         Err(e) => {
             report.error = Some(e.to_string());
@@ -997,7 +1038,7 @@ pub fn run_drill(
                 &work,
                 plan.encryption_samples,
             );
-            let (function, checks) = function_step(plan, snapshot, &target);
+            let (function, checks) = function_step(plan, snapshot, &target, progress);
             report.steps.push(function);
             report.checks = checks;
             let (perf_step, perf) = performance_step(plan, snapshot, &rec);
@@ -1016,6 +1057,9 @@ pub fn run_drill(
             Ok(()) => report.cleaned_up = true,
             Err(e) => report.cleanup_error = Some(format!("{}: {e}", work.display())),
         }
+    }
+    if interrupted || progress.should_stop() {
+        return Err(DrillError::Interrupted);
     }
     report.passed =
         report.error.is_none() && report.steps.iter().all(|s| s.status != StepStatus::Failed);
@@ -1096,6 +1140,7 @@ fn function_step(
     plan: &DrillPlan,
     snapshot: &Snapshot,
     target: &Path,
+    progress: &dyn Progress,
 ) -> (StepReport, Vec<CheckReport>) {
     let t = Instant::now();
     let mut step = StepReport::new(StepName::Function);
@@ -1111,7 +1156,9 @@ fn function_step(
             ("ARCA_DRILL_DIR", dir.as_os_str()),
             ("ARCA_DRILL_ROOT", target.as_os_str()),
         ];
-        let outcome = run_command(&c.command, Some(&dir), &env, None, c.timeout);
+        let outcome = run_command_until(&c.command, Some(&dir), &env, None, c.timeout, &|| {
+            progress.should_stop()
+        });
         let passed = outcome.success();
         if !passed {
             step.fail(format!(

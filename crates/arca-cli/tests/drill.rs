@@ -267,6 +267,14 @@ fn rto_of_one_millisecond_fails_performance() {
     assert_eq!(status(&r, "function"), "skipped");
     assert_eq!(status(&r, "security"), "passed");
     assert_scratch_empty(&scratch);
+
+    // --keep leaves the restored copy for a look.
+    let (out, r) = drill(&env, &scratch, &["--keep"]);
+    assert_eq!(out.code, 0, "{r:#}");
+    assert_eq!(r["cleaned_up"], false);
+    let kept = Path::new(r["restore_dir"].as_str().unwrap());
+    assert!(kept.starts_with(&scratch));
+    assert_eq!(list_files(kept).len(), 4, "{:?}", list_files(kept));
 }
 
 #[test]

@@ -78,6 +78,7 @@ struct RawDaemon {
     timezone: Option<Spanned<String>>,
     nice: Option<Spanned<i32>>,
     ionice: Option<Spanned<String>>,
+    max_concurrent_runs: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,6 +458,8 @@ pub struct DaemonSettings {
     pub timezone: String,
     pub nice: Option<i32>,
     pub ionice: Option<IoPriority>,
+    /// At most this many runs at once (`None`: every due job starts).
+    pub max_concurrent_runs: Option<usize>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -783,6 +786,14 @@ impl Checker<'_> {
             timezone: daemon_tz.clone(),
             nice: daemon_nice,
             ionice: daemon_ionice,
+            max_concurrent_runs: daemon_raw.max_concurrent_runs.as_ref().and_then(|n| {
+                if *n.get_ref() == 0 {
+                    self.at(n, "[daemon] max_concurrent_runs must be at least 1");
+                    None
+                } else {
+                    Some(*n.get_ref())
+                }
+            }),
         };
 
         // [repositories.NAME]

@@ -145,6 +145,7 @@ pub fn run(
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut sched = Scheduler::new(clock.clone());
+    sched.set_max_running(config.daemon.max_concurrent_runs);
     for (name, job) in &config.jobs {
         sched.set_job(name, job.plan.clone(), history.last_slot(name)?);
     }
@@ -194,6 +195,7 @@ pub fn run(
                     for (name, job) in &new.jobs {
                         sched.set_job(name, job.plan.clone(), history.last_slot(name)?);
                     }
+                    sched.set_max_running(new.daemon.max_concurrent_runs);
                     let names: Vec<String> = new.jobs.keys().cloned().collect();
                     sched.retain_jobs(&names);
                     *shared.write().unwrap_or_else(|p| p.into_inner()) = new.clone();

@@ -36,6 +36,7 @@ struct Timer {
 pub struct Scheduler {
     clock: Arc<dyn Clock>,
     jobs: BTreeMap<String, Timer>,
+    max_running: Option<usize>,
 }
 
 impl Scheduler {
@@ -43,6 +44,7 @@ impl Scheduler {
         Scheduler {
             clock,
             jobs: BTreeMap::new(),
+            max_running: None,
         }
     }
 
@@ -96,27 +98,47 @@ impl Scheduler {
     /// The jobs due now; each is marked running until [`Scheduler::finished`].
     pub fn due(&mut self) -> Vec<DueRun> {
         let now = self.clock.now();
+        let running = self.jobs.values().filter(|t| t.running).count();
+        let mut room = self
+            .max_running
+            .map_or(usize::MAX, |m| m.saturating_sub(running));
+        // Oldest pending slot first, so a limit on concurrent runs is fair.
+        let mut candidates: Vec<(Timestamp, String)> = self
+            .jobs
+            .iter()
+            .filter(|(_, t)| !t.running && t.plan.allowed(now))
+            .filter_map(|(n, t)| Some((t.plan.pending_slot(t.last_slot, now)?, n.clone())))
+            .collect();
+        candidates.sort();
         let mut out = Vec::new();
-        for (name, t) in &mut self.jobs {
-            if t.running {
-                continue;
+        for (slot, name) in candidates {
+            if room == 0 {
+                break;
             }
-            let Some(slot) = t.plan.pending_slot(t.last_slot, now) else {
+            let Some(t) = self.jobs.get_mut(&name) else {
                 continue;
             };
-            if !t.plan.allowed(now) {
-                continue;
-            }
+            room -= 1;
             t.last_slot = slot;
             t.running = true;
             out.push(DueRun {
-                job: name.clone(),
+                job: name,
                 slot,
                 backup_type: t.plan.backup_type_at(now),
                 stop_at: t.plan.run_must_stop_at(now),
             });
         }
         out
+    }
+
+    /// At most `n` runs at once (`None`: no limit); due jobs beyond it wait their turn.
+    pub fn set_max_running(&mut self, n: Option<usize>) {
+        self.max_running = n;
+    }
+
+    fn at_capacity(&self) -> bool {
+        self.max_running
+            .is_some_and(|m| self.jobs.values().filter(|t| t.running).count() >= m)
     }
 
     /// Marks a manual run (`arca job run` or the API) as started: scheduled runs wait.
@@ -145,8 +167,12 @@ impl Scheduler {
         t.plan.next_run(t.last_slot, self.clock.now())
     }
 
-    /// The earliest instant a job becomes due (idle jobs only).
+    /// The earliest instant a job becomes due (idle jobs only; `None` while the limit of
+    /// concurrent runs is reached: a finishing run wakes the caller).
     pub fn next_wake(&self) -> Option<Timestamp> {
+        if self.at_capacity() {
+            return None;
+        }
         let now = self.clock.now();
         self.jobs
             .values()
@@ -425,6 +451,33 @@ mod tests {
         assert!(s.due().is_empty());
         s.finished("j");
         assert_eq!(s.due().len(), 1);
+    }
+
+    #[test]
+    fn a_limit_on_concurrent_runs_delays_but_does_not_drop() {
+        let start: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let mut s = Scheduler::new(clock.clone());
+        s.set_max_running(Some(1));
+        let plan = Arc::new(JobPlan::simple(
+            Schedule::parse("*/5 * * * *", None).unwrap(),
+        ));
+        s.set_job("a", plan.clone(), None);
+        s.set_job("b", plan, None);
+        clock.set(s.next_wake().unwrap());
+        let first = s.due();
+        assert_eq!(first.len(), 1);
+        assert_eq!(s.next_wake(), None, "at capacity");
+        clock.advance(Duration::from_secs(60));
+        assert!(s.due().is_empty());
+        s.finished(&first[0].job);
+        let second = s.due();
+        assert_eq!(second.len(), 1);
+        assert_ne!(second[0].job, first[0].job, "the other job's turn");
+        assert_eq!(
+            second[0].slot, first[0].slot,
+            "it serves the slot it waited for"
+        );
     }
 
     #[test]

@@ -473,9 +473,23 @@ fn all_databases_round_trip() {
     );
 
     server.sql("DROP DATABASE shop; DROP DATABASE crm");
+    // Connection from the user's option file (socket and user, no password): arca's
+    // temporary option file includes it and adds the password from ARCA_MYSQL_PASSWORD.
+    let cnf = env.path("my.cnf");
+    std::fs::write(
+        &cnf,
+        format!("[client]\nuser=root\nsocket={}\n", server.socket.display()),
+    )
+    .unwrap();
     arca(
         &env,
-        &args(&["mysql", "restore", "latest"], &server.flags()),
+        &[
+            "mysql".into(),
+            "restore".into(),
+            "latest".into(),
+            "--defaults-file".into(),
+            cnf.display().to_string(),
+        ],
     )
     .ok();
     assert_eq!(fingerprint(&server, "shop"), shop);

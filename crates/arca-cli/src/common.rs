@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::{Context, Result, bail};
 use arca_core::format::{BlobKind, Snapshot};
@@ -93,6 +93,7 @@ pub fn open_uncached(g: &GlobalArgs) -> Result<Arc<Repository>> {
 }
 
 fn open_with(g: &GlobalArgs, use_cache: bool) -> Result<Arc<Repository>> {
+    *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Weak::new();
     let loc = location(g)?;
     let backend = backend(g, &loc)?;
     let config = match backend.read("config") {
@@ -132,7 +133,7 @@ fn open_with(g: &GlobalArgs, use_cache: bool) -> Result<Arc<Repository>> {
                 cache.remember("config", raw);
                 let cache = Arc::new(cache);
                 // Weak: the storage (and the request report) must drop with the repository.
-                let _ = CACHE.set(Arc::downgrade(&cache));
+                *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&cache);
                 storage = cache;
             }
             Err(e) if !g.quiet => eprintln!("warning: working without a cache: {e}"),
@@ -151,8 +152,9 @@ fn open_with(g: &GlobalArgs, use_cache: bool) -> Result<Arc<Repository>> {
     Ok(Arc::new(Repository::open(storage, &password)?))
 }
 
-/// The cache of the repository opened by [`open`], if it has one.
-static CACHE: OnceLock<Weak<CacheStorage<Arc<dyn Storage>>>> = OnceLock::new();
+/// The cache of the repository opened last by [`open`], if it has one (weak: the storage
+/// and its request report must drop with the repository).
+static CACHE: Mutex<Weak<CacheStorage<Arc<dyn Storage>>>> = Mutex::new(Weak::new());
 
 /// The cache directory shared by all repositories: `--cache-dir` / `ARCA_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/arca`, else `~/.cache/arca`.
@@ -207,7 +209,8 @@ impl CachePolicy for RepositoryCachePolicy {
 /// Tells the cache (if any) to keep whole copies of the packs that hold trees, so that
 /// `ls`, `find`, `diff` and the parent of an incremental backup read trees locally.
 pub fn cache_tree_packs(index: &Index) {
-    let Some(cache) = CACHE.get().and_then(Weak::upgrade) else {
+    let cache = CACHE.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
+    let Some(cache) = cache else {
         return;
     };
     let packs: HashSet<Id> = index

@@ -151,10 +151,10 @@ fn backup_killed_at_random_points() {
             &format!("end sample {i}"),
         );
     }
-    // Killed runs leave their (stale) locks; `unlock` removes exactly those.
+    // Killed runs leave their (stale) locks; `unlock` removes them.
     let stale = files_in(&env.repo.join("locks"));
     assert!(stale as u64 <= kills, "{stale} locks after {kills} kills");
-    run(&env, &["unlock"]).ok();
+    let pid_reused = unlock_after_kills(&env, PASSWORD, "end");
     assert_eq!(
         files_in(&env.repo.join("locks")),
         0,
@@ -165,8 +165,9 @@ fn backup_killed_at_random_points() {
         &format!(
             "kill points {}, killed {kills}, finished before the kill {finished}, snapshots {} \
              all present and checked (--read-data), snapshots lost 0, bytes reused from \
-             killed runs {reused}, stale locks removed by unlock {stale}, temporary files \
-             left by killed writes {}",
+             killed runs {reused}, stale locks removed by unlock {stale} (of which kept by \
+             `unlock` because the kernel had reused their pid: {pid_reused}), temporary \
+             files left by killed writes {}",
             rounds * kills_per_round,
             known.len(),
             temp_files(&env.repo)
@@ -209,7 +210,7 @@ fn forget_prune_killed_at_random_points() {
     });
     eprintln!("{test}: forget --prune takes {span:?}");
     let mut schedule = Schedule::new(seed, span);
-    let (mut kills, mut finished) = (0u64, 0u64);
+    let (mut kills, mut finished, mut pid_reused) = (0u64, 0u64, 0usize);
     for round in 0..rounds {
         write_generation(&src, seed, round + 5);
         run_os(&env, &backup).ok();
@@ -228,7 +229,7 @@ fn forget_prune_killed_at_random_points() {
             }
             // The killed process's lock is stale (its pid is gone); remove it like an
             // operator would, so a reused pid cannot make it look alive.
-            run(&env, &["unlock"]).ok();
+            pid_reused += unlock_after_kills(&env, PASSWORD, &ctx);
             assert_check(&env, PASSWORD, false, &ctx);
             let now: Vec<String> = snapshots(&env, PASSWORD).into_iter().map(|s| s.0).collect();
             for id in &now {
@@ -259,12 +260,14 @@ fn forget_prune_killed_at_random_points() {
     for id in &now {
         assert_restores(&env, PASSWORD, id, &src, &known[id], "end");
     }
+    pid_reused += unlock_after_kills(&env, PASSWORD, "end");
     assert_eq!(files_in(&env.repo.join("locks")), 0, "locks left");
     figure(
         test,
         &format!(
             "kill points {}, killed {kills}, finished before the kill {finished}, kept \
-             snapshots lost 0, temporary files left by killed writes {}",
+             snapshots lost 0, stale locks kept by `unlock` because their pid was reused \
+             {pid_reused}, temporary files left by killed writes {}",
             rounds * kills_per_round,
             temp_files(&env.repo)
         ),
@@ -383,7 +386,7 @@ fn copy_killed_at_random_points() {
                 assert_restores(&dst, PASSWORD, id, &src, want, &ctx);
             }
         }
-        run(&dst, &["unlock"]).ok();
+        unlock_after_kills(&dst, PASSWORD, &ctx);
         assert_eq!(files_in(&dst.repo.join("locks")), 0, "{ctx}: locks left");
     }
     figure(
@@ -415,7 +418,10 @@ fn kill_with(mut c: std::process::Command, delay: std::time::Duration) -> Killed
     let _ = child.kill();
     match child.wait().expect("wait").code() {
         Some(c) => Killed::Finished(c),
-        None => Killed::Killed,
+        None => {
+            note_killed(child.id());
+            Killed::Killed
+        }
     }
 }
 

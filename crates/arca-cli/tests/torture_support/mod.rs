@@ -72,6 +72,51 @@ pub enum Killed {
     Finished(i32),
 }
 
+/// Process ids of the runs killed so far (their locks stay behind, stale).
+static KILLED_PIDS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Records the pid of a killed run.
+pub fn note_killed(pid: u32) {
+    KILLED_PIDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(pid);
+}
+
+/// How many killed runs' pids belong to a live process again (the kernel reuses pids; a
+/// lock naming such a pid looks alive, and `unlock` keeps it).
+pub fn killed_pids_reused() -> usize {
+    KILLED_PIDS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(**pid as i32), None).is_ok()
+        })
+        .count()
+}
+
+/// Removes stale locks with `unlock`; locks kept because their pid was reused by another
+/// process (checked) are removed with `unlock --remove-all`. Returns how many were so kept.
+#[track_caller]
+pub fn unlock_after_kills(env: &Env, password: &str, ctx: &str) -> usize {
+    run_pw(env, password, &["unlock"]).ok();
+    if files_in(&env.repo.join("locks")) > 0 {
+        // The process holding the pid may have ended meanwhile: once more.
+        run_pw(env, password, &["unlock"]).ok();
+    }
+    let kept = files_in(&env.repo.join("locks"));
+    if kept > 0 {
+        let reused = killed_pids_reused();
+        assert!(
+            kept <= reused,
+            "{ctx}: unlock kept {kept} locks, but only {reused} killed pids are alive again"
+        );
+        run_pw(env, password, &["unlock", "--remove-all"]).ok();
+    }
+    kept
+}
+
 /// Starts `arca ARGS` (password `password`), sends SIGKILL after `delay`, waits for it.
 pub fn kill_after(env: &Env, password: &str, args: &[&OsStr], delay: Duration) -> Killed {
     let mut c = env.cmd();
@@ -95,6 +140,9 @@ pub fn kill_after(env: &Env, password: &str, args: &[&OsStr], delay: Duration) -
     }
     let _ = child.kill();
     let status = child.wait().expect("wait for killed arca");
+    if status.code().is_none() {
+        note_killed(child.id());
+    }
     match status.code() {
         Some(code) => Killed::Finished(code),
         None => Killed::Killed,

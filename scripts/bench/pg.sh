@@ -16,6 +16,7 @@
 #
 # Environment: SCALE (pgbench scale, default 50), SEGMENTS (200), RUNS (3),
 # BENCH_DIR (default /var/tmp/arca-pg-bench; removed at the end unless KEEP=1),
+# SKIP_BACKUP=1 (only the WAL phase), SYNC=0 (skip the one-segment-per-call comparison),
 # ARCA (default target/release/arca), PGBIN (/usr/lib/postgresql/15/bin).
 set -euo pipefail
 
@@ -119,6 +120,7 @@ psql_ "select pg_reload_conf()" >/dev/null
 
 : > "$B/times"
 for run in $(seq "$RUNS"); do
+  [ "${SKIP_BACKUP:-0}" = 1 ] && break
   echo "== base backup run $run"
   rm -rf "$B/arca-repo" "$B/pgbr-repo" "$B/pgbr-spool"
   as_pg "$ARCA" init >/dev/null
@@ -145,11 +147,22 @@ for run in $(seq "$RUNS"); do
   rm -rf "$B/restore-arca" "$B/restore-pgbr"
 done
 
+if [ ! -d "$B/pgbr-stanza" ]; then
+  rm -rf "$B/pgbr-repo"
+  as_pg "${PGBR[@]}" stanza-create >/dev/null
+  cp -a "$B/pgbr-repo" "$B/pgbr-stanza"
+fi
 echo "== WAL: generating $SEGMENTS segments"
 psql_ "alter system set archive_command = 'false'" >/dev/null
 psql_ "select pg_reload_conf()" >/dev/null
+# Realistic WAL at a useful rate: pgbench transactions, then updates of a quarter of the
+# accounts after a checkpoint (heap updates plus full-page images), until enough are ready.
+as_pg pgbench -n -c 2 -j 2 -T 10 "$URI" >/dev/null 2>&1
+i=0
 while [ "$(ls "$B/data/pg_wal/archive_status" | grep -c '\.ready$' || true)" -lt "$SEGMENTS" ]; do
-  as_pg pgbench -n -c 2 -j 2 -T 10 "$URI" >/dev/null 2>&1
+  psql_ "checkpoint" >/dev/null
+  psql_ "update pgbench_accounts set abalance = abalance + 1 where aid % 4 = $i" >/dev/null
+  i=$(( (i + 1) % 4 ))
 done
 as_pg pg_ctl -D "$B/data" -m fast -w stop >/dev/null
 cp -a "$B/data/pg_wal/archive_status" "$B/archive_status.orig"
@@ -186,15 +199,16 @@ for run in $(seq "$RUNS"); do
   echo "== WAL push run $run"
   reset_wal
   timed arca_push_batch "$B/archiver.sh" "$B/data" "$B/ready.list" "$ARCA" wal-push
+  echo "arca_wal_bytes $(du -sb "$B/arca-repo" | cut -f1) 0" | tee -a "$B/times"
   reset_wal
   timed pgbr_push_async "$B/archiver.sh" "$B/data" "$B/ready.list" "${PGBR[@]}" --archive-async archive-push
+  echo "pgbr_wal_bytes $(du -sb "$B/pgbr-repo" | cut -f1) 0" | tee -a "$B/times"
   if [ "${SYNC:-1}" = 1 ]; then
     reset_wal
     timed arca_push_single "$B/archiver.sh" "$B/data" "$B/ready.list" "$ARCA" wal-push --batch 1
     reset_wal
     timed pgbr_push_sync "$B/archiver.sh" "$B/data" "$B/ready.list" "${PGBR[@]}" archive-push
   fi
-  echo "wal_repo_bytes arca $(du -sb "$B/arca-repo" | cut -f1)"
 done
 
 echo
@@ -205,10 +219,13 @@ for l in arca_backup1 arca_backup2 pgbr_backup_full pgbr_backup_incr arca_restor
     printf "%-18s %8.2f s  %8s KiB\n" "$l" "$(stat_of "$l" 2)" "$(stat_of "$l" 3)"
   fi
 done
-printf "%-18s %8.2f %%\n" arca_second_added "$(stat_of arca_second_added_pct 2)"
+grep -q "^arca_second_added_pct " "$B/times" &&
+  printf "%-18s %8.2f %%\n" arca_second_added "$(stat_of arca_second_added_pct 2)"
 printf "%-18s %8s bytes\n" arca_repo "$(stat_of arca_repo_bytes 2)"
 printf "%-18s %8s bytes\n" pgbr_repo "$(stat_of pgbr_repo_bytes 2)"
-ratio() { echo "scale=2; $(stat_of "$1" 2) / $(stat_of "$2" 2)" | bc -l; }
+printf "%-18s %8s bytes\n" arca_wal_repo "$(stat_of arca_wal_bytes 2)"
+printf "%-18s %8s bytes\n" pgbr_wal_repo "$(stat_of pgbr_wal_bytes 2)"
+ratio() { grep -q "^$1 " "$B/times" && echo "scale=2; $(stat_of "$1" 2) / $(stat_of "$2" 2)" | bc -l || echo "-"; }
 echo "backup  arca/pgBackRest: $(ratio arca_backup1 pgbr_backup_full)x"
 echo "restore arca/pgBackRest: $(ratio arca_restore pgbr_restore)x"
 echo "wal-push arca batch / pgBackRest async: $(ratio arca_push_batch pgbr_push_async)x"

@@ -20,8 +20,8 @@ pub use basebackup::{
 pub use dump::{DumpFormat, DumpOptions, dump, dump_all, restore_dump, restore_dump_set};
 pub use tools::{ServerInfo, Tools, server_info, with_dbname};
 pub use walarchive::{
-    FetchOutcome, PushOptions, PushReport, WalCheckReport, check_wal, fetch, forget_wal, push,
-    push_done_in_spool, take_prefetched,
+    FetchOutcome, PushOptions, PushReport, SpoolState, WalCheckReport, check_wal, fetch,
+    forget_wal, push, push_done_in_spool, run_push_worker, spool_state, take_prefetched,
 };
 pub use walname::{Lsn, WalName, segment_name};
 

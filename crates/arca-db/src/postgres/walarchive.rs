@@ -113,6 +113,16 @@ fn ready_companions(path: &Path, own: &str, spool: &Path, limit: usize) -> Vec<P
     let Some(dir) = path.parent() else {
         return Vec::new();
     };
+    ready_files(dir, Some(own), spool, limit)
+}
+
+fn error_path(spool: &Path, name: &str) -> PathBuf {
+    spool.join(format!("{name}.error"))
+}
+
+/// Files of `pg_wal` marked ready, without a marker or an error file in `spool`.
+fn ready_files(pg_wal: &Path, exclude: Option<&str>, spool: &Path, limit: usize) -> Vec<PathBuf> {
+    let dir = pg_wal;
     let Ok(rd) = fs::read_dir(dir.join("archive_status")) else {
         return Vec::new();
     };
@@ -121,7 +131,11 @@ fn ready_companions(path: &Path, own: &str, spool: &Path, limit: usize) -> Vec<P
         .filter_map(|e| {
             let n = e.file_name().into_string().ok()?;
             let n = n.strip_suffix(".ready")?.to_string();
-            (n != own && wal::valid_name(&n) && !marker_path(spool, &n).exists()).then_some(n)
+            (Some(n.as_str()) != exclude
+                && wal::valid_name(&n)
+                && !marker_path(spool, &n).exists()
+                && !error_path(spool, &n).exists())
+            .then_some(n)
         })
         .collect();
     names.sort_by_key(|n| (!n.ends_with(".history"), n.clone()));
@@ -144,6 +158,93 @@ pub fn push(repo: &Arc<Repository>, path: &Path, opts: &PushOptions) -> Result<P
     {
         files.extend(ready_companions(path, &own, spool, opts.batch - 1));
     }
+    push_files(repo, files, opts, false)
+}
+
+/// What the archiver's call for a file finds in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolState {
+    /// Pushed, with this content (the marker was consumed).
+    Done,
+    /// The worker could not push it (the error file was consumed).
+    Failed(String),
+    Pending,
+}
+
+/// Whether a worker pushed `path` (or failed to).
+pub fn spool_state(spool: &Path, path: &Path) -> Result<SpoolState> {
+    if push_done_in_spool(spool, path)? {
+        return Ok(SpoolState::Done);
+    }
+    let name = file_name(path)?;
+    let ep = error_path(spool, &name);
+    match fs::read_to_string(&ep) {
+        Ok(msg) => {
+            let _ = fs::remove_file(&ep);
+            Ok(SpoolState::Failed(msg.trim().to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SpoolState::Pending),
+        Err(e) => Err(Error::io(&ep, e)),
+    }
+}
+
+/// The background pusher: archives every file of `pg_wal` that PostgreSQL marked ready,
+/// `opts.batch` at a time, leaving a marker (or an error file) per file in the spool,
+/// until none has appeared for `idle`. One repository opening serves every file.
+pub fn run_push_worker(
+    repo: &Arc<Repository>,
+    pg_wal: &Path,
+    opts: &PushOptions,
+    idle: std::time::Duration,
+) -> Result<PushReport> {
+    let spool = opts
+        .spool
+        .clone()
+        .ok_or_else(|| Error::Invalid("the WAL push worker needs a spool directory".into()))?;
+    fs::create_dir_all(&spool).map_err(|e| Error::io(&spool, e))?;
+    let mut total = PushReport::default();
+    let mut last_work = std::time::Instant::now();
+    loop {
+        let files = ready_files(pg_wal, None, &spool, opts.batch.max(1));
+        if files.is_empty() {
+            if last_work.elapsed() >= idle {
+                return Ok(total);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        }
+        let names: Vec<String> = files.iter().filter_map(|p| file_name(p).ok()).collect();
+        match push_files(repo, files, opts, true) {
+            Ok(r) => {
+                for (name, why) in &r.skipped {
+                    let _ = fs::write(error_path(&spool, name), why);
+                }
+                total.pushed.extend(r.pushed);
+                total.already.extend(r.already);
+                total.skipped.extend(r.skipped);
+                total.bytes_added += r.bytes_added;
+            }
+            Err(e) => {
+                // The whole batch failed (e.g. the repository is locked or full): every
+                // waiting archiver call reports it, and PostgreSQL retries.
+                for n in &names {
+                    let _ = fs::write(error_path(&spool, n), e.to_string());
+                }
+                return Err(e);
+            }
+        }
+        last_work = std::time::Instant::now();
+    }
+}
+
+/// Stores `files` in one run; markers are written for every file but the first unless
+/// `mark_first` (the first is the caller's own, answered by the exit code).
+fn push_files(
+    repo: &Arc<Repository>,
+    files: Vec<PathBuf>,
+    opts: &PushOptions,
+    mark_first: bool,
+) -> Result<PushReport> {
     let _lock = arca_core::lock::acquire(repo, false, "wal-push")?;
     let saver = BlobSaver::new(repo.clone(), Arc::new(Index::new()), opts.threads.max(1));
     let readers = opts.threads.clamp(1, 4);
@@ -157,9 +258,10 @@ pub fn push(repo: &Arc<Repository>, path: &Path, opts: &PushOptions) -> Result<P
     let mut own_result: Result<()> = Ok(());
     let mut to_save = Vec::new();
     for (i, p) in prepared.into_iter().enumerate() {
+        let is_own = i == 0 && !mark_first;
         match p {
-            Ok(p) => to_save.push((i == 0, p)),
-            Err((name, e)) if i == 0 => {
+            Ok(p) => to_save.push((is_own, p)),
+            Err((name, e)) if is_own => {
                 let _ = name;
                 own_result = Err(e);
             }

@@ -10,8 +10,8 @@
 #   3. restore of the base backup into an empty directory (no WAL replay) for both
 #   4. WAL push of SEGMENTS segments, replayed exactly like PostgreSQL's archiver does it
 #      (one call per segment, in order, .ready renamed to .done after each success):
-#      arca wal-push (batch 32 / batch 1) vs pgbackrest archive-push (async with
-#      process-max = cores / sync)
+#      arca wal-push (background pusher, the default / --batch 1: one segment per process)
+#      vs pgbackrest archive-push (--archive-async with process-max = cores / sync)
 # Peak RSS comes from /usr/bin/time -v. Everything runs as user postgres.
 #
 # Environment: SCALE (pgbench scale, default 50), SEGMENTS (200), RUNS (3),
@@ -186,7 +186,13 @@ done < "$list"
 EOF
 chmod 755 "$B/archiver.sh"
 
+# Background pushers of the previous run (arca's worker, pgBackRest's async process) end
+# on their own once idle; wait for them before wiping their directories.
+wait_pushers() {
+  while pgrep -u postgres -f 'wal-push .*--worker|archive-push:async' >/dev/null; do sleep 0.2; done
+}
 reset_wal() {
+  wait_pushers
   rm -rf "$B/data/pg_wal/archive_status" "$B/data/pg_wal/arca-spool" "$B/pgbr-spool"
   cp -a "$B/archive_status.orig" "$B/data/pg_wal/archive_status"
   rm -rf "$B/arca-repo" "$B/pgbr-repo"

@@ -422,6 +422,33 @@ fn pitr_to_time_restore_point_and_latest() {
         assert_eq!(got, want, "restore {dir} to {target:?}\nlog:\n{}", r.log());
         r.stop();
     }
+    // A restore that archives into the same repository from its start: promoted to
+    // timeline 2, and pg check follows the new timeline from its history file.
+    let data = restore(&sb, "r_tl2", &["--target", "latest"]);
+    let mut r = sb.restored(&data);
+    r.env
+        .push(("ARCA_REPOSITORY".into(), sb.env.repo.display().to_string()));
+    r.env.push((
+        "ARCA_PASSWORD_FILE".into(),
+        sb.password_file.display().to_string(),
+    ));
+    r.start("");
+    let start = Instant::now();
+    while sb.psql(&r, "postgres", "select pg_is_in_recovery()") != "f" {
+        assert!(start.elapsed() < Duration::from_secs(90), "{}", r.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sb.psql(&r, "postgres", "insert into marks values ('C')");
+    let seg = sb.switch_and_wait(&r);
+    assert!(seg.starts_with("00000002"), "{seg}");
+    let check = sb.arca(&["pg", "check", "--json"]).ok().json();
+    assert_eq!(check["timelines"], serde_json::json!([1, 2]), "{check}");
+    assert_eq!(
+        check["missing"].as_array().map(Vec::len),
+        Some(0),
+        "{check}"
+    );
+    assert!(sb.env.repo.join("wal/00000002.history").exists());
     // A target before every base backup is refused clearly.
     sb.arca(&[
         "pg",
@@ -780,6 +807,18 @@ fn bad_input_fails_clearly_without_snapshots() {
     cmd.env("PATH", &bin)
         .args(["pg", "dump", "-d", &c.uri("postgres")]);
     run_cmd(cmd, None).fails().says("pg_dump not found");
+    // A cluster with a tablespace outside its data directory is refused by name.
+    let ts = sb.path("tablespace");
+    std::fs::create_dir(&ts).unwrap();
+    std::os::unix::fs::chown(&ts, Some(sb.uid), Some(sb.gid)).unwrap();
+    sb.psql(
+        &c,
+        "postgres",
+        &format!("create tablespace extra location '{}'", ts.display()),
+    );
+    sb.arca(&["pg", "basebackup", "-d", &c.uri("postgres")])
+        .fails()
+        .says("tablespaces outside the data directory (extra)");
     // A data directory that is not empty is refused.
     sb.arca(&[
         "pg",

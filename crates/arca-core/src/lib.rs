@@ -24,8 +24,8 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod saver;
-pub mod walk;
 pub mod wal;
+pub mod walk;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

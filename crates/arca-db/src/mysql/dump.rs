@@ -18,7 +18,7 @@ use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::connection::{Connection, scrub_environment};
-use super::scan::{DumpScanner, capture_stderr, join_log};
+use super::scan::{CapturedLog, DumpScanner, capture_stderr, join_log};
 use super::server::{add_server_meta, list_databases, query, server_info_with};
 use super::tools::{Tool, find_tool, tool_name};
 use super::{Error, Result, SOURCE_DUMP};
@@ -92,6 +92,38 @@ fn binlog_flag(dump_tool: &Path) -> &'static str {
 }
 
 /// Kills and reaps a child that is still running (after a failed stream).
+/// Waits for the tool that fed a snapshot's stream. When it failed, the error (with its
+/// last log lines) is kept in `failure` for the caller and returned to `backup_stream`,
+/// which then writes no snapshot; on success the captured log is returned.
+pub(crate) fn finish_child(
+    child: &Mutex<Option<Child>>,
+    log: std::thread::JoinHandle<CapturedLog>,
+    tool: &str,
+    target: &str,
+    failure: &Mutex<Option<Error>>,
+) -> arca_core::Result<CapturedLog> {
+    let status = child
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .map(|mut c| c.wait());
+    let log = join_log(log);
+    let error = match status {
+        Some(Ok(s)) if s.success() => return Ok(log),
+        Some(Ok(s)) => Error::ToolFailed {
+            tool: tool.to_string(),
+            status: s.to_string(),
+            target: target.to_string(),
+            message: format!("{}; no snapshot was written", log.message()),
+        },
+        Some(Err(e)) => Error::io(format!("waiting for {tool} (no snapshot was written)"), e),
+        None => Error::Invalid(format!("{tool} was already reaped")),
+    };
+    let msg = error.to_string();
+    *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    Err(arca_core::Error::Invalid(msg))
+}
+
 fn stop(child: &Mutex<Option<Child>>) {
     if let Some(mut c) = child.lock().unwrap_or_else(PoisonError::into_inner).take() {
         let _ = c.kill();
@@ -170,31 +202,7 @@ pub fn dump(
         let flavor = info.flavor.clone();
         let option_file = option_file.as_ref();
         move || -> arca_core::Result<BTreeMap<String, String>> {
-            let status = child
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .map(|mut c| c.wait());
-            let log = join_log(log);
-            let error = match status {
-                Some(Ok(s)) if s.success() => None,
-                Some(Ok(s)) => Some(Error::ToolFailed {
-                    tool: tool.clone(),
-                    status: s.to_string(),
-                    target: target.clone(),
-                    message: format!("{}; no snapshot was written", log.message()),
-                }),
-                Some(Err(e)) => Some(Error::io(
-                    format!("waiting for {tool} (no snapshot was written)"),
-                    e,
-                )),
-                None => Some(Error::Invalid(format!("{tool} was already reaped"))),
-            };
-            if let Some(e) = error {
-                let msg = e.to_string();
-                *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                return Err(arca_core::Error::Invalid(msg));
-            }
+            finish_child(&child, log, &tool, &target, &failure)?;
             let mut extra = BTreeMap::new();
             if log_bin {
                 let mut c = scan.coordinates();

@@ -16,7 +16,7 @@ use arca_core::progress::Progress;
 use arca_core::{Id, Repository};
 
 use super::connection::{Connection, scrub_environment};
-use super::dump::{feed_child, stream_node};
+use super::dump::{feed_child, finish_child, stream_node};
 use super::scan::{BinlogCoordinates, capture_stderr, join_log, parse_binlog_info};
 use super::server::{add_server_meta, server_info_with};
 use super::tools::{Tool, extractor_for, find_named, find_tool, tool_name};
@@ -74,31 +74,7 @@ pub fn backup_physical(
         let target = conn.describe();
         let tool = tool.clone();
         move || -> arca_core::Result<BTreeMap<String, String>> {
-            let status = child
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .map(|mut c| c.wait());
-            let log = join_log(log);
-            let error = match status {
-                Some(Ok(s)) if s.success() => None,
-                Some(Ok(s)) => Some(Error::ToolFailed {
-                    tool: tool.clone(),
-                    status: s.to_string(),
-                    target,
-                    message: format!("{}; no snapshot was written", log.message()),
-                }),
-                Some(Err(e)) => Some(Error::io(
-                    format!("waiting for {tool} (no snapshot was written)"),
-                    e,
-                )),
-                None => Some(Error::Invalid(format!("{tool} was already reaped"))),
-            };
-            if let Some(e) = error {
-                let msg = e.to_string();
-                *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                return Err(arca_core::Error::Invalid(msg));
-            }
+            let log = finish_child(&child, log, &tool, &target, &failure)?;
             let mut extra = BTreeMap::new();
             log.coordinates.add_to(&mut extra);
             Ok(extra)

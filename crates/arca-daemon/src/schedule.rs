@@ -24,74 +24,20 @@ use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
-/// Parses durations such as `90s`, `10m`, `1h30m`, `2d`, `1w` (units s, m, h, d, w;
-/// d is 24 hours of elapsed time).
+/// Parses durations such as `90s`, `10m`, `1h30m`, `2d`, `1w` (the drill parser, which
+/// also reads `ms`; d is 24 hours of elapsed time). Schedules and RPOs must not be zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let text = s.trim();
-    if text.is_empty() {
-        return Err("empty duration; expected e.g. 90s, 10m, 1h30m, 2d".into());
-    }
-    let mut rest = text;
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?}: expected a number at {rest:?} (e.g. 90s, 10m, 1h30m, 2d)"
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        let mut chars = rest[digits..].chars();
-        let unit = match chars.next() {
-            Some('s') => 1,
-            Some('m') => 60,
-            Some('h') => 3600,
-            Some('d') => 86_400,
-            Some('w') => 7 * 86_400,
-            Some(c) => {
-                return Err(format!(
-                    "invalid duration {text:?}: unknown unit {c:?} (use s, m, h, d or w)"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "invalid duration {text:?}: the number {n} has no unit (use s, m, h, d or w)"
-                ));
-            }
-        };
-        total = n
-            .checked_mul(unit)
-            .and_then(|x| total.checked_add(x))
-            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
-        rest = chars.as_str();
-    }
-    if total == 0 {
+    let d = crate::drill::parse_duration(s)?;
+    if d.is_zero() {
         return Err(format!(
-            "invalid duration {text:?}: must be longer than zero"
+            "invalid duration {:?}: must be longer than zero",
+            s.trim()
         ));
     }
-    Ok(Duration::from_secs(total))
+    Ok(d)
 }
 
-/// Formats a duration the way [`parse_duration`] reads it.
-pub fn format_duration(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= len {
-            out.push_str(&format!("{}{unit}", s / len));
-            s %= len;
-        }
-    }
-    out
-}
+pub use crate::drill::format_duration;
 
 /// The interval of `schedule = "auto"`: half the RPO (whole seconds, at least 1 s).
 pub fn auto_interval(rpo: Duration) -> Duration {

@@ -188,7 +188,7 @@ fn open_for_backup(
     Arc<arca_core::index::Index>,
 )> {
     let repo = common::open(g)?;
-    let guard = lock::acquire(&repo, false, operation)?;
+    let guard = common::lock(g, &repo, false, operation)?;
     let mut index = repo.load_index().context("loading the index")?;
     let adopted = repo.adopt_unindexed_packs(&mut index)?;
     if adopted > 0 && !g.quiet && !g.json {

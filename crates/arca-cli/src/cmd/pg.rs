@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use arca_core::backup::{BackupOptions, BackupResult};
-use arca_core::lock;
 use arca_db::postgres::{
     self, BaseBackupOptions, DumpFormat, DumpOptions, RecoveryTarget, RestoreOptions, Tools,
 };
@@ -207,7 +206,7 @@ fn dump(g: &GlobalArgs, a: DumpArgs) -> Result<i32> {
         bail!("--jobs needs the directory format; it cannot be combined with --format plain");
     }
     let repo = common::open(g)?;
-    let _lock = lock::acquire(&repo, false, "pg dump")?;
+    let _lock = common::lock(g, &repo, false, "pg dump")?;
     let index = common::load_index(&repo)?;
     let opts = DumpOptions {
         dbname: a.dbname.clone(),
@@ -267,7 +266,7 @@ fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
     tools.find("pg_basebackup").map_err(db_err)?;
     tools.find("psql").map_err(db_err)?;
     let repo = common::open(g)?;
-    let _lock = lock::acquire(&repo, false, "pg basebackup")?;
+    let _lock = common::lock(g, &repo, false, "pg basebackup")?;
     let index = common::load_index(&repo)?;
     let opts = BaseBackupOptions {
         dbname: a.dbname.clone(),
@@ -484,7 +483,7 @@ fn forget_wal(g: &GlobalArgs, a: ForgetWalArgs) -> Result<i32> {
     let _lock = if a.dry_run {
         None
     } else {
-        Some(lock::acquire(&repo, true, "pg forget-wal")?)
+        Some(common::lock(g, &repo, true, "pg forget-wal")?)
     };
     let snaps = common::all_snapshots(&repo)?;
     let removed = postgres::forget_wal(&repo, &snaps, a.dry_run).map_err(db_err)?;

@@ -229,7 +229,7 @@ pub fn ensure_may_delete(repo: &Repository, operation: &str) -> Result<()> {
         "its config says so (created with arca init --append-only)"
     } else if repo.storage().properties().append_only {
         "--append-only or ARCA_APPEND_ONLY is set"
-    } else if arca_storage::deletes_refused(repo.storage().as_ref())? {
+    } else if arca_core::lock::deletes_refused(repo)? {
         "the storage refuses deletes (a credential without delete permission, or a bucket \
          policy)"
     } else {

@@ -343,6 +343,10 @@ pub struct Lock {
     pub time: jiff::Timestamp,
     pub host: String,
     pub pid: u32,
+    /// When the process started (Linux: clock ticks since boot, from `/proc/PID/stat`), so a
+    /// lock whose pid was reused by a later process is still known stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
     pub username: String,
     pub operation: String,
 }

@@ -26,15 +26,83 @@ pub fn is_stale(lock: &Lock, now: jiff::Timestamp) -> bool {
     if age > STALE_SECS {
         return true;
     }
-    if lock.host == hostname() {
-        let pid = nix::unistd::Pid::from_raw(lock.pid as i32);
-        // ESRCH: no such process.
-        return matches!(
-            nix::sys::signal::kill(pid, None),
-            Err(nix::errno::Errno::ESRCH)
-        );
+    lock.host == hostname() && process_gone(lock.pid, lock.pid_start)
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
+/// `None` where that cannot be read (not Linux, no procfs).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` of this host, started at `start` (when known), has ended: no
+/// process has that pid, or the one that has it started at another time (the pid was
+/// reused).
+pub fn process_gone(pid: u32, start: Option<u64>) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return true;
+    };
+    // ESRCH: no such process. EPERM means one exists (owned by another user).
+    if let Err(nix::errno::Errno::ESRCH) =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
+    {
+        return true;
     }
-    false
+    match (start, process_start(pid)) {
+        (Some(then), Some(now)) => then != now,
+        _ => false,
+    }
+}
+
+/// Short fingerprint of this host's name (hex), for object names that must say which host
+/// wrote them without spelling out the name.
+fn host_tag() -> String {
+    let h = blake3::hash(hostname().as_bytes());
+    h.to_hex()[..16].to_string()
+}
+
+/// Whether the repository's storage refuses deletes (see [`arca_storage::deletes_refused`]).
+/// The probe object is named after this host, process and time, so [`remove_locks`] can
+/// remove one left by a killed process.
+pub fn deletes_refused(repo: &Repository) -> Result<bool> {
+    let pid = std::process::id();
+    let tag = format!(
+        "{}-{pid}-{}-{}",
+        host_tag(),
+        process_start(pid).unwrap_or(0),
+        jiff::Timestamp::now().as_second()
+    );
+    Ok(arca_storage::deletes_refused(
+        repo.storage().as_ref(),
+        &tag,
+    )?)
+}
+
+/// Whether the delete probe named `name` (below `locks/`) is left over: its writer is gone
+/// from this host, or it is older than [`STALE_SECS`]. Probes in another form are only
+/// removed with `all`.
+fn probe_is_stale(name: &str, now: jiff::Timestamp) -> bool {
+    let Some(rest) = name.strip_prefix("delete-probe-") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    let [host, pid, start, secs, _random] = parts[..] else {
+        return false;
+    };
+    let (Ok(pid), Ok(start), Ok(secs)) = (
+        pid.parse::<u32>(),
+        start.parse::<u64>(),
+        secs.parse::<i64>(),
+    ) else {
+        return false;
+    };
+    if now.as_second() - secs > STALE_SECS {
+        return true;
+    }
+    host == host_tag() && process_gone(pid, (start != 0).then_some(start))
 }
 
 /// Every lock in the repository; locks that cannot be read are treated as stale.
@@ -46,7 +114,8 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(Id, Option<Lock>)>> {
         .collect())
 }
 
-/// Removes stale locks (or all locks with `all`). Returns how many were removed.
+/// Removes stale locks (or all locks with `all`), and delete probes left by killed
+/// processes. Returns how many locks were removed.
 pub fn remove_locks(repo: &Repository, all: bool) -> Result<usize> {
     let now = jiff::Timestamp::now();
     let mut n = 0;
@@ -54,6 +123,12 @@ pub fn remove_locks(repo: &Repository, all: bool) -> Result<usize> {
         if all || lock.as_ref().is_none_or(|l| is_stale(l, now)) {
             repo.storage().delete(&format!("locks/{id}"))?;
             n += 1;
+        }
+    }
+    for object in repo.storage().list("locks/")? {
+        let name = object.name.rsplit('/').next().unwrap_or_default();
+        if name.starts_with("delete-probe-") && (all || probe_is_stale(name, now)) {
+            repo.storage().delete(&object.name)?;
         }
     }
     Ok(n)
@@ -145,6 +220,7 @@ fn try_acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Resu
         time: jiff::Timestamp::now(),
         host: hostname(),
         pid: std::process::id(),
+        pid_start: process_start(std::process::id()),
         username: username(),
         operation: operation.to_string(),
     };
@@ -197,5 +273,45 @@ impl Drop for LockGuard {
         }
         let id = *self.id.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self.repo.storage().delete(&format!("locks/{id}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_pid_does_not_keep_a_lock_alive() {
+        let me = std::process::id();
+        let start = process_start(me);
+        assert!(start.is_some(), "procfs gives this process's start time");
+        assert!(!process_gone(me, start));
+        assert!(!process_gone(me, None));
+        // The same pid with another start time is a later process: the old one is gone.
+        assert!(process_gone(me, start.map(|s| s + 1)));
+        // A pid no process can have.
+        assert!(process_gone(u32::MAX, None));
+    }
+
+    #[test]
+    fn probes_of_gone_or_old_writers_are_stale() {
+        let now = jiff::Timestamp::now();
+        let secs = now.as_second();
+        let me = std::process::id();
+        let start = process_start(me).unwrap_or(0);
+        let host = host_tag();
+        let live = format!("delete-probe-{host}-{me}-{start}-{secs}-00");
+        assert!(!probe_is_stale(&live, now));
+        let reused = format!("delete-probe-{host}-{me}-{}-{secs}-00", start + 1);
+        assert!(probe_is_stale(&reused, now));
+        let other_host = format!("delete-probe-0000000000000000-{me}-{start}-{secs}-00");
+        assert!(!probe_is_stale(&other_host, now));
+        let old = format!(
+            "delete-probe-0000000000000000-{me}-{start}-{}-00",
+            secs - STALE_SECS - 1
+        );
+        assert!(probe_is_stale(&old, now));
+        // Probes of an older form are left to `unlock --remove-all`.
+        assert!(!probe_is_stale("delete-probe-123-00ff", now));
     }
 }

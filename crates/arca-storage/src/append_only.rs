@@ -82,26 +82,24 @@ impl<S: Storage> Storage for AppendOnlyStorage<S> {
     }
 }
 
-/// Name of the object [`deletes_refused`] writes and removes (under `locks/`, where names
-/// that are not ids are ignored).
+/// Prefix of the objects [`deletes_refused`] writes and removes (under `locks/`, where names
+/// that are not ids are not locks).
 pub const DELETE_PROBE: &str = "locks/delete-probe";
 
-/// Whether `storage` refuses deletes: writes a small probe object and removes it. `Ok(true)`
-/// when the removal is refused (append-only layer, or permission denied by the server; the
-/// probe then stays behind, harmlessly), `Ok(false)` when deletes work. Other errors are
-/// returned as they are.
-pub fn deletes_refused(storage: &dyn Storage) -> Result<bool> {
+/// Whether `storage` refuses deletes: writes a small probe object
+/// (`locks/delete-probe-TAG-RANDOM`) and removes it. `Ok(true)` when the removal is refused
+/// (append-only layer, or permission denied by the server; the probe then stays behind,
+/// harmlessly), `Ok(false)` when deletes work. Other errors are returned as they are. `tag`
+/// names the writer (host, process, time) so a probe left by a killed process can be told
+/// stale and removed later (`arca unlock`).
+pub fn deletes_refused(storage: &dyn Storage, tag: &str) -> Result<bool> {
     if storage.properties().append_only {
         return Ok(true);
     }
     let mut suffix = [0u8; 8];
-    // A failing random source leaves zeros; the pid still separates concurrent probes.
+    // A failing random source leaves zeros; the tag still separates concurrent probes.
     let _ = getrandom::fill(&mut suffix);
-    let name = format!(
-        "{DELETE_PROBE}-{}-{:016x}",
-        std::process::id(),
-        u64::from_le_bytes(suffix)
-    );
+    let name = format!("{DELETE_PROBE}-{tag}-{:016x}", u64::from_le_bytes(suffix));
     storage.write(&name, b"arca checks that it may delete\n")?;
     match storage.delete(&name) {
         Ok(()) => Ok(false),
@@ -175,7 +173,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = NoDeletes(LocalStorage::new(dir.path()));
         assert!(!s.properties().append_only);
-        assert!(deletes_refused(&s).unwrap());
+        assert!(deletes_refused(&s, "test").unwrap());
         // The probe stays behind, under a name that is not an id.
         let left = s.list("locks/").unwrap();
         assert_eq!(left.len(), 1);
@@ -186,9 +184,9 @@ mod tests {
     fn probe_tells_append_only_from_deletable() {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalStorage::new(dir.path());
-        assert!(!deletes_refused(&local).unwrap());
+        assert!(!deletes_refused(&local, "test").unwrap());
         assert!(local.list("locks/").unwrap().is_empty(), "probe removed");
         let s = AppendOnlyStorage::new(LocalStorage::new(dir.path()), "x");
-        assert!(deletes_refused(&s).unwrap());
+        assert!(deletes_refused(&s, "test").unwrap());
     }
 }

@@ -72,55 +72,18 @@ pub enum Killed {
     Finished(i32),
 }
 
-/// Process ids of the runs killed so far (their locks stay behind, stale).
-static KILLED_PIDS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-
-/// Records the pid of a killed run.
-pub fn note_killed(pid: u32) {
-    KILLED_PIDS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(pid);
-}
-
-/// How many killed runs' pids belong to a live process again (the kernel reuses pids; a
-/// lock naming such a pid looks alive, and `unlock` keeps it).
-pub fn killed_pids_reused() -> usize {
-    KILLED_PIDS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .filter(|pid| {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(**pid as i32), None).is_ok()
-        })
-        .count()
-}
-
-/// Removes stale locks with `unlock`; locks kept because their pid was reused by another
-/// process (checked) are removed with `unlock --remove-all`. Returns how many were so kept.
+/// Removes the locks (and delete probes) that killed runs left, with a plain `unlock`:
+/// their processes are gone, so every one of them must go, even when the kernel has since
+/// given a killed run's pid to another process (locks record the process start time).
 #[track_caller]
-pub fn unlock_after_kills(env: &Env, password: &str, ctx: &str) -> usize {
-    let mut kept_once = 0;
-    // A pid can be alive again for a moment (another short process got it): retry until
-    // `unlock` removes the lock, or the kept locks are explained by live reused pids.
-    for attempt in 0..50 {
-        run_pw(env, password, &["unlock"]).ok();
-        let kept = files_in(&env.repo.join("locks"));
-        if kept == 0 {
-            return kept_once;
-        }
-        kept_once = kept_once.max(kept);
-        if killed_pids_reused() >= kept && attempt >= 2 {
-            run_pw(env, password, &["unlock", "--remove-all"]).ok();
-            return kept_once;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "{ctx}: unlock keeps {} locks for 5 s, but only {} killed pids are alive again",
-        files_in(&env.repo.join("locks")),
-        killed_pids_reused()
-    );
+pub fn unlock_after_kills(env: &Env, password: &str, ctx: &str) {
+    let out = run_pw(env, password, &["unlock"]);
+    assert_eq!(out.code, 0, "{ctx}: unlock failed: {}", out.stderr);
+    let left: Vec<_> = list_files(&env.repo.join("locks"))
+        .into_iter()
+        .filter(|p| !is_temp(p))
+        .collect();
+    assert!(left.is_empty(), "{ctx}: unlock keeps {left:?}");
 }
 
 /// Starts `arca ARGS` (password `password`), sends SIGKILL after `delay`, waits for it.
@@ -146,9 +109,6 @@ pub fn kill_after(env: &Env, password: &str, args: &[&OsStr], delay: Duration) -
     }
     let _ = child.kill();
     let status = child.wait().expect("wait for killed arca");
-    if status.code().is_none() {
-        note_killed(child.id());
-    }
     match status.code() {
         Some(code) => Killed::Finished(code),
         None => Killed::Killed,

@@ -79,6 +79,8 @@ struct RawDaemon {
     nice: Option<Spanned<i32>>,
     ionice: Option<Spanned<String>>,
     max_concurrent_runs: Option<Spanned<usize>>,
+    token_file: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,6 +462,10 @@ pub struct DaemonSettings {
     pub ionice: Option<IoPriority>,
     /// At most this many runs at once (`None`: every due job starts).
     pub max_concurrent_runs: Option<usize>,
+    /// The token the web server asks for (`Authorization: Bearer TOKEN`, or the login
+    /// form); required when `listen` is not a loopback address.
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -776,8 +782,52 @@ impl Checker<'_> {
                         None
                     }
                 });
+        let token = match (&daemon_raw.token_file, &daemon_raw.token_env) {
+            (Some(f), Some(_)) => {
+                self.at(f, "[daemon] takes token_file or token_env, not both");
+                None
+            }
+            (Some(f), None) => {
+                let path = self.resolve_path(f.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                    Ok(_) => {
+                        self.at(f, format!("token_file {} is empty", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        self.at(f, format!("token_file {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, Some(v)) => match (self.env)(v.get_ref()) {
+                Some(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                _ => {
+                    self.at(
+                        v,
+                        format!("token_env: the variable {} is not set", v.get_ref()),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let (Some(addr), None) = (listen, &token)
+            && !addr.ip().is_loopback()
+            && let Some(l) = &daemon_raw.listen
+        {
+            self.at(
+                l,
+                format!(
+                    "listen: {addr} is not a loopback address, so the dashboard needs a token: \
+                     set [daemon] token_file or token_env"
+                ),
+            );
+        }
         let daemon = DaemonSettings {
             listen,
+            token,
             state: daemon_raw
                 .state
                 .as_deref()

@@ -5,7 +5,6 @@
 //! running configuration kept), and on stop (SIGTERM) lets running jobs reach a
 //! checkpoint before returning. With `[daemon] listen` it serves `GET /api/status` (JSON).
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,61 +57,6 @@ fn apply_daemon_limits(config: &Config, events: &dyn EventLog) {
     }
 }
 
-fn serve_status(
-    listener: TcpListener,
-    config: Arc<RwLock<Arc<Config>>>,
-    history: Arc<History>,
-    clock: Arc<dyn Clock>,
-    stopped: Arc<AtomicBool>,
-) {
-    let _ = listener.set_nonblocking(true);
-    while !stopped.load(Ordering::SeqCst) {
-        let (stream, _) = match listener.accept() {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut reader = BufReader::new(&stream);
-        let mut request = String::new();
-        if reader.read_line(&mut request).is_err() {
-            continue;
-        }
-        // Skip the headers.
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        let mut parts = request.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (code, body) = if method == "GET" && path == "/api/status" {
-            let cfg = config.read().unwrap_or_else(|p| p.into_inner()).clone();
-            match crate::status::all_status(&cfg, &history, clock.now()) {
-                Ok(s) => ("200 OK", serde_json::json!({ "jobs": s }).to_string()),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    serde_json::json!({ "error": e.to_string() }).to_string(),
-                ),
-            }
-        } else {
-            (
-                "404 Not Found",
-                serde_json::json!({ "error": "not found; try GET /api/status" }).to_string(),
-            )
-        };
-        let mut w = &stream;
-        let _ = write!(
-            w,
-            "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    }
-}
-
 struct DoneGuard {
     tx: mpsc::Sender<String>,
     job: String,
@@ -150,21 +94,23 @@ pub fn run(
         sched.set_job(name, job.plan.clone(), history.last_slot(name)?);
     }
     let shared = Arc::new(RwLock::new(config.clone()));
+    let live = Arc::new(crate::live::Live::new());
     let http_stop = Arc::new(AtomicBool::new(false));
     let mut http = None;
     if let Some(addr) = config.daemon.listen {
         let listener =
             TcpListener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
         let local = listener.local_addr().unwrap_or(addr);
-        events.event(None, &format!("listening on http://{local}/api/status"));
-        let (cfg, h, c, s) = (
-            shared.clone(),
-            history.clone(),
-            clock.clone(),
-            http_stop.clone(),
-        );
+        events.event(None, &format!("listening on http://{local}/"));
+        let state = crate::web::WebState {
+            config: shared.clone(),
+            history: history.clone(),
+            clock: clock.clone(),
+            live: live.clone(),
+        };
+        let s = http_stop.clone();
         http = Some(std::thread::spawn(move || {
-            serve_status(listener, cfg, h, c, s)
+            crate::web::serve(listener, state, s)
         }));
     }
     events.event(

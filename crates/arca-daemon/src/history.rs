@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: runs; 2: runs.report (drill reports, JSON).
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -78,7 +79,7 @@ impl RunStatus {
 pub struct RunRecord {
     pub id: i64,
     pub job: String,
-    /// `backup` or `prune`.
+    /// `backup`, `prune` or `drill`.
     pub kind: String,
     /// full, incremental or differential (backups).
     #[serde(rename = "type")]
@@ -100,6 +101,9 @@ pub struct RunRecord {
     /// Copies and the 3-2-1 state after the run (JSON).
     pub copies: Option<serde_json::Value>,
     pub pid: u32,
+    /// The drill report (drills; JSON of [`crate::drill::DrillReport`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
 }
 
 /// What a finished run reports.
@@ -113,6 +117,8 @@ pub struct RunOutcome {
     pub error: Option<String>,
     pub log: String,
     pub copies: Option<serde_json::Value>,
+    /// The drill report (drills).
+    pub report: Option<serde_json::Value>,
 }
 
 pub struct History {
@@ -140,7 +146,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 const COLUMNS: &str = "id, job, kind, backup_type, trigger, slot_ms, start_ms, end_ms, status, \
-     files, bytes_read, bytes_added, snapshot_id, error, log, copies, pid";
+     files, bytes_read, bytes_added, snapshot_id, error, log, copies, pid, report";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let copies: Option<String> = r.get(15)?;
@@ -162,6 +168,9 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         log: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
         copies: copies.and_then(|c| serde_json::from_str(&c).ok()),
         pid: r.get::<_, i64>(16)? as u32,
+        report: r
+            .get::<_, Option<String>>(17)?
+            .and_then(|c| serde_json::from_str(&c).ok()),
     })
 }
 
@@ -216,6 +225,13 @@ impl History {
             CREATE INDEX IF NOT EXISTS runs_by_job ON runs(job, start_ms);",
         )
         .map_err(err)?;
+        if version < 2 {
+            let has_report = conn.prepare("SELECT report FROM runs LIMIT 0").is_ok();
+            if !has_report {
+                conn.execute_batch("ALTER TABLE runs ADD COLUMN report TEXT;")
+                    .map_err(err)?;
+            }
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
         Ok(History {
@@ -271,10 +287,12 @@ impl History {
     pub fn finish_run(&self, id: i64, end: Timestamp, o: &RunOutcome) -> Result<(), HistoryError> {
         let status = o.status.unwrap_or(RunStatus::Failed);
         let copies = o.copies.as_ref().map(|c| c.to_string());
+        let report = o.report.as_ref().map(|c| c.to_string());
         self.with(|c| {
             c.execute(
                 "UPDATE runs SET end_ms = ?2, status = ?3, files = ?4, bytes_read = ?5,
-                 bytes_added = ?6, snapshot_id = ?7, error = ?8, log = ?9, copies = ?10
+                 bytes_added = ?6, snapshot_id = ?7, error = ?8, log = ?9, copies = ?10,
+                 report = ?11
                  WHERE id = ?1",
                 params![
                     id,
@@ -286,7 +304,8 @@ impl History {
                     o.snapshot_id,
                     o.error,
                     o.log,
-                    copies
+                    copies,
+                    report
                 ],
             )?;
             Ok(())
@@ -390,6 +409,33 @@ impl History {
         self.newest(job, "prune", &["success"])
     }
 
+    /// The newest finished drill of `job`.
+    pub fn last_drill(&self, job: &str) -> Result<Option<RunRecord>, HistoryError> {
+        self.newest(job, "drill", &["success", "failed"])
+    }
+
+    /// The newest runs of `kind` (`backup`, `prune`, `drill`) first; `job` filters; `limit`
+    /// 0 means all.
+    pub fn runs_of_kind(
+        &self,
+        job: Option<&str>,
+        kind: &str,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
+        let lim = if limit == 0 { -1 } else { limit as i64 };
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM runs WHERE (?1 IS NULL OR job = ?1) AND kind = ?2
+                 ORDER BY start_ms DESC, id DESC LIMIT ?3"
+            );
+            let mut st = c.prepare(&sql)?;
+            let rows = st
+                .query_map(params![job, kind, lim], row_to_record)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     /// The newest schedule slot a run of `job` served (to catch up after downtime once).
     pub fn last_slot(&self, job: &str) -> Result<Option<Timestamp>, HistoryError> {
         self.with(|c| {
@@ -479,5 +525,47 @@ mod tests {
         // Reopening keeps everything.
         let h = History::open(&dir.path().join("sub/state.db")).unwrap();
         assert_eq!(h.runs(None, 1).unwrap().len(), 1);
+        // Drills keep their report.
+        let d = h
+            .start_run("docs", "drill", None, "manual", None, t0)
+            .unwrap();
+        h.finish_run(
+            d,
+            t0,
+            &RunOutcome {
+                status: Some(RunStatus::Success),
+                report: Some(serde_json::json!({"passed": true})),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let drill = h.last_drill("docs").unwrap().unwrap();
+        assert_eq!(drill.report.unwrap()["passed"], true);
+        assert_eq!(h.runs_of_kind(None, "drill", 0).unwrap().len(), 1);
+        assert_eq!(h.last_run("docs").unwrap().unwrap().kind, "backup");
+    }
+
+    #[test]
+    fn a_version_1_history_gains_the_report_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL,
+                 kind TEXT NOT NULL, backup_type TEXT, trigger TEXT NOT NULL, slot_ms INTEGER,
+                 start_ms INTEGER NOT NULL, end_ms INTEGER, status TEXT NOT NULL,
+                 files INTEGER, bytes_read INTEGER, bytes_added INTEGER, snapshot_id TEXT,
+                 error TEXT, log TEXT, copies TEXT, pid INTEGER NOT NULL);
+                 INSERT INTO runs (job, kind, trigger, start_ms, status, pid)
+                 VALUES ('docs', 'backup', 'manual', 1, 'success', 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let h = History::open(&path).unwrap();
+        let runs = h.runs(None, 0).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert!(runs[0].report.is_none());
     }
 }

@@ -52,6 +52,7 @@ fn exit_code(err: &anyhow::Error) -> i32 {
 
 fn main() {
     limit_malloc_arenas();
+    output::install_closed_output_exit();
     let cli = Cli::parse();
     common::install_interrupt_handler();
     let g = cli.global.clone();
@@ -90,6 +91,9 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(err) => {
+            if output::is_closed_output(&err) {
+                output::exit_by_sigpipe();
+            }
             let code = if common::interrupted() {
                 exit::INTERRUPTED
             } else {

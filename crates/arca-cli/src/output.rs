@@ -1,5 +1,6 @@
 //! Progress display: a progress bar on a terminal, JSON status lines with --json, nothing
-//! otherwise. Implements the core's `Progress` trait.
+//! otherwise. Implements the core's `Progress` trait. Also what happens when the reader of
+//! stdout or stderr goes away (`arca ls latest | head`): [`install_closed_output_exit`].
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -159,4 +160,71 @@ impl Progress for CliProgress {
     fn should_stop(&self) -> bool {
         crate::common::interrupted()
     }
+}
+
+/// Whether the reader of `fd` has gone: a pipe without readers or a socket whose peer
+/// closed it (poll reports an error or a hang-up on the write end).
+#[allow(unsafe_code)]
+fn reader_gone(fd: libc::c_int) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout; poll only reads and writes that struct.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    n == 1 && poll.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Whether the reader of stdout or of stderr has gone.
+pub fn output_closed() -> bool {
+    reader_gone(libc::STDOUT_FILENO) || reader_gone(libc::STDERR_FILENO)
+}
+
+/// Ends the process the way Unix tools end when their reader goes away: killed by SIGPIPE,
+/// silently (exit status 141 in a shell).
+#[allow(unsafe_code)]
+pub fn exit_by_sigpipe() -> ! {
+    // SAFETY: restoring the default disposition of SIGPIPE and raising it only ends the
+    // process; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// Whether `err` comes from writing to a stdout or stderr whose reader has gone.
+pub fn is_closed_output(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }) && output_closed()
+}
+
+/// `println!` panics when stdout's reader has gone (`arca ls latest | head -1`). The Rust
+/// runtime ignores SIGPIPE, and arca keeps it ignored: a broken pipe to a child process (a
+/// database tool) or a socket must be an error the command reports, not a silent death.
+/// Instead, a panic of a write to stdout or stderr whose reader has gone ends the process
+/// by SIGPIPE, without a panic message, like any Unix tool; other panics are reported as
+/// before. (Errors returned by writes, as in `dump`, are handled in `main` through
+/// [`is_closed_output`].)
+pub fn install_closed_output_exit() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std")
+            && message.contains("Broken pipe")
+            && output_closed()
+        {
+            exit_by_sigpipe();
+        }
+        default_hook(info);
+    }));
 }

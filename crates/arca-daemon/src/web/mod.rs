@@ -1,11 +1,32 @@
-//! The daemon's web server: `GET /api/status` (JSON). (The dashboard and `/metrics` are
-//! being built here.)
+//! The daemon's web server (axum on its own tokio runtime, in its own thread): the
+//! dashboard (server-rendered HTML, charts as inline SVG, no JavaScript build step), the
+//! snapshot browser with single-file downloads, `GET /api/status` (JSON) and `GET /metrics`
+//! (Prometheus text format).
+//!
+//! Submodules: [`auth`] (token, login cookie, cross-site POST checks), [`metrics`],
+//! [`pages`] (overview and job pages), [`charts`] (SVG), [`snapshots`] (browse and
+//! download), [`refresh`] (the background thread that opens repositories to count snapshots
+//! and measure sizes, so that no request ever waits on storage for them), [`db`] (read-only
+//! aggregate queries on the run history) and [`html`] (escaping and formatting).
 
-use std::io::{BufRead, BufReader, Write};
+mod auth;
+mod charts;
+mod db;
+mod html;
+mod metrics;
+mod pages;
+mod refresh;
+mod snapshots;
+
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -22,56 +43,189 @@ pub struct WebState {
     pub live: Arc<Live>,
 }
 
-/// Serves requests on `listener` until `stopped` turns true.
-pub fn serve(listener: TcpListener, state: WebState, stopped: Arc<AtomicBool>) {
-    let _ = listener.set_nonblocking(true);
-    while !stopped.load(Ordering::SeqCst) {
-        let (stream, _) = match listener.accept() {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            Err(_) => continue,
+impl WebState {
+    /// The configuration in force now.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Everything the handlers share.
+pub(crate) struct App {
+    pub state: WebState,
+    /// Key of the session cookie and the form tokens when no token is configured (random,
+    /// per process).
+    pub secret: [u8; 32],
+    /// Snapshot counts and repository sizes, as the refresher last found them.
+    pub facts: refresh::Facts,
+    /// Repositories opened for the snapshot browser (kept a short while).
+    pub browse: snapshots::OpenRepositories,
+    /// Aggregate queries on the run history.
+    pub db: db::HistoryReader,
+}
+
+pub(crate) type Shared = Arc<App>;
+
+/// Why a request failed; every variant becomes a page (or JSON for the API) with its code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WebError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let code = match &self {
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut reader = BufReader::new(&stream);
-        let mut request = String::new();
-        if reader.read_line(&mut request).is_err() {
-            continue;
-        }
-        // Skip the headers.
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-            line.clear();
-        }
-        let mut parts = request.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (code, body) = if method == "GET" && path == "/api/status" {
-            let cfg = state
-                .config
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            match crate::status::all_status(&cfg, &state.history, state.clock.now()) {
-                Ok(s) => ("200 OK", serde_json::json!({ "jobs": s }).to_string()),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    serde_json::json!({ "error": e.to_string() }).to_string(),
-                ),
-            }
-        } else {
-            (
-                "404 Not Found",
-                serde_json::json!({ "error": "not found; try GET /api/status" }).to_string(),
-            )
-        };
-        let mut w = &stream;
-        let _ = write!(
-            w,
-            "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+        let title = code.canonical_reason().unwrap_or("error");
+        let body = html::page(
+            title,
+            &format!(
+                "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/\">Overview</a></p>",
+                html::escape(title),
+                html::escape(&self.to_string())
+            ),
         );
+        (
+            code,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (SQLite, repositories, storage).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WebError::Internal(format!("a request handler failed: {e}")))?
+}
+
+fn random_secret() -> [u8; 32] {
+    use std::io::Read;
+    let mut key = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
+    if filled.is_err() {
+        // No /dev/urandom: fall back on the clock and the pid (the key only guards forms
+        // of a dashboard that is bound to loopback without a token).
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        key = auth::hmac(seed.as_bytes(), b"arca-dashboard-fallback-secret");
+    }
+    key
+}
+
+async fn api_status(
+    axum::extract::State(app): axum::extract::State<Shared>,
+) -> Result<Response, WebError> {
+    let result = blocking(move || {
+        let cfg = app.state.config();
+        crate::status::all_status(&cfg, &app.state.history, app.state.clock.now())
+            .map_err(|e| WebError::Internal(e.to_string()))
+    })
+    .await;
+    Ok(match result {
+        Ok(s) => axum::Json(serde_json::json!({ "jobs": s })).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    })
+}
+
+fn router(app: Shared) -> Router {
+    let protected = Router::new()
+        .route("/", get(pages::overview))
+        .route("/jobs/{job}", get(pages::job))
+        .route("/jobs/{job}/run", post(pages::request_run))
+        .route("/jobs/{job}/drill", post(pages::request_drill))
+        .route("/repositories/{repo}/snapshots", get(snapshots::list))
+        .route(
+            "/repositories/{repo}/snapshots/{id}/browse",
+            get(snapshots::browse),
+        )
+        .route(
+            "/repositories/{repo}/snapshots/{id}/download",
+            get(snapshots::download),
+        )
+        .route("/api/status", get(api_status))
+        .route("/metrics", get(metrics::scrape))
+        .route("/logout", post(auth::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require,
+        ));
+    Router::new()
+        .route("/login", get(auth::login_page).post(auth::login))
+        .merge(protected)
+        .fallback(|| async { WebError::NotFound("no such page".into()) })
+        .with_state(app)
+}
+
+/// Serves requests on `listener` until `stopped` turns true. Runs on the caller's thread
+/// (the daemon gives it one); starts the refresher thread and stops it on the way out.
+pub fn serve(listener: TcpListener, state: WebState, stopped: Arc<AtomicBool>) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_name("arca-web")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    let db = db::HistoryReader::new(state.history.path());
+    let app: Shared = Arc::new(App {
+        state,
+        secret: random_secret(),
+        facts: refresh::Facts::default(),
+        browse: snapshots::OpenRepositories::default(),
+        db,
+    });
+    let refresher = refresh::spawn(app.clone(), stopped.clone());
+    runtime.block_on(async {
+        if listener.set_nonblocking(true).is_err() {
+            return;
+        }
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        let stop = stopped.clone();
+        let server = tokio::spawn(async move {
+            let signal = async move {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let _ = axum::serve(listener, router(app))
+                .with_graceful_shutdown(signal)
+                .await;
+        });
+        while !stopped.load(Ordering::SeqCst) && !server.is_finished() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Connections still open (a long download) get a few seconds to finish.
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(r) = refresher {
+        let _ = r.join();
     }
 }

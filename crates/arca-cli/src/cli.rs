@@ -143,6 +143,8 @@ pub enum Command {
     /// Restore drills: prove a snapshot restores, passes checks and fits the RTO
     #[command(subcommand)]
     Drill(crate::cmd::drill::DrillCommand),
+    /// Recover a configured job's data the way its tier says (hot, warm or cold)
+    Recover(crate::cmd::drill::RecoverArgs),
     /// Alert channels: send a test message
     #[command(subcommand)]
     Alert(crate::cmd::alert::AlertCommand),

@@ -86,6 +86,7 @@ fn main() {
         Command::History(a) => cmd::daemon::history(&g, a),
         Command::Config(c) => cmd::daemon::config(&g, c),
         Command::Drill(c) => cmd::drill::run(&g, c),
+        Command::Recover(a) => cmd::drill::recover(&g, a),
         Command::Alert(c) => cmd::alert::run(&g, c),
     };
     let code = match result {

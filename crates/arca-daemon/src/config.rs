@@ -224,6 +224,43 @@ struct RawMysql {
     options: Vec<String>,
 }
 
+/// `[alerts]` (defaults for every job) and `[jobs.NAME.alerts]` (overrides).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    channels: Option<Vec<Spanned<String>>>,
+    run_failed: Option<bool>,
+    run_late: Option<bool>,
+    late_after: Option<Spanned<String>>,
+    window_missed: Option<bool>,
+    rpo_breached: Option<bool>,
+    drill_failed: Option<bool>,
+    rto_exceeded: Option<bool>,
+    storage_full: Option<bool>,
+    storage_percent: Option<Spanned<f64>>,
+    repeat: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDrill {
+    schedule: Option<Spanned<String>>,
+    snapshot: Option<String>,
+    #[serde(default)]
+    checks: Vec<String>,
+    check_timeout: Option<Spanned<String>>,
+    tier: Option<Spanned<String>>,
+    scratch: Option<String>,
+    target: Option<String>,
+    #[serde(default)]
+    provision: Vec<String>,
+    #[serde(default)]
+    configure: Vec<String>,
+    #[serde(default)]
+    start: Vec<String>,
+    hook_timeout: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJob {
@@ -241,6 +278,7 @@ struct RawJob {
     repositories: Option<Spanned<Vec<Spanned<String>>>>,
     schedule: Option<Spanned<String>>,
     rpo: Option<Spanned<String>>,
+    rto: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     window: Option<Spanned<OneOrMany>>,
     on_window_close: Option<Spanned<String>>,
@@ -256,6 +294,8 @@ struct RawJob {
     prune: Option<RawPrune>,
     hooks: Option<RawHooks>,
     limits: Option<RawLimits>,
+    alerts: Option<RawAlerts>,
+    drill: Option<RawDrill>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -423,6 +463,24 @@ pub struct PruneConfig {
     pub max_unused: arca_core::prune::MaxUnused,
 }
 
+/// A job's restore drill (`[jobs.NAME.drill]`), also the recovery plan `arca recover` uses.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DrillConfig {
+    /// When drills run (the daemon); `None`: only on request.
+    #[serde(skip)]
+    pub schedule: Option<Schedule>,
+    pub schedule_text: Option<String>,
+    /// Which snapshot to drill ("latest" unless set).
+    pub snapshot: String,
+    pub checks: Vec<crate::drill::CheckCommand>,
+    pub tier: crate::drill::Tier,
+    /// Scratch space for drills (a private directory under $TMPDIR when not set).
+    pub scratch: Option<PathBuf>,
+    /// Where `arca recover JOB` restores to when no target is given.
+    pub target: Option<PathBuf>,
+    pub hooks: crate::drill::RecoveryHooks,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobConfig {
     pub name: String,
@@ -435,6 +493,8 @@ pub struct JobConfig {
     pub timezone: String,
     pub windows: Vec<String>,
     pub rpo: Option<Duration>,
+    /// Recovery time objective: drills measure restores against it.
+    pub rto: Option<Duration>,
     pub on_window_close: OnWindowClose,
     pub tags: Vec<String>,
     pub host: Option<String>,
@@ -443,6 +503,11 @@ pub struct JobConfig {
     pub prune: Option<PruneConfig>,
     pub hooks: Hooks,
     pub limits: Limits,
+    /// The alert rules for this job: `[alerts]` merged with the job's overrides.
+    pub alerts: crate::alerts::RuleSettings,
+    /// Channels its alerts go to (names of `[channels.NAME]`).
+    pub channels: Vec<String>,
+    pub drill: Option<DrillConfig>,
 }
 
 impl JobConfig {
@@ -474,6 +539,9 @@ pub struct Config {
     pub daemon: DaemonSettings,
     pub repositories: BTreeMap<String, RepositoryConfig>,
     pub jobs: BTreeMap<String, JobConfig>,
+    /// Alert channels by name (`[channels.NAME]`); secrets are never shown.
+    #[serde(skip)]
+    pub channels: BTreeMap<String, crate::notify::ChannelConfig>,
 }
 
 impl Config {
@@ -499,6 +567,9 @@ impl Config {
             base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             problems: Vec::new(),
             env,
+            alerts: Default::default(),
+            default_channels: Vec::new(),
+            channel_names: Vec::new(),
         };
         let config = c.check();
         if !c.problems.is_empty() || config.is_none() {
@@ -540,6 +611,12 @@ struct Checker<'a> {
     base: PathBuf,
     problems: Vec<Problem>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// `[alerts]`, checked before the jobs (which merge it).
+    alerts: crate::alerts::RuleSettings,
+    /// Channels of `[alerts] channels` (every job's, unless the job names its own).
+    default_channels: Vec<String>,
+    /// Names of the `[channels.NAME]` sections.
+    channel_names: Vec<String>,
 }
 
 fn parse_ionice(s: &str) -> Result<IoPriority, String> {
@@ -704,6 +781,8 @@ impl Checker<'_> {
         let mut daemon_raw = RawDaemon::default();
         let mut repo_values = Vec::new();
         let mut job_values = Vec::new();
+        let mut alerts_value = None;
+        let mut channel_values = Vec::new();
         for (k, v) in doc.get_ref().iter() {
             match k.get_ref().as_ref() {
                 "daemon" => {
@@ -722,6 +801,18 @@ impl Checker<'_> {
                         "repositories must be a table of [repositories.NAME] sections",
                     ),
                 },
+                "alerts" => alerts_value = Some(v),
+                "channels" => match v.get_ref().as_table() {
+                    Some(t) => {
+                        for (name, cv) in t.iter() {
+                            channel_values.push((name.get_ref().to_string(), name.span(), cv));
+                        }
+                    }
+                    None => self.problem(
+                        Some(v.span()),
+                        "channels must be a table of [channels.NAME] sections",
+                    ),
+                },
                 "jobs" => match v.get_ref().as_table() {
                     Some(t) => {
                         for (name, jv) in t.iter() {
@@ -736,7 +827,7 @@ impl Checker<'_> {
                 other => self.problem(
                     Some(k.span()),
                     format!(
-                        "unknown key {other:?} at the top level: expected [daemon], [repositories.NAME] or [jobs.NAME]"
+                        "unknown key {other:?} at the top level: expected [daemon], [repositories.NAME], [jobs.NAME], [alerts] or [channels.NAME]"
                     ),
                 ),
             }
@@ -932,6 +1023,29 @@ impl Checker<'_> {
             }
         }
 
+        // [channels.NAME]
+        let mut channels = BTreeMap::new();
+        for (name, name_span, v) in channel_values {
+            let what = format!("[channels.{name}]");
+            self.channel_names.push(name.clone());
+            let Some(c) = self.de::<crate::notify::ChannelConfig>(&what, v) else {
+                continue;
+            };
+            for p in crate::notify::channel_problems(&c, self.env) {
+                self.problem(Some(name_span.clone()), format!("{what}: {p}"));
+            }
+            channels.insert(name, c);
+        }
+
+        // [alerts]
+        if let Some(v) = alerts_value
+            && let Some(raw) = self.de::<RawAlerts>("[alerts]", v)
+        {
+            let (rules, chans) = self.alert_settings("[alerts]", &raw);
+            self.alerts = rules;
+            self.default_channels = chans.unwrap_or_default();
+        }
+
         // [jobs.NAME]
         let mut jobs = BTreeMap::new();
         for (name, name_span, v) in job_values {
@@ -951,7 +1065,66 @@ impl Checker<'_> {
             daemon,
             repositories,
             jobs,
+            channels,
         })
+    }
+
+    /// Checks an `[alerts]`-shaped table: the rule settings and the channel names it lists.
+    fn alert_settings(
+        &mut self,
+        what: &str,
+        raw: &RawAlerts,
+    ) -> (crate::alerts::RuleSettings, Option<Vec<String>>) {
+        let late_after = raw
+            .late_after
+            .as_ref()
+            .and_then(|d| self.duration(d, &format!("{what} late_after")));
+        let repeat = raw
+            .repeat
+            .as_ref()
+            .and_then(|d| self.duration(d, &format!("{what} repeat")));
+        let rules = crate::alerts::RuleSettings {
+            run_failed: raw.run_failed,
+            run_late: raw.run_late,
+            late_after,
+            window_missed: raw.window_missed,
+            rpo_breached: raw.rpo_breached,
+            drill_failed: raw.drill_failed,
+            rto_exceeded: raw.rto_exceeded,
+            storage_full: raw.storage_full,
+            storage_percent: raw.storage_percent.as_ref().map(|p| *p.get_ref()),
+            repeat,
+        };
+        for p in rules.problems() {
+            let span = if p.starts_with("storage_percent") {
+                raw.storage_percent.as_ref().map(|s| s.span())
+            } else {
+                raw.repeat.as_ref().map(|s| s.span())
+            };
+            self.problem(span, format!("{what} {p}"));
+        }
+        let channels = raw.channels.as_ref().map(|list| {
+            let mut out = Vec::new();
+            for c in list {
+                if !self.channel_names.contains(c.get_ref()) {
+                    self.at(
+                        c,
+                        format!(
+                            "{what} channels: no [channels.{}] section (known: {})",
+                            c.get_ref(),
+                            if self.channel_names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                self.channel_names.join(", ")
+                            }
+                        ),
+                    );
+                }
+                out.push(c.get_ref().clone());
+            }
+            out
+        });
+        (rules, channels)
     }
 
     fn job(
@@ -1120,6 +1293,7 @@ impl Checker<'_> {
         // Time zone, RPO, schedule.
         let (tz, tz_name) = self.timezone(j.timezone.as_ref(), daemon_tz);
         let rpo = j.rpo.as_ref().and_then(|r| self.duration(r, "rpo"));
+        let rto = j.rto.as_ref().and_then(|r| self.duration(r, "rto"));
         let schedule = match &j.schedule {
             None => {
                 self.problem(
@@ -1382,6 +1556,71 @@ impl Checker<'_> {
         if self.problems.len() > before {
             return None;
         }
+        // Alerts.
+        let (alerts, channels) = match &j.alerts {
+            Some(raw) => {
+                let (rules, chans) = self.alert_settings(&format!("{what} alerts"), raw);
+                (
+                    self.alerts.merged(&rules),
+                    chans.unwrap_or_else(|| self.default_channels.clone()),
+                )
+            }
+            None => (self.alerts.clone(), self.default_channels.clone()),
+        };
+
+        // Drill.
+        let drill = j.drill.as_ref().map(|d| {
+            let schedule =
+                d.schedule
+                    .as_ref()
+                    .and_then(|s| match Schedule::parse(s.get_ref(), rpo) {
+                        Ok(x) => Some(x),
+                        Err(e) => {
+                            self.at(s, format!("{what} drill schedule: {e}"));
+                            None
+                        }
+                    });
+            let check_timeout = d
+                .check_timeout
+                .as_ref()
+                .and_then(|t| self.duration(t, &format!("{what} drill check_timeout")))
+                .unwrap_or(Duration::from_secs(60));
+            let hook_timeout = d
+                .hook_timeout
+                .as_ref()
+                .and_then(|t| self.duration(t, &format!("{what} drill hook_timeout")))
+                .unwrap_or(Duration::from_secs(300));
+            let tier = match &d.tier {
+                Some(t) => t.get_ref().parse().unwrap_or_else(|e: String| {
+                    self.at(t, format!("{what} drill tier: {e}"));
+                    crate::drill::Tier::Cold
+                }),
+                None => crate::drill::Tier::Cold,
+            };
+            DrillConfig {
+                schedule,
+                schedule_text: d.schedule.as_ref().map(|s| s.get_ref().clone()),
+                snapshot: d.snapshot.clone().unwrap_or_else(|| "latest".into()),
+                checks: d
+                    .checks
+                    .iter()
+                    .map(|c| crate::drill::CheckCommand {
+                        command: c.clone(),
+                        timeout: check_timeout,
+                    })
+                    .collect(),
+                tier,
+                scratch: d.scratch.as_deref().map(|p| self.resolve_path(p)),
+                target: d.target.as_deref().map(|p| self.resolve_path(p)),
+                hooks: crate::drill::RecoveryHooks {
+                    provision: d.provision.clone(),
+                    configure: d.configure.clone(),
+                    start: d.start.clone(),
+                    timeout: hook_timeout,
+                },
+            }
+        });
+
         let plan = JobPlan {
             tz,
             schedule: schedule?,
@@ -1398,6 +1637,7 @@ impl Checker<'_> {
             timezone: tz_name,
             windows: window_texts,
             rpo,
+            rto,
             on_window_close,
             tags: j.tags,
             host: j.host,
@@ -1406,6 +1646,9 @@ impl Checker<'_> {
             prune,
             hooks,
             limits,
+            alerts,
+            channels,
+            drill,
         })
     }
 }

@@ -3,7 +3,11 @@
 //! once), starts due runs on their own threads (one run per job at a time), reloads the
 //! configuration when asked (SIGHUP; a file that fails the check is refused and the
 //! running configuration kept), and on stop (SIGTERM) lets running jobs reach a
-//! checkpoint before returning. With `[daemon] listen` it serves `GET /api/status` (JSON).
+//! checkpoint before returning. It also runs each job's restore drills on their schedule,
+//! starts the runs and drills the dashboard asks for, and every few seconds (and after
+//! each run) evaluates the alert rules and hands new alerts, repeats and resolves to a
+//! sender thread (so a slow channel never holds up the loop). With `[daemon] listen` it
+//! serves the web dashboard, `/api/status` and `/metrics` ([`crate::web`]).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -13,9 +17,12 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::history::{History, HistoryError};
+use crate::job_drill::{DrillRequest, drill_job};
+use crate::live::Request;
+use crate::monitor::{Monitor, Outgoing, drill_due};
 use crate::runner::{EventLog, RunContext, Trigger, run_job};
 use crate::scheduler::Scheduler;
 
@@ -30,6 +37,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    TestClock(String),
 }
 
 /// How the caller controls a running daemon.
@@ -43,6 +52,52 @@ pub struct Control {
 
 /// The longest the loop sleeps before looking at its flags again.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often the alert rules and the drill schedules are looked at (also right after a
+/// run or drill ends).
+const EVALUATE_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of a daemon drill: nothing to show, stops when the daemon stops.
+struct StopOnly(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl arca_core::progress::Progress for StopOnly {
+    fn should_stop(&self) -> bool {
+        (self.0)()
+    }
+}
+
+/// Hands alerts to their channels, one message after the other (in order), and logs each
+/// delivery. Ends when the loop drops its sender.
+fn alert_sender(rx: mpsc::Receiver<Outgoing>, events: Arc<dyn EventLog>) {
+    for o in rx {
+        if o.channels.is_empty() {
+            for a in &o.alerts {
+                events.event(
+                    Some(&a.job),
+                    &format!("alert (no channel configured): {}", a.title()),
+                );
+            }
+            continue;
+        }
+        for d in crate::notify::dispatch(&o.channels, &o.alerts) {
+            let what = format!("alert {} {} to {}", d.rule, d.state.as_str(), d.channel);
+            match d.error {
+                None => events.event(Some(&d.job), &format!("{what}: sent")),
+                Some(e) => events.event(Some(&d.job), &format!("{what}: not sent: {e}")),
+            }
+        }
+    }
+}
+
+/// The clock: the system's, or the test clock `ARCA_TEST_CLOCK` names.
+fn daemon_clock() -> Result<Arc<dyn Clock>, DaemonError> {
+    match std::env::var("ARCA_TEST_CLOCK") {
+        Ok(s) if !s.is_empty() => Ok(Arc::new(
+            ScaledClock::parse(&s).map_err(DaemonError::TestClock)?,
+        )),
+        _ => Ok(Arc::new(SystemClock)),
+    }
+}
 
 fn apply_daemon_limits(config: &Config, events: &dyn EventLog) {
     if let Some(n) = config.daemon.nice
@@ -87,7 +142,8 @@ pub fn run(
             ),
         );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock = daemon_clock()?;
+    let mut monitor = Monitor::load(&history)?;
     let mut sched = Scheduler::new(clock.clone());
     sched.set_max_running(config.daemon.max_concurrent_runs);
     for (name, job) in &config.jobs {
@@ -129,7 +185,17 @@ pub fn run(
     }
 
     let (done_tx, done_rx) = mpsc::channel::<String>();
+    let (drill_done_tx, drill_done_rx) = mpsc::channel::<String>();
+    let (alert_tx, alert_rx) = mpsc::channel::<Outgoing>();
+    let sender = {
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name("alert sender".into())
+            .spawn(move || alert_sender(alert_rx, events))
+            .ok()
+    };
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut last_evaluation: Option<std::time::Instant> = None;
     loop {
         if (control.stop)() {
             break;
@@ -156,7 +222,14 @@ pub fn run(
                 ),
             }
         }
+        let mut ended = false;
+        while let Ok(job) = drill_done_rx.try_recv() {
+            live.ended(&job, "drill");
+            ended = true;
+        }
         while let Ok(job) = done_rx.try_recv() {
+            ended = true;
+            live.ended(&job, "backup");
             sched.finished(&job);
             let still_configured = shared
                 .read()
@@ -173,22 +246,28 @@ pub fn run(
             }
         }
         workers.retain(|w| !w.is_finished());
-        for due in sched.due() {
-            let cfg = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let (history, clock, run_events, stop, done) = (
+        let cfg_now = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let spawn_drill = |job: &str, trigger: Trigger, workers: &mut Vec<JoinHandle<()>>| {
+            if live.running_of(job).iter().any(|r| r.kind == "drill") {
+                events.event(Some(job), "a drill of this job is already running");
+                return;
+            }
+            live.started(job, "drill", clock.now());
+            let (cfg, history, clock, run_events, stop, done, name) = (
+                cfg_now.clone(),
                 history.clone(),
                 clock.clone(),
                 events.clone(),
                 control.stop.clone(),
-                done_tx.clone(),
+                drill_done_tx.clone(),
+                job.to_string(),
             );
             let spawned = std::thread::Builder::new()
-                .name(format!("job {}", due.job))
+                .name(format!("drill {job}"))
                 .spawn(move || {
-                    // Tells the loop the job is done even if the run panics.
                     let _done = DoneGuard {
                         tx: done,
-                        job: due.job.clone(),
+                        job: name.clone(),
                     };
                     let ctx = RunContext {
                         config: &cfg,
@@ -197,14 +276,103 @@ pub fn run(
                         stop: &*stop,
                         events: run_events.as_ref(),
                     };
-                    if let Err(e) = run_job(
-                        &ctx,
-                        &due.job,
-                        Trigger::Schedule(due.slot),
-                        Some(due.backup_type),
-                        due.stop_at,
-                    ) {
-                        run_events.event(Some(&due.job), &format!("run not started: {e}"));
+                    let progress = StopOnly(stop.clone());
+                    if let Err(e) =
+                        drill_job(&ctx, &name, trigger, &DrillRequest::default(), &progress)
+                    {
+                        run_events.event(Some(&name), &format!("drill not started: {e}"));
+                    }
+                });
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    live.ended(job, "drill");
+                    events.event(None, &format!("cannot start a thread for a drill: {e}"))
+                }
+            }
+        };
+        // Requests from the dashboard.
+        let mut manual = Vec::new();
+        for r in live.take_requests() {
+            match r {
+                Request::Run { job } => {
+                    if !cfg_now.jobs.contains_key(&job) {
+                        events.event(None, &format!("run requested for unknown job {job:?}"));
+                    } else if sched.start_manual(&job) {
+                        manual.push(job);
+                    } else {
+                        events.event(Some(&job), "run requested, but the job is running");
+                    }
+                }
+                Request::Drill { job } => {
+                    if cfg_now.jobs.contains_key(&job) {
+                        spawn_drill(&job, Trigger::Manual, &mut workers);
+                    } else {
+                        events.event(None, &format!("drill requested for unknown job {job:?}"));
+                    }
+                }
+            }
+        }
+        // Drill schedules and alert rules.
+        let evaluate_now = ended || last_evaluation.is_none_or(|t| t.elapsed() >= EVALUATE_EVERY);
+        if evaluate_now {
+            last_evaluation = Some(std::time::Instant::now());
+            let now = clock.now();
+            for job in cfg_now.jobs.values() {
+                if live.running_of(&job.name).iter().any(|r| r.kind == "drill") {
+                    continue;
+                }
+                match drill_due(job, &history, now) {
+                    Ok(true) => spawn_drill(&job.name, Trigger::Schedule(now), &mut workers),
+                    Ok(false) => {}
+                    Err(e) => events.event(Some(&job.name), &format!("drill schedule: {e}")),
+                }
+            }
+            match monitor.evaluate(&cfg_now, &history, &live, now) {
+                Ok(outgoing) => {
+                    for o in outgoing {
+                        let _ = alert_tx.send(o);
+                    }
+                }
+                Err(e) => events.event(None, &format!("alert evaluation: {e}")),
+            }
+        }
+        let manual_runs = manual.into_iter().map(|job| (job, None));
+        let due_runs = sched.due().into_iter().map(|d| {
+            let job = d.job.clone();
+            (job, Some(d))
+        });
+        for (job_name, due) in manual_runs.chain(due_runs).collect::<Vec<_>>() {
+            live.started(&job_name, "backup", clock.now());
+            let cfg = cfg_now.clone();
+            let (history, clock, run_events, stop, done) = (
+                history.clone(),
+                clock.clone(),
+                events.clone(),
+                control.stop.clone(),
+                done_tx.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("job {job_name}"))
+                .spawn(move || {
+                    // Tells the loop the job is done even if the run panics.
+                    let _done = DoneGuard {
+                        tx: done,
+                        job: job_name.clone(),
+                    };
+                    let ctx = RunContext {
+                        config: &cfg,
+                        history: &history,
+                        clock: clock.as_ref(),
+                        stop: &*stop,
+                        events: run_events.as_ref(),
+                    };
+                    let (trigger, backup_type, stop_at) = match &due {
+                        Some(d) => (Trigger::Schedule(d.slot), Some(d.backup_type), d.stop_at),
+                        None => (Trigger::Manual, None, None),
+                    };
+                    if let Err(e) = run_job(&ctx, &job_name, trigger, backup_type, stop_at) {
+                        run_events.event(Some(&job_name), &format!("run not started: {e}"));
                     }
                 });
             match spawned {
@@ -234,6 +402,11 @@ pub fn run(
     }
     for w in workers {
         let _ = w.join();
+    }
+    // The sender delivers what is queued (each channel has its timeout), then ends.
+    drop(alert_tx);
+    if let Some(h) = sender {
+        let _ = h.join();
     }
     http_stop.store(true, Ordering::SeqCst);
     if let Some(h) = http {

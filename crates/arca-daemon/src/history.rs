@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// 1: runs; 2: runs.report (drill reports, JSON).
+/// 1: runs; 2: runs.report (drill reports, JSON) and the `state` table (the daemon's
+/// alert tracker and when it first saw each job).
 const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +223,8 @@ impl History {
                 copies TEXT,
                 pid INTEGER NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS runs_by_job ON runs(job, start_ms);",
+            CREATE INDEX IF NOT EXISTS runs_by_job ON runs(job, start_ms);
+            CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(err)?;
         if version < 2 {
@@ -409,6 +411,30 @@ impl History {
         self.newest(job, "prune", &["success"])
     }
 
+    /// A value the daemon keeps across restarts (`None` when never set).
+    pub fn state(&self, key: &str) -> Result<Option<String>, HistoryError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM state WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Sets a value kept across restarts.
+    pub fn set_state(&self, key: &str, value: &str) -> Result<(), HistoryError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+
     /// The newest finished drill of `job`.
     pub fn last_drill(&self, job: &str) -> Result<Option<RunRecord>, HistoryError> {
         self.newest(job, "drill", &["success", "failed"])
@@ -567,5 +593,9 @@ mod tests {
         let runs = h.runs(None, 0).unwrap();
         assert_eq!(runs.len(), 1);
         assert!(runs[0].report.is_none());
+        assert_eq!(h.state("k").unwrap(), None);
+        h.set_state("k", "1").unwrap();
+        h.set_state("k", "2").unwrap();
+        assert_eq!(h.state("k").unwrap().as_deref(), Some("2"));
     }
 }

@@ -430,6 +430,62 @@ fn webhook_secret(w: &WebhookConfig) -> Result<Option<String>, String> {
     }
 }
 
+/// What a configuration check should report about `channel` (`env` answers for
+/// environment variables): a URL that is not http(s), a secret or password variable that
+/// is not set, plain SMTP to a remote server, an email without recipients, an empty
+/// command.
+pub fn channel_problems(
+    channel: &ChannelConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let unset = |var: &str| env(var).is_none_or(|v| v.is_empty());
+    match channel {
+        ChannelConfig::Webhook(w) => {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                out.push(format!(
+                    "url {:?} is not an http:// or https:// URL",
+                    redact_url(&w.url)
+                ));
+            }
+            if let Some(var) = &w.secret_env
+                && unset(var)
+            {
+                out.push(format!(
+                    "secret_env: the environment variable {var} is not set"
+                ));
+            }
+        }
+        ChannelConfig::Command(c) => {
+            if c.command.trim().is_empty() {
+                out.push("command is empty".into());
+            }
+        }
+        ChannelConfig::Email(e) => {
+            if e.to.is_empty() {
+                out.push("to lists no recipient".into());
+            }
+            if e.security == SmtpSecurity::Plain && !is_loopback(&e.server) {
+                out.push(format!(
+                    "security = \"plain\" is only allowed to a loopback server, not {}",
+                    e.server
+                ));
+            }
+            if let Some(var) = &e.password_env
+                && unset(var)
+            {
+                out.push(format!(
+                    "password_env: the environment variable {var} is not set"
+                ));
+            }
+            if e.password_env.is_some() && e.password_file.is_some() {
+                out.push("set password_env or password_file, not both".into());
+            }
+        }
+    }
+    out
+}
+
 /// Sends `alert` to `channel`.
 pub fn send(channel: &ChannelConfig, alert: &Alert) -> Result<(), NotifyError> {
     match channel {

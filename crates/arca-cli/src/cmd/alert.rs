@@ -1,5 +1,6 @@
 //! `arca alert test`: sends a test message through one alert channel (webhook, command or
-//! email), so a channel can be tried before the daemon relies on it. The channels are
+//! email; a channel of the configuration file by name, or one given by flags), so a channel
+//! can be tried before the daemon relies on it. The channels are
 //! arca_daemon::notify.
 
 use anyhow::{Result, anyhow};
@@ -35,8 +36,11 @@ pub enum SmtpSecurityArg {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("channel").required(true).args(["webhook", "command", "smtp"])))]
+#[command(group(ArgGroup::new("channel").required(true).args(["name", "webhook", "command", "smtp"])))]
 pub struct AlertTestArgs {
+    /// A channel of the configuration file ([channels.NAME]; needs --config or ARCA_CONFIG)
+    #[arg(value_name = "CHANNEL")]
+    pub name: Option<String>,
     /// POST the alert as JSON to this URL
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
@@ -151,8 +155,32 @@ fn channel(a: &AlertTestArgs) -> Result<ChannelConfig> {
     }))
 }
 
+fn configured_channel(g: &GlobalArgs, name: &str) -> Result<ChannelConfig> {
+    let path = crate::cmd::daemon::config_path(g)?;
+    let config = crate::cmd::daemon::load(&path)?;
+    config.channels.get(name).cloned().ok_or_else(|| {
+        anyhow!(
+            "no channel {name:?} in {}; configured: {}",
+            path.display(),
+            if config.channels.is_empty() {
+                "none".to_string()
+            } else {
+                config
+                    .channels
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )
+    })
+}
+
 fn test(g: &GlobalArgs, a: AlertTestArgs) -> Result<i32> {
-    let channel = channel(&a)?;
+    let channel = match &a.name {
+        Some(name) => configured_channel(g, name)?,
+        None => channel(&a)?,
+    };
     let mut alerts = vec![Alert::test(jiff::Timestamp::now())];
     if a.resolve {
         let mut r = alerts[0].clone();

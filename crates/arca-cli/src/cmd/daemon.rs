@@ -67,7 +67,7 @@ pub enum ConfigCommand {
 }
 
 /// Prints daemon and run events on stderr, one line each.
-struct StderrEvents;
+pub(crate) struct StderrEvents;
 
 impl EventLog for StderrEvents {
     fn event(&self, job: Option<&str>, message: &str) {
@@ -79,14 +79,14 @@ impl EventLog for StderrEvents {
     }
 }
 
-fn config_path(g: &GlobalArgs) -> Result<PathBuf> {
+pub(crate) fn config_path(g: &GlobalArgs) -> Result<PathBuf> {
     match &g.config {
         Some(p) if !p.as_os_str().is_empty() => Ok(p.clone()),
         _ => bail!("no configuration file: use --config FILE or set ARCA_CONFIG"),
     }
 }
 
-fn load(path: &Path) -> Result<Config> {
+pub(crate) fn load(path: &Path) -> Result<Config> {
     Config::load(path).map_err(|e| match e {
         ConfigError::Invalid { problems, .. } => anyhow::anyhow!(
             "the configuration has {} problems:\n{}",
@@ -101,7 +101,7 @@ fn load(path: &Path) -> Result<Config> {
     })
 }
 
-fn open_history(config: &Config) -> Result<History> {
+pub(crate) fn open_history(config: &Config) -> Result<History> {
     Ok(History::open(&config.daemon.state)?)
 }
 

@@ -1,7 +1,9 @@
 //! `arca drill run`: restore a snapshot into scratch space and prove it works — integrity,
 //! the user's check commands, restore time against the RTO, ownership, permissions and
-//! encryption at rest (the engine is arca_daemon::drill). Works without a configuration
-//! file, against the repository given by -r / ARCA_REPOSITORY.
+//! encryption at rest (the engine is arca_daemon::drill). `arca drill run JOB` drills a
+//! configured job (its checks, tier, hooks and RTO from the configuration file) and records
+//! the report in the run history; without JOB it works against the repository given by
+//! -r / ARCA_REPOSITORY. `arca recover JOB` brings a job's data back the way its tier says.
 
 use std::path::PathBuf;
 
@@ -10,6 +12,7 @@ use arca_daemon::drill::{
     CheckCommand, DrillPlan, DrillReport, RecoveryHooks, StepStatus, Tier, format_duration,
     parse_duration, run_drill,
 };
+use arca_daemon::job_drill::{DrillRequest, RecoverRequest, drill_job, recover_job};
 use clap::{Args, Subcommand};
 
 use crate::cli::GlobalArgs;
@@ -26,17 +29,25 @@ pub enum DrillCommand {
 
 #[derive(Debug, Args)]
 pub struct DrillRunArgs {
-    /// The snapshot to drill (an id, a prefix of one, or "latest")
-    #[arg(long, default_value = "latest")]
-    pub snapshot: String,
+    /// A job of the configuration file (--config / ARCA_CONFIG): drill it with its
+    /// settings ([jobs.NAME.drill], rto) and record the report in the run history
+    #[arg(value_name = "JOB", conflicts_with_all = [
+        "checks", "check_timeout", "rto", "scratch", "tier", "provision", "configure",
+        "start", "hook_timeout", "full_size",
+    ])]
+    pub job: Option<String>,
+    /// The snapshot to drill (an id, a prefix of one, or "latest"; for a job, its latest
+    /// snapshot unless the job's drill names one)
+    #[arg(long)]
+    pub snapshot: Option<String>,
     /// A check command run with `sh -c` in the restored data (cwd and $ARCA_DRILL_DIR:
     /// the restored copy of the snapshot's only path, else the restore's root, which is
     /// $ARCA_DRILL_ROOT); repeat for several
     #[arg(long = "check", value_name = "CMD")]
     pub checks: Vec<String>,
-    /// Time each check command may take before it is killed and fails
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
-    pub check_timeout: String,
+    /// Time each check command may take before it is killed and fails (default 60s)
+    #[arg(long, value_name = "DURATION")]
+    pub check_timeout: Option<String>,
     /// Recovery time objective: the recovery (and the projection of a full restore) must
     /// take no longer (e.g. 30m, 1h, 500ms)
     #[arg(long, value_name = "DURATION")]
@@ -45,9 +56,9 @@ pub struct DrillRunArgs {
     /// given); nothing else may change in it during the drill
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
-    /// Recovery tier to measure: hot, warm or cold
-    #[arg(long, default_value = "cold")]
-    pub tier: Tier,
+    /// Recovery tier to measure: hot, warm or cold (default cold)
+    #[arg(long)]
+    pub tier: Option<Tier>,
     /// Provisioning hook (cold tier); repeat for several
     #[arg(long = "provision", value_name = "CMD")]
     pub provision: Vec<String>,
@@ -57,9 +68,9 @@ pub struct DrillRunArgs {
     /// Start hook (warm tier), run before the switch; repeat for several
     #[arg(long = "start", value_name = "CMD")]
     pub start: Vec<String>,
-    /// Time each hook may take
-    #[arg(long, default_value = "5m", value_name = "DURATION")]
-    pub hook_timeout: String,
+    /// Time each hook may take (default 5m)
+    #[arg(long, value_name = "DURATION")]
+    pub hook_timeout: Option<String>,
     /// The job's current size in bytes, for the projection of a full restore (default:
     /// the snapshot's size)
     #[arg(long, value_name = "BYTES")]
@@ -87,14 +98,17 @@ impl Drop for PrivateScratch {
 }
 
 fn drill_run(g: &GlobalArgs, a: DrillRunArgs) -> Result<i32> {
-    let check_timeout =
-        parse_duration(&a.check_timeout).map_err(|e| anyhow::anyhow!("--check-timeout: {e}"))?;
+    if let Some(job) = &a.job {
+        return drill_configured_job(g, job, &a);
+    }
+    let check_timeout = parse_duration(a.check_timeout.as_deref().unwrap_or("60s"))
+        .map_err(|e| anyhow::anyhow!("--check-timeout: {e}"))?;
     let rto = match &a.rto {
         Some(s) => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--rto: {e}"))?),
         None => None,
     };
-    let hook_timeout =
-        parse_duration(&a.hook_timeout).map_err(|e| anyhow::anyhow!("--hook-timeout: {e}"))?;
+    let hook_timeout = parse_duration(a.hook_timeout.as_deref().unwrap_or("5m"))
+        .map_err(|e| anyhow::anyhow!("--hook-timeout: {e}"))?;
     if a.keep && a.scratch.is_none() {
         bail!("--keep needs --scratch DIR (the private scratch directory is removed)");
     }
@@ -102,7 +116,7 @@ fn drill_run(g: &GlobalArgs, a: DrillRunArgs) -> Result<i32> {
     let repo = common::open(g)?;
     let index = common::load_index(&repo)?;
     let snaps = common::all_snapshots(&repo)?;
-    let (id, snap) = common::resolve(&snaps, &a.snapshot, None)?;
+    let (id, snap) = common::resolve(&snaps, a.snapshot.as_deref().unwrap_or("latest"), None)?;
 
     let (scratch, _private) = match &a.scratch {
         Some(dir) => (dir.clone(), PrivateScratch(None)),
@@ -128,7 +142,7 @@ fn drill_run(g: &GlobalArgs, a: DrillRunArgs) -> Result<i32> {
         .collect();
     plan.rto = rto;
     plan.full_size = a.full_size;
-    plan.tier = a.tier;
+    plan.tier = a.tier.unwrap_or_default();
     plan.hooks = RecoveryHooks {
         provision: a.provision.clone(),
         configure: a.configure.clone(),
@@ -145,17 +159,148 @@ fn drill_run(g: &GlobalArgs, a: DrillRunArgs) -> Result<i32> {
         return Err(arca_core::Error::Interrupted.into());
     }
     let report = result?;
+    Ok(show_report(g, &report)?)
+}
+
+/// Prints a drill report (JSON with --json); the exit code: 0 when it passed, 1 otherwise.
+fn show_report(g: &GlobalArgs, report: &DrillReport) -> Result<i32> {
     if g.json {
-        let mut v = serde_json::to_value(&report)?;
+        let mut v = serde_json::to_value(report)?;
         v["message_type"] = serde_json::json!("drill");
         common::print_json(&v)?;
     } else if !g.quiet || !report.passed {
-        print_report(&report);
+        print_report(report);
     }
     Ok(if report.passed {
         crate::exit::OK
     } else {
         crate::exit::FAILURE
+    })
+}
+
+/// `arca drill run JOB`: the job's drill from the configuration, recorded in the history.
+fn drill_configured_job(g: &GlobalArgs, job: &str, a: &DrillRunArgs) -> Result<i32> {
+    use crate::cmd::daemon::{StderrEvents, config_path, load, open_history};
+    use arca_daemon::runner::{EventLog, RunContext, Trigger};
+    let path = config_path(g)?;
+    let config = load(&path)?;
+    if config.job(job).is_none() {
+        bail!(
+            "no job {job:?} in {}; configured: {}",
+            path.display(),
+            config.jobs.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let history = open_history(&config)?;
+    struct Quiet(bool);
+    impl EventLog for Quiet {
+        fn event(&self, job: Option<&str>, message: &str) {
+            if !self.0 {
+                StderrEvents.event(job, message);
+            }
+        }
+    }
+    let events = Quiet(g.quiet || g.json);
+    let clock = arca_daemon::clock::SystemClock;
+    let ctx = RunContext {
+        config: &config,
+        history: &history,
+        clock: &clock,
+        stop: &common::interrupted,
+        events: &events,
+    };
+    let request = DrillRequest {
+        snapshot: a.snapshot.clone(),
+        keep: a.keep,
+        threads: g.threads,
+    };
+    let progress = CliProgress::new(g, "drill");
+    let result = drill_job(&ctx, job, Trigger::Manual, &request, &progress);
+    progress.finish();
+    if common::interrupted() {
+        return Err(arca_core::Error::Interrupted.into());
+    }
+    let (record, report) = result?;
+    match report {
+        Some(r) => show_report(g, &r),
+        None => bail!(
+            "drill of job {job} (run {}) did not start: {}",
+            record.id,
+            record.error.as_deref().unwrap_or("unknown error")
+        ),
+    }
+}
+
+/// `arca recover JOB`: bring a job's data back from its primary repository.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// A job of the configuration file (--config / ARCA_CONFIG)
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// Where to recover to (default: target in [jobs.NAME.drill])
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// The snapshot (an id, a prefix of one, or "latest" of the job)
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Recovery tier: hot (in place, only what differs), warm (staging, hooks, switch),
+    /// cold (provisioning hooks, then a full restore into an empty target); default: the
+    /// job's
+    #[arg(long)]
+    pub tier: Option<Tier>,
+    /// Warm tier: where to stage (default: TARGET.arca-staging beside the target)
+    #[arg(long, value_name = "DIR")]
+    pub staging: Option<PathBuf>,
+    /// Re-read every restored file and compare it with the snapshot
+    #[arg(long)]
+    pub verify: bool,
+}
+
+pub fn recover(g: &GlobalArgs, a: RecoverArgs) -> Result<i32> {
+    use crate::cmd::daemon::{config_path, load};
+    let path = config_path(g)?;
+    let config = load(&path)?;
+    let request = RecoverRequest {
+        target: a.target.clone(),
+        snapshot: a.snapshot.clone(),
+        tier: a.tier,
+        staging: a.staging.clone(),
+        verify: a.verify,
+        threads: g.threads,
+    };
+    let progress = CliProgress::new(g, "recover");
+    let result = recover_job(&config, &a.job, &request, &progress);
+    progress.finish();
+    if common::interrupted() {
+        return Err(arca_core::Error::Interrupted.into());
+    }
+    let (snapshot, report) = result.map_err(|e| anyhow::anyhow!("recover {}: {e}", a.job))?;
+    if g.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["message_type"] = serde_json::json!("recover");
+        v["snapshot"] = serde_json::json!(snapshot);
+        common::print_json(&v)?;
+    } else if !g.quiet || !report.errors.is_empty() {
+        println!(
+            "recovered job {} from snapshot {} into {} ({} tier): {} files, {} written, {} \
+             unchanged, {:.2}s",
+            a.job,
+            &snapshot[..snapshot.len().min(8)],
+            report.target.display(),
+            report.tier.as_str(),
+            report.files,
+            common::human_bytes(report.bytes_written),
+            report.files_unchanged,
+            report.duration_secs
+        );
+        for e in &report.errors {
+            eprintln!("  not restored: {}: {}", e.path, e.reason);
+        }
+    }
+    Ok(if report.errors.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::INCOMPLETE
     })
 }
 

@@ -1,18 +1,44 @@
 //! Helpers shared by the torture tests (`torture_*.rs`): sizing from the environment
 //! (short form in CI, long form from `scripts/torture`), the seed, running `arca` with the
 //! fast test KDF, killing it at a chosen moment, and comparing restores with the source.
+//! They run against any [`Target`]: a local sandbox ([`Env`]) or a repository on an object
+//! store (torture_crash_s3.rs).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Env, Out, Rng, list_files, restored_path, run_cmd};
 
 /// Relative path -> content of every regular file below a directory.
 pub type Digest = BTreeMap<PathBuf, Vec<u8>>;
+
+/// A repository the helpers run `arca` against, with the sandbox around it.
+pub trait Target {
+    /// `arca` with the test password, the repository location and whatever environment
+    /// reaching the repository needs (credentials of an object store, a cache directory).
+    fn cmd(&self) -> Command;
+    /// A path in the sandbox (sources, restore targets).
+    fn path(&self, rel: &str) -> PathBuf;
+    /// The directory holding the repository's objects as files: the repository directory
+    /// of a local repository, the prefix's directory on an s3s-fs server's disk.
+    fn objects(&self) -> PathBuf;
+}
+
+impl Target for Env {
+    fn cmd(&self) -> Command {
+        Env::cmd(self)
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        Env::path(self, rel)
+    }
+    fn objects(&self) -> PathBuf {
+        self.repo.clone()
+    }
+}
 
 /// Whether the long form was asked for (`ARCA_TORTURE=long`).
 pub fn long_form() -> bool {
@@ -43,7 +69,7 @@ pub fn figure(test: &str, what: &str) {
 }
 
 /// Runs `arca ARGS` in `env` with the fast KDF and the password `password`.
-pub fn run_pw(env: &Env, password: &str, args: &[&str]) -> Out {
+pub fn run_pw<T: Target + ?Sized>(env: &T, password: &str, args: &[&str]) -> Out {
     let mut c = env.cmd();
     c.env("ARCA_INSECURE_TEST_KDF", "1")
         .env("ARCA_PASSWORD", password)
@@ -52,12 +78,12 @@ pub fn run_pw(env: &Env, password: &str, args: &[&str]) -> Out {
 }
 
 /// Runs `arca ARGS` in `env` with the fast KDF.
-pub fn run(env: &Env, args: &[&str]) -> Out {
+pub fn run<T: Target + ?Sized>(env: &T, args: &[&str]) -> Out {
     run_pw(env, crate::common::PASSWORD, args)
 }
 
 /// Like [`run`] with path arguments.
-pub fn run_os<S: AsRef<OsStr>>(env: &Env, args: &[S]) -> Out {
+pub fn run_os<T: Target + ?Sized, S: AsRef<OsStr>>(env: &T, args: &[S]) -> Out {
     let mut c = env.cmd();
     c.env("ARCA_INSECURE_TEST_KDF", "1").args(args);
     run_cmd(c, None)
@@ -76,10 +102,10 @@ pub enum Killed {
 /// their processes are gone, so every one of them must go, even when the kernel has since
 /// given a killed run's pid to another process (locks record the process start time).
 #[track_caller]
-pub fn unlock_after_kills(env: &Env, password: &str, ctx: &str) {
+pub fn unlock_after_kills<T: Target + ?Sized>(env: &T, password: &str, ctx: &str) {
     let out = run_pw(env, password, &["unlock"]);
     assert_eq!(out.code, 0, "{ctx}: unlock failed: {}", out.stderr);
-    let left: Vec<_> = list_files(&env.repo.join("locks"))
+    let left: Vec<_> = list_files(&env.objects().join("locks"))
         .into_iter()
         .filter(|p| !is_temp(p))
         .collect();
@@ -87,13 +113,22 @@ pub fn unlock_after_kills(env: &Env, password: &str, ctx: &str) {
 }
 
 /// Starts `arca ARGS` (password `password`), sends SIGKILL after `delay`, waits for it.
-pub fn kill_after(env: &Env, password: &str, args: &[&OsStr], delay: Duration) -> Killed {
+pub fn kill_after<T: Target + ?Sized>(
+    env: &T,
+    password: &str,
+    args: &[&OsStr],
+    delay: Duration,
+) -> Killed {
     let mut c = env.cmd();
     c.env("ARCA_INSECURE_TEST_KDF", "1")
         .env("ARCA_PASSWORD", password)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .args(args);
+    kill_command_after(c, delay)
+}
+
+/// Spawns a prepared `arca` command, sends SIGKILL after `delay`, waits for it.
+pub fn kill_command_after(mut c: Command, delay: Duration) -> Killed {
+    c.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = c.spawn().expect("spawn arca");
     let deadline = Instant::now() + delay;
     // Poll so a run that ends early is reported as finished, not as killed.
@@ -196,7 +231,7 @@ pub fn digest_diff(want: &Digest, got: &Digest) -> Vec<String> {
 }
 
 /// Ids of the snapshots in the repository, with their JSON.
-pub fn snapshots(env: &Env, password: &str) -> Vec<(String, serde_json::Value)> {
+pub fn snapshots<T: Target + ?Sized>(env: &T, password: &str) -> Vec<(String, serde_json::Value)> {
     let out = run_pw(env, password, &["snapshots", "--json"]).ok();
     match out.json() {
         serde_json::Value::Array(v) => v
@@ -209,7 +244,14 @@ pub fn snapshots(env: &Env, password: &str) -> Vec<(String, serde_json::Value)> 
 
 /// Restores snapshot `id` and asserts that the copy of `src` in it equals `want`.
 #[track_caller]
-pub fn assert_restores(env: &Env, password: &str, id: &str, src: &Path, want: &Digest, ctx: &str) {
+pub fn assert_restores<T: Target + ?Sized>(
+    env: &T,
+    password: &str,
+    id: &str,
+    src: &Path,
+    want: &Digest,
+    ctx: &str,
+) {
     let target = env.path(&format!("restore-{}", &id[..8.min(id.len())]));
     let _ = std::fs::remove_dir_all(&target);
     let t = target.to_string_lossy().into_owned();
@@ -226,7 +268,12 @@ pub fn assert_restores(env: &Env, password: &str, id: &str, src: &Path, want: &D
 
 /// `check` (optionally `--read-data`) as JSON: asserts no problems, returns the warnings.
 #[track_caller]
-pub fn assert_check(env: &Env, password: &str, read_data: bool, ctx: &str) -> Vec<String> {
+pub fn assert_check<T: Target + ?Sized>(
+    env: &T,
+    password: &str,
+    read_data: bool,
+    ctx: &str,
+) -> Vec<String> {
     let mut args = vec!["check", "--json"];
     if read_data {
         args.push("--read-data");
@@ -273,4 +320,65 @@ pub fn is_temp(path: &Path) -> bool {
 /// Number of temporary files (`.tmp-*`) anywhere below `dir`.
 pub fn temp_files(dir: &Path) -> usize {
     list_files(dir).iter().filter(|p| is_temp(p)).count()
+}
+
+/// Writes generation `g` of a source tree of `files` files of `file_size` bytes. File `f`
+/// gets a new version in generations where `g % (f + 1) == 0`; `sub/` holds small files that
+/// change every generation. Returns the bytes of file content that are new in this
+/// generation (versus `g - 1`).
+pub fn write_generation(src: &Path, seed: u64, g: u64, files: u64, file_size: usize) -> u64 {
+    std::fs::create_dir_all(src.join("sub")).expect("create the source tree");
+    let mut new_bytes = 0;
+    for f in 0..files {
+        let version = g - g % (f + 1);
+        let path = src.join(format!("f{f}.bin"));
+        let changed = g == 0 || g.is_multiple_of(f + 1);
+        if changed || !path.exists() {
+            crate::common::write_random(
+                &path,
+                seed ^ (f << 40) ^ version.wrapping_mul(0x9e37),
+                file_size,
+            );
+            new_bytes += file_size as u64;
+        }
+    }
+    for i in 0..3u64 {
+        let data = format!("generation {g} small file {i}\n").repeat(20);
+        new_bytes += data.len() as u64;
+        std::fs::write(src.join("sub").join(format!("s{i}.txt")), data)
+            .expect("write a small source file");
+    }
+    new_bytes
+}
+
+/// `args` followed by the path `src`, as owned arguments.
+pub fn args_with_path(args: &[&str], src: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = args.iter().map(|a| a.into()).collect();
+    v.push(src.as_os_str().to_owned());
+    v
+}
+
+/// Borrowed views of owned arguments.
+pub fn arg_refs(v: &[std::ffi::OsString]) -> Vec<&OsStr> {
+    v.iter().map(|a| a.as_os_str()).collect()
+}
+
+/// Registers snapshots that appeared since the last look: at most one, taken of the source
+/// in `src` now (the source does not change while a backup runs).
+#[track_caller]
+pub fn register_new_snapshot<T: Target + ?Sized>(
+    env: &T,
+    known: &mut BTreeMap<String, Digest>,
+    src: &Path,
+    ctx: &str,
+) {
+    let new: Vec<String> = snapshots(env, crate::common::PASSWORD)
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| !known.contains_key(id))
+        .collect();
+    assert!(new.len() <= 1, "{ctx}: several new snapshots {new:?}");
+    if let Some(id) = new.into_iter().next() {
+        known.insert(id, digest(src));
+    }
 }

@@ -1553,9 +1553,6 @@ impl Checker<'_> {
             }
         }
 
-        if self.problems.len() > before {
-            return None;
-        }
         // Alerts.
         let (alerts, channels) = match &j.alerts {
             Some(raw) => {
@@ -1621,6 +1618,9 @@ impl Checker<'_> {
             }
         });
 
+        if self.problems.len() > before {
+            return None;
+        }
         let plan = JobPlan {
             tz,
             schedule: schedule?,

@@ -2,6 +2,8 @@
 //! repository, parsing its JSON output, generating deterministic data, and comparing trees.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;

@@ -4,10 +4,13 @@
 #   cargo build --release -p arca-cli && sudo scripts/bench/pg.sh
 #
 # Phases, each repeated RUNS times (medians reported):
-#   1. base backup into an empty repository: arca pg basebackup vs pgbackrest --type=full
-#      (zstd level 3 for both, pgBackRest process-max = cores, fast checkpoint)
+#   1. base backup into an empty repository: arca pg basebackup (file-level, the default
+#      when the data directory is local) vs pgbackrest --type=full (zstd level 3 for both,
+#      pgBackRest process-max = cores, fast checkpoint); arca --method stream
+#      (pg_basebackup) into its own empty repository for reference
 #   2. a second base backup of the unchanged cluster (arca: bytes added vs the first)
-#   3. restore of the base backup into an empty directory (no WAL replay) for both
+#   3. restore of the base backup into an empty directory (no WAL replay) for both, and
+#      of arca's stream base backup
 #   4. WAL push of SEGMENTS segments, replayed exactly like PostgreSQL's archiver does it
 #      (one call per segment, in order, .ready renamed to .done after each success):
 #      arca wal-push (background pusher, the default / --batch 1: one segment per process)
@@ -16,7 +19,8 @@
 #
 # Environment: SCALE (pgbench scale, default 50), SEGMENTS (200), RUNS (3),
 # BENCH_DIR (default /var/tmp/arca-pg-bench; removed at the end unless KEEP=1),
-# SKIP_BACKUP=1 (only the WAL phase), SYNC=0 (skip the one-segment-per-call comparison),
+# SKIP_BACKUP=1 (only the WAL phase), SKIP_WAL=1 (only the base backup and restore
+# phases), SYNC=0 (skip the one-segment-per-call comparison),
 # ARCA (default target/release/arca), PGBIN (/usr/lib/postgresql/15/bin).
 set -euo pipefail
 
@@ -122,8 +126,9 @@ psql_ "select pg_reload_conf()" >/dev/null
 for run in $(seq "$RUNS"); do
   [ "${SKIP_BACKUP:-0}" = 1 ] && break
   echo "== base backup run $run"
-  rm -rf "$B/arca-repo" "$B/pgbr-repo" "$B/pgbr-spool"
+  rm -rf "$B/arca-repo" "$B/arca-stream" "$B/pgbr-repo" "$B/pgbr-spool"
   as_pg "$ARCA" init >/dev/null
+  as_pg env ARCA_REPOSITORY="$B/arca-stream" "$ARCA" init >/dev/null
   as_pg "${PGBR[@]}" stanza-create >/dev/null
   rm -rf "$B/pgbr-stanza"
   cp -a "$B/pgbr-repo" "$B/pgbr-stanza"
@@ -133,6 +138,7 @@ for run in $(seq "$RUNS"); do
   second=$(added)
   echo "arca_second_added_pct $(echo "100 * $second / $first" | bc -l) 0" | tee -a "$B/times"
   echo "arca_repo_bytes $(du -sb "$B/arca-repo" | cut -f1) 0" | tee -a "$B/times"
+  timed arca_backup_stream env ARCA_REPOSITORY="$B/arca-stream" "$ARCA" --json pg basebackup --method stream -d "$URI"
   timed pgbr_backup_full "${PGBR[@]}" --type=full backup
   echo "pgbr_repo_bytes $(du -sb "$B/pgbr-repo/backup" | cut -f1) 0" | tee -a "$B/times"
   timed pgbr_backup_incr "${PGBR[@]}" --type=incr backup
@@ -145,7 +151,26 @@ for run in $(seq "$RUNS"); do
   timed pgbr_restore "${PGBR[@]}" --pg1-path="$B/restore-pgbr" --set="$FULL" --type=immediate restore
   du -sb "$B/restore-arca" "$B/restore-pgbr" | tr '\n' ' '; echo
   rm -rf "$B/restore-arca" "$B/restore-pgbr"
+  timed arca_restore_stream env ARCA_REPOSITORY="$B/arca-stream" "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest
+  rm -rf "$B/restore-arca"
 done
+
+if [ "${SKIP_WAL:-0}" = 1 ]; then
+  echo
+  echo "== medians over $RUNS runs (seconds; peak RSS KiB)"
+  for l in arca_backup1 arca_backup2 arca_backup_stream pgbr_backup_full pgbr_backup_incr \
+           arca_restore arca_restore_stream pgbr_restore; do
+    printf "%-20s %8.2f s  %8s KiB\n" "$l" "$(stat_of "$l" 2)" "$(stat_of "$l" 3)"
+  done
+  printf "%-20s %8.2f %%\n" arca_second_added "$(stat_of arca_second_added_pct 2)"
+  printf "%-20s %8s bytes\n" arca_repo "$(stat_of arca_repo_bytes 2)"
+  printf "%-20s %8s bytes\n" pgbr_repo "$(stat_of pgbr_repo_bytes 2)"
+  r() { echo "scale=2; $(stat_of "$1" 2) / $(stat_of "$2" 2)" | bc -l; }
+  echo "backup  arca/pgBackRest: $(r arca_backup1 pgbr_backup_full)x (stream method: $(r arca_backup_stream pgbr_backup_full)x)"
+  echo "second  arca/pgBackRest incr: $(r arca_backup2 pgbr_backup_incr)x"
+  echo "restore arca/pgBackRest: $(r arca_restore pgbr_restore)x (stream method: $(r arca_restore_stream pgbr_restore)x)"
+  exit 0
+fi
 
 if [ ! -d "$B/pgbr-stanza" ]; then
   rm -rf "$B/pgbr-repo"
@@ -219,7 +244,8 @@ done
 
 echo
 echo "== medians over $RUNS runs (seconds; peak RSS KiB)"
-for l in arca_backup1 arca_backup2 pgbr_backup_full pgbr_backup_incr arca_restore pgbr_restore \
+for l in arca_backup1 arca_backup2 arca_backup_stream pgbr_backup_full pgbr_backup_incr \
+         arca_restore arca_restore_stream pgbr_restore \
          arca_push_batch pgbr_push_async arca_push_single pgbr_push_sync; do
   if grep -q "^$l " "$B/times"; then
     printf "%-18s %8.2f s  %8s KiB\n" "$l" "$(stat_of "$l" 2)" "$(stat_of "$l" 3)"

@@ -1,5 +1,6 @@
 //! PostgreSQL end to end, against real throwaway clusters: point-in-time restore (time,
-//! restore point, latest), WAL archiving under pgbench load without loss, wal-push
+//! restore point, latest) from streamed and file-level base backups, file-level base
+//! backups under pgbench load and of an unchanged cluster, WAL archiving under pgbench load without loss, wal-push
 //! idempotence and wal-fetch exit codes, gap detection, WAL retention, logical dumps
 //! (custom, plain, parallel, --all) and the errors of bad input.
 //!
@@ -376,11 +377,21 @@ fn pitr_to_time_restore_point_and_latest() {
         String::from_utf8_lossy(&out.stderr)
     );
     sb.psql(&c, "postgres", "create table marks(v text)");
+    // The pg_basebackup stream (the file-level method has its own tests below).
     let bb = sb
-        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .arca(&[
+            "pg",
+            "basebackup",
+            "--json",
+            "--method",
+            "stream",
+            "-d",
+            &c.uri("postgres"),
+        ])
         .ok()
         .summary();
     let meta = &bb["meta"];
+    assert_eq!(meta["pg.method"], "stream", "{meta}");
     for k in [
         "pg.start_lsn",
         "pg.stop_lsn",
@@ -830,4 +841,212 @@ fn bad_input_fails_clearly_without_snapshots() {
     ])
     .fails();
     assert_eq!(sb.snapshot_count(), before, "a failed dump left a snapshot");
+}
+
+fn pgbench_init(sb: &Sandbox, c: &Cluster, scale: u32) {
+    let out = sb
+        .tool("pgbench")
+        .args(["-i", "-s", &scale.to_string(), "-q"])
+        .arg(c.uri("postgres"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn file_level_base_backup_restores_to_a_time_and_skips_unchanged_files() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    pgbench_init(&sb, &c, 2);
+    sb.psql(&c, "postgres", "create table marks(v text)");
+    sb.psql(&c, "postgres", "checkpoint");
+    // Files written in the second before a base backup are read again by the next one
+    // (a write in the same timestamp tick would not show): let them age.
+    std::thread::sleep(Duration::from_millis(1200));
+    let first = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    assert_eq!(first["meta"]["pg.method"], "files", "{first}");
+    assert_eq!(
+        first["meta"]["pg.pgdata"].as_str(),
+        Some(c.data.to_string_lossy().as_ref())
+    );
+    for k in [
+        "pg.start_lsn",
+        "pg.stop_lsn",
+        "pg.timeline",
+        "pg.backup_label",
+    ] {
+        assert!(first["meta"].get(k).is_some(), "no {k}: {first}");
+    }
+    // An unchanged cluster: the second base backup reads and adds almost nothing.
+    let second = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    let added = |v: &serde_json::Value| v["bytes_added"].as_u64().unwrap();
+    let read = |v: &serde_json::Value| v["bytes_read"].as_u64().unwrap();
+    assert!(
+        added(&second) * 20 < added(&first),
+        "second base backup added {} bytes, the first {}",
+        added(&second),
+        added(&first)
+    );
+    assert!(
+        read(&second) * 20 < read(&first),
+        "second base backup read {} bytes, the first {}",
+        read(&second),
+        read(&first)
+    );
+    assert_ne!(
+        first["meta"]["pg.start_lsn"],
+        second["meta"]["pg.start_lsn"]
+    );
+
+    sb.psql(&c, "postgres", "insert into marks values ('A')");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = sb.psql(&c, "postgres", "select now()");
+    std::thread::sleep(Duration::from_millis(300));
+    sb.psql(&c, "postgres", "insert into marks values ('B')");
+    sb.switch_and_wait(&c);
+    sb.arca(&["pg", "check"]).ok().says("no gaps");
+    for (dir, target, want) in [
+        ("r_time", vec!["--target-time", t.as_str()], "A"),
+        ("r_latest", vec!["--target", "latest"], "A,B"),
+    ] {
+        let data = restore(&sb, dir, &target);
+        assert!(data.join("backup_label").exists());
+        assert!(data.join("pg_wal/archive_status").is_dir());
+        assert!(!data.join("postmaster.pid").exists());
+        let md = std::fs::metadata(&data).unwrap();
+        assert_eq!(md.permissions().mode() & 0o777, 0o700);
+        let mut r = sb.restored(&data);
+        start_recovered(&sb, &mut r);
+        let got = sb.psql(
+            &r,
+            "postgres",
+            "select string_agg(v, ',' order by v) from marks",
+        );
+        assert_eq!(got, want, "restore {dir} to {target:?}\nlog:\n{}", r.log());
+        assert_eq!(
+            sb.psql(&r, "postgres", "select count(*) from pgbench_accounts"),
+            "200000"
+        );
+        r.stop();
+    }
+    // --method stream still works beside file-level backups.
+    let stream = sb
+        .arca(&[
+            "pg",
+            "basebackup",
+            "--method",
+            "stream",
+            "--json",
+            "-d",
+            &c.uri("postgres"),
+        ])
+        .ok()
+        .summary();
+    assert_eq!(stream["meta"]["pg.method"], "stream");
+}
+
+#[test]
+fn file_level_base_backups_under_pgbench_load_recover_consistently() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("-c max_wal_size=64MB");
+    pgbench_init(&sb, &c, 5);
+    sb.psql(&c, "postgres", "create extension amcheck");
+    sb.arca(&["pg", "basebackup", "-d", &c.uri("postgres")])
+        .ok();
+    // Writes run through two more base backups (the second reuses unchanged files of
+    // the first).
+    /// Kills and reaps pgbench if the test fails before it ends.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut load = Reap(
+        sb.tool("pgbench")
+            .args(["-c", "4", "-j", "2", "-T", "12", "-n"])
+            .arg(c.uri("postgres"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let during = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    assert_eq!(during["meta"]["pg.method"], "files");
+    std::thread::sleep(Duration::from_secs(2));
+    let again = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    assert!(load.0.wait().unwrap().success(), "pgbench failed");
+    let expected = sb.psql(
+        &c,
+        "postgres",
+        "select count(*) || ':' || sum(delta) || ':' || (select sum(abalance) from pgbench_accounts) from pgbench_history",
+    );
+    sb.switch_and_wait(&c);
+    // Recovery to the end of the newest base backup (the data as it was copied, made
+    // consistent by its WAL) and to the end of the archive.
+    let stop = again["meta"]["pg.stop_lsn"].as_str().unwrap().to_string();
+    for (dir, target) in [
+        ("r_end_of_backup", vec!["--target-lsn", stop.as_str()]),
+        ("r_latest", vec!["--target", "latest"]),
+    ] {
+        let data = restore(&sb, dir, &target);
+        let mut r = sb.restored(&data);
+        start_recovered(&sb, &mut r);
+        for index in [
+            "pgbench_accounts_pkey",
+            "pgbench_branches_pkey",
+            "pgbench_tellers_pkey",
+        ] {
+            sb.psql(
+                &r,
+                "postgres",
+                &format!("select bt_index_check('{index}', true)"),
+            );
+        }
+        assert_eq!(
+            sb.psql(&r, "postgres", "select count(*) from pgbench_accounts"),
+            "500000"
+        );
+        // Every transaction's history row matches its balance change.
+        assert_eq!(
+            sb.psql(
+                &r,
+                "postgres",
+                "select (select sum(abalance) from pgbench_accounts) = \
+                 (select coalesce(sum(delta), 0) from pgbench_history)"
+            ),
+            "t",
+            "{dir}: balances and history disagree\nlog:\n{}",
+            r.log()
+        );
+        if dir == "r_latest" {
+            let got = sb.psql(
+                &r,
+                "postgres",
+                "select count(*) || ':' || sum(delta) || ':' || (select sum(abalance) from pgbench_accounts) from pgbench_history",
+            );
+            assert_eq!(got, expected, "restored rows differ\nlog:\n{}", r.log());
+        }
+        r.stop();
+    }
 }

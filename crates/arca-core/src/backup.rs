@@ -159,6 +159,8 @@ struct FileResult {
     content: Vec<Id>,
     bytes_read: u64,
     error: Option<String>,
+    /// The file was gone when its reader opened it.
+    vanished: bool,
     /// The file changed while it was read (reported, content kept as read).
     changed: Option<String>,
 }
@@ -190,6 +192,44 @@ pub fn backup_paths(
     paths: &[PathBuf],
     opts: &BackupOptions,
     progress: &dyn Progress,
+) -> Result<BackupResult> {
+    backup_paths_as(
+        repo,
+        index,
+        paths,
+        opts,
+        &PathsSource::default(),
+        progress,
+        |_| Ok(()),
+    )
+}
+
+/// A directory backed up as something else than plain files (a database's data
+/// directory): its snapshot `source`, how far a parent's content is trusted, and whether
+/// files changing under the reader are expected.
+#[derive(Debug, Clone, Default)]
+pub struct PathsSource {
+    /// Snapshot `source`; empty: `files`.
+    pub source: String,
+    /// Reuse a parent's content only for files whose recorded mtime (ns) is before this:
+    /// a write in the same timestamp tick as the parent's read leaves mtime and size
+    /// alone, so files modified shortly before the parent ran are read again.
+    pub reuse_mtime_before_ns: Option<i64>,
+    /// Files that change or vanish while read are expected (a running database whose
+    /// recovery repairs them): neither is reported or recorded as an error.
+    pub changes_expected: bool,
+}
+
+/// [`backup_paths`] for another source kind. `finish` runs after the walk and before the
+/// snapshot is written; it may add metadata, and an error from it discards the snapshot.
+pub fn backup_paths_as(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    paths: &[PathBuf],
+    opts: &BackupOptions,
+    kind: &PathsSource,
+    progress: &dyn Progress,
+    finish: impl FnOnce(&mut Snapshot) -> Result<()>,
 ) -> Result<BackupResult> {
     let start = Instant::now();
     let start_time = jiff::Timestamp::now();
@@ -256,7 +296,8 @@ pub fn backup_paths(
         let builder = {
             let saver = saver.clone();
             let repo = repo.clone();
-            s.spawn(move || build_trees(&repo, &saver, event_rx, progress))
+            let changes_expected = kind.changes_expected;
+            s.spawn(move || build_trees(&repo, &saver, event_rx, progress, changes_expected))
         };
         let mut walker = Walker {
             repo,
@@ -268,6 +309,8 @@ pub fn backup_paths(
             owners: OwnerNames::new(),
             progress,
             root_dev: 0,
+            reuse_mtime_before_ns: kind.reuse_mtime_before_ns,
+            changes_expected: kind.changes_expected,
         };
         let walked = walker.walk_roots(&abs, parent_root.as_ref());
         drop(walker);
@@ -298,16 +341,21 @@ pub fn backup_paths(
     summary.end = Some(jiff::Timestamp::now());
     summary.duration_secs = start.elapsed().as_secs_f64();
 
-    let snapshot = new_snapshot(
+    let mut snapshot = new_snapshot(
         opts,
         host,
         path_strings,
         root,
         parent.map(|p| p.0),
-        "files",
+        if kind.source.is_empty() {
+            "files"
+        } else {
+            &kind.source
+        },
         summary,
         errors,
     );
+    finish(&mut snapshot)?;
     finish_snapshot(repo, snapshot, opts.dry_run)
 }
 
@@ -480,12 +528,14 @@ fn read_file(
         content: Vec::new(),
         bytes_read: 0,
         error: None,
+        vanished: false,
         changed: None,
     };
     progress.file_started(&job.path);
     let file = match open_noatime(&job.path) {
         Ok(f) => f,
         Err(e) => {
+            res.vanished = e.kind() == std::io::ErrorKind::NotFound;
             res.error = Some(e.to_string());
             return (res, buf);
         }
@@ -557,6 +607,8 @@ struct Walker<'a> {
     owners: OwnerNames,
     progress: &'a dyn Progress,
     root_dev: u64,
+    reuse_mtime_before_ns: Option<i64>,
+    changes_expected: bool,
 }
 
 #[derive(Default)]
@@ -686,7 +738,9 @@ impl Walker<'_> {
                 let reuse = self.opts.backup_type != BackupType::Full
                     && !self.opts.checksum
                     && pnode.is_some_and(|p| {
-                        unchanged_since(p, &md) && p.content.iter().all(|b| self.index.contains(b))
+                        unchanged_since(p, &md)
+                            && self.reuse_mtime_before_ns.is_none_or(|t| p.mtime_ns < t)
+                            && p.content.iter().all(|b| self.index.contains(b))
                     });
                 if reuse {
                     node.content = parent_content.clone().unwrap_or_default();
@@ -727,6 +781,9 @@ impl Walker<'_> {
     fn walk_dir(&mut self, dir: &Path, ptree: Option<&Tree>) -> Result<()> {
         let rd = match lp(dir).and_then(|r| fs::read_dir(r.path())) {
             Ok(r) => r,
+            Err(e) if self.changes_expected && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(());
+            }
             Err(e) => return self.error(dir, e),
         };
         let mut names: Vec<OsString> = Vec::new();
@@ -781,6 +838,7 @@ fn build_trees(
     saver: &BlobSaver,
     events: Receiver<Event>,
     progress: &dyn Progress,
+    changes_expected: bool,
 ) -> Result<Built> {
     let mut stack: Vec<Vec<Node>> = Vec::new();
     let mut summary = SnapshotSummary::default();
@@ -812,6 +870,9 @@ fn build_trees(
                             if err == "interrupted" {
                                 return Err(Error::Interrupted);
                             }
+                            if changes_expected && r.vanished {
+                                continue;
+                            }
                             progress.warning(&path, &err);
                             errors.push(EntryError {
                                 path: path.to_string_lossy().into_owned(),
@@ -820,11 +881,13 @@ fn build_trees(
                             continue;
                         }
                         if let Some(c) = r.changed {
-                            progress.warning(&path, &c);
-                            errors.push(EntryError {
-                                path: path.to_string_lossy().into_owned(),
-                                reason: c,
-                            });
+                            if !changes_expected {
+                                progress.warning(&path, &c);
+                                errors.push(EntryError {
+                                    path: path.to_string_lossy().into_owned(),
+                                    reason: c,
+                                });
+                            }
                             node.size = r.bytes_read;
                         }
                         node.content = r.content;

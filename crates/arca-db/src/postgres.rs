@@ -1,7 +1,9 @@
 //! PostgreSQL: logical dumps (`pg_dump`/`pg_dumpall` streamed into snapshots and back
-//! through `pg_restore`/`psql`), base backups (`pg_basebackup -Ft -X none` streamed into a
-//! snapshot), continuous WAL archiving (`wal-push`/`wal-fetch` over the archived-file
-//! catalog of [`arca_core::wal`]), WAL checks and retention, and point-in-time restore.
+//! through `pg_restore`/`psql`), base backups (the data directory read directly between
+//! `pg_backup_start` and `pg_backup_stop` when it is on this host, else
+//! `pg_basebackup -Ft -X none` streamed into a snapshot), continuous WAL archiving
+//! (`wal-push`/`wal-fetch` over the archived-file catalog of [`arca_core::wal`]), WAL checks
+//! and retention, and point-in-time restore.
 //!
 //! arca runs the server's own client tools and never speaks the PostgreSQL protocol
 //! itself. Snapshot and WAL record metadata keys written here are listed in
@@ -9,12 +11,13 @@
 
 mod basebackup;
 mod dump;
+mod filebackup;
 mod tools;
 mod walarchive;
 mod walname;
 
 pub use basebackup::{
-    BaseBackupOptions, RecoveryTarget, RestoreOptions, RestorePlan, base_backup,
+    BaseBackupMethod, BaseBackupOptions, RecoveryTarget, RestoreOptions, RestorePlan, base_backup,
     choose_base_backup, restore_base_backup,
 };
 pub use dump::{DumpFormat, DumpOptions, dump, dump_all, restore_dump, restore_dump_set};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use arca_core::backup::{BackupOptions, BackupResult};
 use arca_db::postgres::{
-    self, BaseBackupOptions, DumpFormat, DumpOptions, RecoveryTarget, RestoreOptions, Tools,
+    self, BaseBackupMethod, BaseBackupOptions, DumpFormat, DumpOptions, RecoveryTarget,
+    RestoreOptions, Tools,
 };
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -21,7 +22,8 @@ pub enum PgCommand {
     /// Restore a dump snapshot through pg_restore or psql (a globals snapshot of a
     /// `dump --all` set restores the whole set)
     RestoreDump(RestoreDumpArgs),
-    /// Stream a base backup (pg_basebackup -Ft -X none) into a snapshot
+    /// Take a base backup: the data directory read directly when it is on this host
+    /// (unchanged files are not read again), else pg_basebackup -Ft -X none streamed
     Basebackup(BasebackupArgs),
     /// Lay down the newest base backup before a target and configure recovery to it
     Restore(RestoreArgs),
@@ -90,11 +92,23 @@ pub struct BasebackupArgs {
     /// Wait for the next regular checkpoint instead of requesting an immediate one
     #[arg(long)]
     pub spread_checkpoint: bool,
+    /// files: read the data directory between pg_backup_start and pg_backup_stop (it must
+    /// be on this host and readable; needs a superuser or EXECUTE on those functions);
+    /// stream: pg_basebackup (REPLICATION privilege); auto: files when possible
+    #[arg(long, value_enum, default_value = "auto")]
+    pub method: MethodArg,
     /// Tags for the snapshot
     #[arg(long = "tag")]
     pub tags: Vec<String>,
     #[command(flatten)]
     pub tools: ToolArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    Auto,
+    Files,
+    Stream,
 }
 
 #[derive(Debug, Args)]
@@ -263,7 +277,9 @@ fn restore_dump(g: &GlobalArgs, a: RestoreDumpArgs) -> Result<i32> {
 
 fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
     let tools = Tools::new(a.tools.pg_bindir.clone());
-    tools.find("pg_basebackup").map_err(db_err)?;
+    if !matches!(a.method, MethodArg::Files) {
+        tools.find("pg_basebackup").map_err(db_err)?;
+    }
     tools.find("psql").map_err(db_err)?;
     let repo = common::open(g)?;
     let _lock = common::lock(g, &repo, false, "pg basebackup")?;
@@ -273,13 +289,22 @@ fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
         tools,
         fast_checkpoint: !a.spread_checkpoint,
         label: a.label.clone(),
+        method: match a.method {
+            MethodArg::Auto => BaseBackupMethod::Auto,
+            MethodArg::Files => BaseBackupMethod::Files,
+            MethodArg::Stream => BaseBackupMethod::Stream,
+        },
         backup: backup_options(g, &a.tags),
     };
     let progress = CliProgress::new(g, "pg basebackup");
     let r = postgres::base_backup(&repo, index, &opts, &progress);
     progress.finish();
     let r = r.map_err(db_err)?;
-    print_result(g, "base backup", &r)?;
+    let what = match r.snapshot.meta.get("pg.method").map(String::as_str) {
+        Some("files") => "base backup (files)",
+        _ => "base backup (pg_basebackup stream)",
+    };
+    print_result(g, what, &r)?;
     Ok(crate::exit::OK)
 }
 

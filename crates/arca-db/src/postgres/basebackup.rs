@@ -1,9 +1,12 @@
-//! Base backups (`pg_basebackup -Ft -X none -D -` streamed into a snapshot holding one file,
-//! `base.tar`) and point-in-time restore: choosing the newest base backup before the
-//! target, unpacking it into an empty data directory and writing the recovery settings.
+//! Base backups: choosing the method (file-level, see `filebackup`, when the data
+//! directory is on this host; else `pg_basebackup -Ft -X none -D -` streamed into a
+//! snapshot holding one file, `base.tar`), the metadata every base backup records, and
+//! point-in-time restore: choosing the newest base backup before the target, laying it
+//! down into an empty data directory and writing the recovery settings.
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,7 @@ use arca_core::restore::find_path;
 use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, bounded};
 
+use super::filebackup::{METHOD_FILES, file_base_backup, local_data_directory};
 use super::tools::{ConnectionArg, Running, Tools, describe_target, query};
 use super::walarchive::DEFAULT_SEGMENT_SIZE;
 use super::walname::{Lsn, segment_name};
@@ -34,7 +38,21 @@ pub struct BaseBackupOptions {
     pub fast_checkpoint: bool,
     /// The backup label PostgreSQL records.
     pub label: String,
+    pub method: BaseBackupMethod,
     pub backup: BackupOptions,
+}
+
+/// How a base backup reads the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BaseBackupMethod {
+    /// `Files` when the data directory is on this host and readable, else `Stream`.
+    #[default]
+    Auto,
+    /// The low-level backup API around a parallel directory backup of the data directory
+    /// (unchanged files are not read again).
+    Files,
+    /// `pg_basebackup -Ft -X none` streamed into one file.
+    Stream,
 }
 
 /// Facts captured from the tar stream while it passes.
@@ -189,13 +207,18 @@ fn label_field<'a>(label: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Streams a base backup into a snapshot whose metadata records the WAL range it needs.
-pub fn base_backup(
-    repo: &Arc<Repository>,
-    index: Arc<Index>,
-    o: &BaseBackupOptions,
-    progress: &dyn Progress,
-) -> Result<BackupResult> {
+/// What a base backup learns from the server before it starts.
+pub(crate) struct ServerFacts {
+    /// Snapshot metadata: versions, system identifier, segment size, start time.
+    pub meta: BTreeMap<String, String>,
+    pub seg_size: u64,
+    pub version_num: u32,
+    pub system_identifier: String,
+}
+
+/// Asks the server for its versions and settings; refuses clusters with extra
+/// tablespaces or without WAL archiving.
+pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
     let target = describe_target(&o.dbname);
     let rows = query(
         &o.tools,
@@ -232,7 +255,51 @@ pub fn base_backup(
         "pg.start_time".to_string(),
         jiff::Timestamp::now().to_string(),
     );
+    Ok(ServerFacts {
+        meta,
+        seg_size,
+        version_num: get(1).parse().unwrap_or(0),
+        system_identifier: get(2),
+    })
+}
 
+/// Streams a base backup into a snapshot whose metadata records the WAL range it needs.
+pub fn base_backup(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    o: &BaseBackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let facts = server_facts(o)?;
+    let local = match o.method {
+        BaseBackupMethod::Stream => None,
+        _ => local_data_directory(o, &facts),
+    };
+    match (o.method, local) {
+        (BaseBackupMethod::Files | BaseBackupMethod::Auto, Some(dir)) => {
+            file_base_backup(repo, index, o, facts, &dir, progress)
+        }
+        (BaseBackupMethod::Files, None) => Err(Error::Invalid(format!(
+            "the data directory of {} is not on this host or not readable by this user \
+             (a file-level base backup reads it directly); use --method stream",
+            describe_target(&o.dbname)
+        ))),
+        _ => stream_base_backup(repo, index, o, facts, progress),
+    }
+}
+
+/// The `stream` method: `pg_basebackup -Ft -X none` into one file, `base.tar`.
+pub(crate) fn stream_base_backup(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    o: &BaseBackupOptions,
+    facts: ServerFacts,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let target = describe_target(&o.dbname);
+    let seg_size = facts.seg_size;
+    let mut meta = facts.meta;
+    meta.insert("pg.method".to_string(), "stream".to_string());
     let mut cmd = o.tools.command("pg_basebackup")?;
     cmd.args(["-D", "-", "-F", "t", "-X", "none", "-v", "-l"])
         .arg(&o.label)
@@ -272,7 +339,25 @@ pub fn base_backup(
                 .finish(&target)
                 .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
             let c = captured.lock().unwrap_or_else(|p| p.into_inner());
-            finish_meta(&err, &c, seg_size)
+            let label = c.backup_label.clone().ok_or_else(|| {
+                arca_core::Error::Invalid(
+                    "pg_basebackup's output has no backup_label (not a base backup?); \
+                     no snapshot was written"
+                        .into(),
+                )
+            })?;
+            let stop = c
+                .manifest_tail
+                .as_deref()
+                .and_then(manifest_end_lsn)
+                .ok_or_else(|| {
+                    arca_core::Error::Invalid(format!(
+                        "pg_basebackup's output has no backup_manifest with the backup's WAL \
+                         range (PostgreSQL 13 or later is needed); its messages: {err}; \
+                         no snapshot was written"
+                    ))
+                })?;
+            finish_meta(label, stop, c.tablespace_map.clone(), seg_size)
                 .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))
         },
     )?;
@@ -280,10 +365,12 @@ pub fn base_backup(
 }
 
 /// The metadata known only at the end: WAL range, timeline, label.
-fn finish_meta(stderr: &str, c: &Captured, seg_size: u64) -> Result<BTreeMap<String, String>> {
-    let label = c.backup_label.clone().ok_or_else(|| {
-        Error::Invalid("pg_basebackup's output has no backup_label (not a base backup?)".into())
-    })?;
+pub(crate) fn finish_meta(
+    label: String,
+    stop: Lsn,
+    tablespace_map: Option<String>,
+    seg_size: u64,
+) -> Result<BTreeMap<String, String>> {
     let start_field = label_field(&label, "START WAL LOCATION")
         .ok_or_else(|| Error::Invalid("backup_label has no START WAL LOCATION".into()))?;
     let start: Lsn = start_field
@@ -295,16 +382,6 @@ fn finish_meta(stderr: &str, c: &Captured, seg_size: u64) -> Result<BTreeMap<Str
     let timeline: u32 = label_field(&label, "START TIMELINE")
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);
-    let stop = c
-        .manifest_tail
-        .as_deref()
-        .and_then(manifest_end_lsn)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "pg_basebackup's output has no backup_manifest with the backup's WAL range \
-                 (PostgreSQL 13 or later is needed); its messages: {stderr}"
-            ))
-        })?;
     let mut m = BTreeMap::new();
     m.insert("pg.start_lsn".into(), start.to_string());
     m.insert("pg.stop_lsn".into(), stop.to_string());
@@ -319,8 +396,8 @@ fn finish_meta(stderr: &str, c: &Captured, seg_size: u64) -> Result<BTreeMap<Str
     );
     m.insert("pg.stop_time".into(), jiff::Timestamp::now().to_string());
     m.insert("pg.backup_label".into(), label);
-    if let Some(t) = &c.tablespace_map {
-        m.insert("pg.tablespace_map".into(), t.clone());
+    if let Some(t) = tablespace_map.filter(|t| !t.is_empty()) {
+        m.insert("pg.tablespace_map".into(), t);
     }
     Ok(m)
 }
@@ -449,7 +526,6 @@ pub fn restore_base_backup(
     o: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestorePlan> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = &o.pgdata;
     match std::fs::read_dir(dir) {
         Ok(mut rd) => {
@@ -467,6 +543,113 @@ pub fn restore_base_backup(
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(dir, e))?;
+    let is_root = nix_is_root();
+    let bytes = if snapshot.1.meta.get("pg.method").map(String::as_str) == Some(METHOD_FILES) {
+        restore_files(repo, index, snapshot, o, progress)?
+    } else {
+        restore_tar(repo, index, snapshot, o, progress)?
+    };
+    // The data directory belongs to whoever owns its files (postgres).
+    if is_root && let Ok(md) = std::fs::metadata(dir.join("PG_VERSION")) {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(dir, Some(md.uid()), Some(md.gid()));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))?;
+    let settings = write_recovery_settings(dir, snapshot, o, is_root)?;
+    Ok(RestorePlan {
+        snapshot: snapshot.0,
+        bytes,
+        settings,
+    })
+}
+
+/// Lays down a file-level base backup: the data directory through the parallel
+/// restorer, then `backup_label` (and `tablespace_map`) from the snapshot's metadata and
+/// the WAL directories the backup left out. Returns the bytes restored.
+fn restore_files(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &(Id, Snapshot),
+    o: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let dir = &o.pgdata;
+    let snap = &snapshot.1;
+    let short = snapshot.0.short();
+    let (Some(pgdata), Some(label)) = (snap.paths.first(), snap.meta.get("pg.backup_label")) else {
+        return Err(Error::Invalid(format!(
+            "base backup {short} has no data directory or backup label in its metadata"
+        )));
+    };
+    let node = find_path(repo, index, &snap.tree, Path::new(pgdata))?;
+    let opts = arca_core::restore::RestoreOptions {
+        // Fetches in flight: reads overlap decompression and writes.
+        threads: Some(o.threads.clamp(1, 16) * 2),
+        ..Default::default()
+    };
+    let summary =
+        arca_core::restore::restore(repo, index, &node, Path::new(pgdata), dir, &opts, progress)?;
+    if !summary.errors.is_empty() {
+        let first: Vec<String> = summary
+            .errors
+            .iter()
+            .take(3)
+            .map(|e| format!("{}: {}", e.path, e.reason))
+            .collect();
+        return Err(Error::Invalid(format!(
+            "restoring base backup {short} into {} failed for {} files ({}); the data \
+             directory is incomplete",
+            dir.display(),
+            summary.errors.len(),
+            first.join("; ")
+        )));
+    }
+    let owner = std::fs::metadata(dir.join("PG_VERSION"))
+        .ok()
+        .filter(|_| nix_is_root());
+    let chown = |p: &Path| {
+        if let Some(md) = &owner {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::os::unix::fs::chown(p, Some(md.uid()), Some(md.gid()));
+        }
+    };
+    // pg_wal as a symlink elsewhere comes back as a plain directory, as pg_basebackup does.
+    let wal = dir.join("pg_wal");
+    if std::fs::symlink_metadata(&wal).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(&wal).map_err(|e| Error::io(&wal, e))?;
+    }
+    for d in [wal.clone(), wal.join("archive_status")] {
+        if !d.is_dir() {
+            std::fs::create_dir(&d).map_err(|e| Error::io(&d, e))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io(&d, e))?;
+            chown(&d);
+        }
+    }
+    let mut files = vec![("backup_label", label.clone())];
+    if let Some(map) = snap.meta.get("pg.tablespace_map").filter(|m| !m.is_empty()) {
+        files.push(("tablespace_map", map.clone()));
+    }
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(&p, e))?;
+        chown(&p);
+    }
+    Ok(summary.total_bytes)
+}
+
+/// Unpacks `base.tar` (a `stream` base backup). Returns the bytes restored.
+fn restore_tar(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &(Id, Snapshot),
+    o: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let dir = &o.pgdata;
     let node = find_path(repo, index, &snapshot.1.tree, Path::new("/base.tar"))?;
     let is_root = nix_is_root();
     let threads = o.threads.clamp(1, 16);
@@ -510,13 +693,16 @@ pub fn restore_base_backup(
         drop(archive);
         r
     })?;
-    // The data directory belongs to whoever owns its files (postgres).
-    if is_root && let Ok(md) = std::fs::metadata(dir.join("PG_VERSION")) {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::chown(dir, Some(md.uid()), Some(md.gid()));
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(dir, e))?;
+    Ok(node.size)
+}
+
+/// Writes `recovery.signal` and the recovery settings into `postgresql.auto.conf`.
+fn write_recovery_settings(
+    dir: &Path,
+    snapshot: &(Id, Snapshot),
+    o: &RestoreOptions,
+    is_root: bool,
+) -> Result<Vec<String>> {
     let mut settings = vec![
         format!("restore_command = {}", quote_conf(&o.restore_command)),
         "recovery_target_timeline = 'latest'".to_string(),
@@ -562,11 +748,7 @@ pub fn restore_base_backup(
             let _ = std::os::unix::fs::chown(f, Some(md.uid()), Some(md.gid()));
         }
     }
-    Ok(RestorePlan {
-        snapshot: snapshot.0,
-        bytes: node.size,
-        settings,
-    })
+    Ok(settings)
 }
 
 fn nix_is_root() -> bool {

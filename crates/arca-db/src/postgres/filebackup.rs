@@ -1,0 +1,393 @@
+//! File-level base backups: with the data directory on this host and readable, a base
+//! backup is `pg_backup_start()` in a psql session kept open, the data directory through
+//! arca's parallel directory engine (unchanged files are taken from the previous base
+//! backup by size, mtime, ctime and inode, as `arca backup` does), then `pg_backup_stop()`,
+//! whose backup label (and tablespace map) go into the snapshot's metadata. What
+//! pg_basebackup leaves out is left out here too. A restore lays the directory down with
+//! the parallel restorer and writes the backup label from the metadata.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, ChildStdout, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_core::backup::{BackupResult, PathsSource, backup_paths_as};
+use arca_core::format::Snapshot;
+use arca_core::index::Index;
+use arca_core::progress::Progress;
+use arca_core::{Id, Repository};
+
+use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta};
+use super::tools::{ConnectionArg, Running, describe_target, query};
+use super::walname::{Lsn, segment_name};
+use super::{Error, Result, SOURCE_BASEBACKUP};
+
+/// `pg.method` of a file-level base backup.
+pub const METHOD_FILES: &str = "files";
+
+/// Files reused from the previous base backup only when their recorded mtime is at least
+/// this much older than that backup's start (see [`PathsSource::reuse_mtime_before_ns`]):
+/// more than a kernel timestamp tick, and the granularity of file systems with whole-second
+/// timestamps.
+const REUSE_MARGIN_NS: i64 = 1_000_000_000;
+
+/// Below the data directory: directories whose content pg_basebackup leaves out (the
+/// directories themselves are kept), and files it leaves out.
+const EXCLUDED_CONTENT: &[&str] = &[
+    "pg_wal",
+    "pg_replslot",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+const EXCLUDED_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "tablespace_map",
+    "backup_manifest",
+    "postgresql.auto.conf.tmp",
+    "current_logfiles.tmp",
+];
+/// Left out wherever they are (temporary files, relation cache init files).
+const EXCLUDED_ANYWHERE: &[&str] = &["pgsql_tmp*", "pg_internal.init*"];
+
+/// The server's data directory when it is on this host and readable: the path the server
+/// reports, whose `global/pg_control` carries the server's system identifier.
+pub(crate) fn local_data_directory(o: &BaseBackupOptions, facts: &ServerFacts) -> Option<PathBuf> {
+    let rows = query(
+        &o.tools,
+        &o.dbname,
+        "select current_setting('data_directory')",
+    )
+    .ok()?;
+    let dir = PathBuf::from(rows.first()?.first()?.trim());
+    if !dir.is_absolute() {
+        return None;
+    }
+    let control = std::fs::read(dir.join("global/pg_control")).ok()?;
+    let id = u64::from_le_bytes(control.get(..8)?.try_into().ok()?);
+    (id.to_string() == facts.system_identifier).then_some(dir)
+}
+
+/// A glob pattern matching `path` literally.
+fn glob_escape(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if "*?[]{}\\!".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The exclude patterns of a base backup of `pgdata`.
+fn excludes(pgdata: &Path) -> Vec<String> {
+    let root = glob_escape(pgdata);
+    let mut v: Vec<String> = EXCLUDED_CONTENT
+        .iter()
+        .map(|d| format!("{root}/{d}/*"))
+        .collect();
+    v.extend(EXCLUDED_FILES.iter().map(|f| format!("{root}/{f}")));
+    v.extend(EXCLUDED_ANYWHERE.iter().map(|p| p.to_string()));
+    v
+}
+
+/// A psql session kept open for the low-level backup API (a non-exclusive backup lives
+/// as long as its session; closing it aborts the backup).
+struct Session {
+    running: Option<Running>,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    target: String,
+}
+
+const MARK: &str = "@@arca-end-of-result@@";
+
+impl Session {
+    fn open(o: &BaseBackupOptions) -> Result<Session> {
+        let mut cmd = o.tools.command("psql")?;
+        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "|"])
+            .connection(&o.dbname)
+            .env("LC_ALL", "C")
+            .env("LC_MESSAGES", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut running = Running::spawn("psql", cmd)?;
+        let missing = || Error::Invalid("psql's input or output is not available".into());
+        let stdin = running.child.stdin.take().ok_or_else(missing)?;
+        let stdout = running.child.stdout.take().ok_or_else(missing)?;
+        Ok(Session {
+            running: Some(running),
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            target: describe_target(&o.dbname),
+        })
+    }
+
+    /// Runs one statement; returns its rows, fields split on `|`.
+    fn query(&mut self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let sent = match self.stdin.as_mut() {
+            Some(i) => i
+                .write_all(format!("{sql};\n\\echo {MARK}\n").as_bytes())
+                .and_then(|_| i.flush())
+                .is_ok(),
+            None => false,
+        };
+        let mut rows = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = if sent {
+                self.stdout.read_line(&mut line).unwrap_or(0)
+            } else {
+                0
+            };
+            if n == 0 {
+                return Err(self.failure());
+            }
+            let l = line.trim_end_matches('\n');
+            if l == MARK {
+                return Ok(rows);
+            }
+            if !l.is_empty() {
+                rows.push(l.split('|').map(str::to_string).collect());
+            }
+        }
+    }
+
+    /// psql stopped (ON_ERROR_STOP): its exit status and messages.
+    fn failure(&mut self) -> Error {
+        self.stdin.take();
+        match self.running.take() {
+            Some(r) => match r.finish(&self.target) {
+                Ok(msg) => Error::ToolFailed {
+                    tool: "psql".into(),
+                    status: "ended early".into(),
+                    target: self.target.clone(),
+                    message: msg,
+                },
+                Err(e) => e,
+            },
+            None => Error::Invalid(format!("the psql session to {} ended", self.target)),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // End of input ends psql and with it the session (a running backup is aborted).
+        self.stdin.take();
+        if let Some(r) = self.running.take() {
+            let _ = r.wait();
+        }
+    }
+}
+
+fn decode_hex_text(hex: &str) -> Result<String> {
+    let hex = hex.trim();
+    if !hex.len().is_multiple_of(2) {
+        return Err(Error::Invalid(
+            "pg_backup_stop returned a malformed label".into(),
+        ));
+    }
+    let bytes: std::result::Result<Vec<u8>, _> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect();
+    let bytes =
+        bytes.map_err(|_| Error::Invalid("pg_backup_stop returned a malformed label".into()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Invalid("pg_backup_stop returned a label that is not UTF-8".into()))
+}
+
+/// The previous file-level base backup of the same cluster and data directory, if any.
+fn previous_backup<'a>(
+    snaps: &'a [(Id, Snapshot)],
+    pgdata: &str,
+    facts: &ServerFacts,
+    host: &str,
+) -> Option<&'a (Id, Snapshot)> {
+    snaps.iter().rev().find(|(_, s)| {
+        s.source == SOURCE_BASEBACKUP
+            && s.host == host
+            && s.meta.get("pg.method").map(String::as_str) == Some(METHOD_FILES)
+            && s.meta.get("pg.system_identifier") == Some(&facts.system_identifier)
+            && s.paths.len() == 1
+            && s.paths[0] == pgdata
+    })
+}
+
+/// Waits until the archiver marked `segment` done (what `pg_backup_stop(true)` waits
+/// for, polled often instead of once a second).
+fn wait_archived(pgdata: &Path, segment: &str, progress: &dyn Progress) -> Result<()> {
+    let status = pgdata.join("pg_wal/archive_status");
+    let done = status.join(format!("{segment}.done"));
+    let ready = status.join(format!("{segment}.ready"));
+    let mut waited = Duration::ZERO;
+    let mut step = Duration::from_millis(5);
+    loop {
+        if done.exists() {
+            return Ok(());
+        }
+        // Neither marker nor segment: archived and already recycled.
+        if !ready.exists() && !pgdata.join("pg_wal").join(segment).exists() {
+            return Ok(());
+        }
+        if progress.should_stop() {
+            return Err(Error::Repository(arca_core::Error::Interrupted));
+        }
+        if waited >= Duration::from_secs(60) && waited < Duration::from_secs(60) + step {
+            progress.warning(
+                &ready,
+                "still waiting for the archiver to archive the backup's last WAL segment \
+                 (check archive_command)",
+            );
+        }
+        std::thread::sleep(step);
+        waited += step;
+        step = (step * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The `files` method: the low-level backup API around a directory backup of `pgdata`.
+pub(crate) fn file_base_backup(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    o: &BaseBackupOptions,
+    facts: ServerFacts,
+    pgdata: &Path,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let pgdata_str = pgdata.to_string_lossy().into_owned();
+    let host = o
+        .backup
+        .host
+        .clone()
+        .unwrap_or_else(arca_core::repo::hostname);
+    let (snaps, _) = repo.list_snapshots()?;
+    let parent = previous_backup(&snaps, &pgdata_str, &facts, &host);
+    let reuse_before = parent.map(|(_, s)| {
+        let start = s.summary.start.unwrap_or(s.time);
+        start.as_nanosecond() as i64 - REUSE_MARGIN_NS
+    });
+    let mut opts = o.backup.clone();
+    opts.parent = parent.map(|p| p.0);
+    opts.excludes.extend(excludes(pgdata));
+    opts.meta.extend(facts.meta);
+    opts.meta
+        .insert("pg.method".to_string(), METHOD_FILES.to_string());
+    opts.meta
+        .insert("pg.pgdata".to_string(), pgdata_str.clone());
+    let kind = PathsSource {
+        source: SOURCE_BASEBACKUP.to_string(),
+        reuse_mtime_before_ns: Some(reuse_before.unwrap_or(i64::MAX)),
+        changes_expected: true,
+    };
+
+    let mut session = Session::open(o)?;
+    let new_api = facts.version_num >= 150000 || facts.version_num == 0;
+    let label = o.label.replace('\'', "''");
+    let fast = if o.fast_checkpoint { "true" } else { "false" };
+    let start_sql = if new_api {
+        format!("select pg_backup_start('{label}', {fast})")
+    } else {
+        format!("select pg_start_backup('{label}', {fast}, false)")
+    };
+    session.query(&start_sql).map_err(|e| match e {
+        Error::ToolFailed { message, .. } if message.contains("permission denied") => {
+            Error::Invalid(format!(
+                "{message}: a file-level base backup needs a superuser or EXECUTE on \
+                 pg_backup_start/pg_backup_stop; or use --method stream (REPLICATION)"
+            ))
+        }
+        other => other,
+    })?;
+    let seg_size = facts.seg_size;
+    let stop_sql = if new_api {
+        "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
+         encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(false)"
+    } else {
+        "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
+         encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') \
+         from pg_stop_backup(false, false)"
+    };
+    let no_snapshot = |e: Error| arca_core::Error::Invalid(format!("{e}; no snapshot was written"));
+    let result = backup_paths_as(
+        repo,
+        index,
+        &[pgdata.to_path_buf()],
+        &opts,
+        &kind,
+        progress,
+        |snap| {
+            if !snap.errors.is_empty() {
+                let first: Vec<String> = snap
+                    .errors
+                    .iter()
+                    .take(3)
+                    .map(|e| format!("{}: {}", e.path, e.reason))
+                    .collect();
+                return Err(arca_core::Error::Invalid(format!(
+                    "{} files of the data directory could not be read ({}); no snapshot \
+                     was written",
+                    snap.errors.len(),
+                    first.join("; ")
+                )));
+            }
+            let rows = session.query(stop_sql).map_err(no_snapshot)?;
+            let row = rows.into_iter().next().unwrap_or_default();
+            let get = |i: usize| row.get(i).cloned().unwrap_or_default();
+            let stop: Lsn = get(0)
+                .parse()
+                .map_err(|e: String| no_snapshot(Error::Invalid(e)))?;
+            let label = decode_hex_text(&get(1)).map_err(no_snapshot)?;
+            let map = decode_hex_text(&get(2)).map_err(no_snapshot)?;
+            let meta = finish_meta(label, stop, Some(map), seg_size).map_err(no_snapshot)?;
+            // The backup is usable once its last segment is archived.
+            let timeline: u32 = meta
+                .get("pg.timeline")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(1);
+            let stop_seg = segment_name(timeline, stop.0.saturating_sub(1) / seg_size, seg_size);
+            wait_archived(pgdata, &stop_seg, progress).map_err(no_snapshot)?;
+            snap.meta.extend(meta);
+            Ok(())
+        },
+    )?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_escape_the_data_directory() {
+        let v = excludes(Path::new("/srv/pg[1]/data"));
+        assert!(v.contains(&"/srv/pg\\[1\\]/data/pg_wal/*".to_string()));
+        assert!(v.contains(&"/srv/pg\\[1\\]/data/postmaster.pid".to_string()));
+        let ex = arca_core::backup::Excludes::new(&v, &[]).unwrap();
+        let root = Path::new("/srv/pg[1]/data");
+        assert!(ex.is_excluded(&root.join("pg_wal/000000010000000000000001")));
+        assert!(ex.is_excluded(&root.join("pg_wal/archive_status")));
+        assert!(!ex.is_excluded(&root.join("pg_wal")));
+        assert!(ex.is_excluded(&root.join("base/5/pgsql_tmp/pgsql_tmp1.0")));
+        assert!(ex.is_excluded(&root.join("global/pg_internal.init")));
+        assert!(ex.is_excluded(&root.join("postmaster.pid")));
+        assert!(!ex.is_excluded(&root.join("base/5/16384")));
+        assert!(!ex.is_excluded(&root.join("global/pg_control")));
+    }
+
+    #[test]
+    fn hex_labels_decode() {
+        assert_eq!(decode_hex_text("41420a").unwrap(), "AB\n");
+        assert!(decode_hex_text("4").is_err());
+        assert!(decode_hex_text("zz").is_err());
+    }
+}

@@ -30,7 +30,8 @@
 //!
 //! `ARCA_S3_CHECKSUM=md5` (or `crc32c`) makes S3 uploads carry a checksum the server checks;
 //! buckets with S3 Object Lock retention require `md5` (objects are then sent in one request
-//! each, without multipart).
+//! each, without multipart). Unset, the storage switches to `md5` at the first upload a
+//! bucket refuses for want of it; `none` keeps it off.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -547,35 +548,48 @@ fn build_opendal(
             let region = nonempty(env, "AWS_REGION")
                 .or_else(|| nonempty(env, "AWS_DEFAULT_REGION"))
                 .unwrap_or_else(|| "us-east-1".to_string());
-            let mut b = services::S3::default()
-                .bucket(bucket)
-                .root(&root_of(prefix))
-                .region(&region);
-            let shown_endpoint = match endpoint {
-                Some(ep) => {
-                    // A private server: never ask the EC2 metadata service for keys.
-                    b = b.endpoint(ep).disable_ec2_metadata();
-                    ep.clone()
+            let mut shown_endpoint = String::new();
+            let mut source = String::new();
+            let mut builder = || {
+                let mut b = services::S3::default()
+                    .bucket(bucket)
+                    .root(&root_of(prefix))
+                    .region(&region);
+                shown_endpoint = match endpoint {
+                    Some(ep) => {
+                        // A private server: never ask the EC2 metadata service for keys.
+                        b = b.endpoint(ep).disable_ec2_metadata();
+                        ep.clone()
+                    }
+                    None => match nonempty(env, "AWS_ENDPOINT_URL") {
+                        Some(ep) => ep,
+                        None => format!("AWS S3 (region {region})"),
+                    },
+                };
+                let (creds, from) = aws_credentials(env);
+                source = from;
+                if let Some(c) = &creds {
+                    b = b.access_key_id(&c.key_id).secret_access_key(&c.secret);
+                    if let Some(t) = &c.token {
+                        b = b.session_token(t);
+                    }
                 }
-                None => match nonempty(env, "AWS_ENDPOINT_URL") {
-                    Some(ep) => ep,
-                    None => format!("AWS S3 (region {region})"),
-                },
+                b
             };
-            let (creds, source) = aws_credentials(env);
-            if let Some(c) = &creds {
-                b = b.access_key_id(&c.key_id).secret_access_key(&c.secret);
-                if let Some(t) = &c.token {
-                    b = b.session_token(t);
-                }
-            }
+            let mut b = builder();
             // Object Lock buckets refuse uploads without Content-MD5 (which OpenDAL cannot
             // send on multipart uploads: such storages then send every object in one
-            // request).
+            // request). Without ARCA_S3_CHECKSUM, a second operator that sends Content-MD5
+            // stands by: the first upload such a bucket refuses switches to it.
             let checksum = nonempty(env, "ARCA_S3_CHECKSUM").map(|c| c.to_ascii_lowercase());
             let mut single_request = false;
+            let mut md5_fallback = None;
             match checksum.as_deref() {
-                None | Some("none") => {}
+                None => {
+                    md5_fallback =
+                        Some(Operator::new(builder().checksum_algorithm("md5")).map_err(err)?);
+                }
+                Some("none") => {}
                 Some(c @ ("md5" | "crc32c")) => {
                     b = b.checksum_algorithm(c);
                     single_request = c == "md5";
@@ -595,7 +609,8 @@ fn build_opendal(
                     endpoint: shown_endpoint,
                 })
                 .with_credentials_source(source)
-                .with_single_request_writes(single_request))
+                .with_single_request_writes(single_request)
+                .with_md5_fallback(md5_fallback))
         }
         Location::Oss { bucket, prefix } => {
             let endpoint = nonempty(env, "OSS_ENDPOINT").ok_or_else(|| {

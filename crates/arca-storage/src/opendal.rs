@@ -74,6 +74,11 @@ pub struct OpendalStorage {
     /// Never use multipart uploads (the service needs Content-MD5, which OpenDAL cannot send
     /// on parts).
     single_request_writes: bool,
+    /// The same service sending Content-MD5 with every upload (S3 without a chosen
+    /// checksum): used from the first upload the bucket refuses for want of it (Object Lock
+    /// retention), with single-request writes.
+    md5_fallback: Option<Operator>,
+    use_md5: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for OpendalStorage {
@@ -121,6 +126,57 @@ impl OpendalStorage {
             credentials: "the service's default credential sources".to_string(),
             object_store,
             single_request_writes: false,
+            md5_fallback: None,
+            use_md5: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Sets the operator that sends Content-MD5, for buckets that turn out to need it.
+    pub fn with_md5_fallback(mut self, op: Option<Operator>) -> Self {
+        self.md5_fallback = op.map(|o| {
+            o.layer(
+                TimeoutLayer::new()
+                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_io_timeout(IO_TIMEOUT),
+            )
+        });
+        self
+    }
+
+    /// Writes `data` to `name` through `op` (in one request when `single_request`).
+    fn write_with(
+        &self,
+        op: &Operator,
+        single_request: bool,
+        name: &str,
+        data: &[u8],
+    ) -> Result<()> {
+        let op = op.clone();
+        let m = self.mapper();
+        let path = name.to_string();
+        let buf = Buffer::from(data.to_vec());
+        let cap = op.info().capability();
+        let multipart = data.len() > SINGLE_REQUEST_MAX && cap.write_can_multi && !single_request;
+        // Filesystem-like services (SFTP, fs) write in place: write a temporary file beside
+        // the object and rename it into place, so that readers never see half an object.
+        let temp = (!self.object_store && cap.rename).then(|| temp_path(name));
+        self.block("write", name, async move {
+            let target = temp.as_deref().unwrap_or(&path);
+            let w = op.write_with(target, buf);
+            let w = if multipart {
+                w.chunk(PART_SIZE).concurrent(PART_CONCURRENCY)
+            } else {
+                w
+            };
+            let written = w.await.map(|_| ());
+            let done = match (&temp, written) {
+                (Some(tmp), Ok(())) => op.rename(tmp, &path).await,
+                (_, r) => r,
+            };
+            if let (Some(tmp), Err(_)) = (&temp, &done) {
+                let _ = op.delete(tmp).await;
+            }
+            done.map_err(|e| m.map("write", &path, &e))
         })
     }
 
@@ -346,6 +402,14 @@ fn range_error(name: &str, offset: u64, length: u64, size: u64) -> StorageError 
     )
 }
 
+/// Whether an upload was refused because the bucket wants Content-MD5 (S3 Object Lock
+/// retention: "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object
+/// requests with Object Lock parameters"; moto: MissingUploadObjectWithObjectLockHeaders).
+fn needs_content_md5(e: &crate::StorageError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    (m.contains("object lock") || m.contains("objectlock")) && m.contains("content-md5")
+}
+
 impl Storage for OpendalStorage {
     fn properties(&self) -> Properties {
         Properties {
@@ -429,34 +493,19 @@ impl Storage for OpendalStorage {
 
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         crate::check_name("write", name)?;
-        let op = self.op.clone();
-        let m = self.mapper();
-        let path = name.to_string();
-        let buf = Buffer::from(data.to_vec());
-        let cap = op.info().capability();
-        let multipart =
-            data.len() > SINGLE_REQUEST_MAX && cap.write_can_multi && !self.single_request_writes;
-        // Filesystem-like services (SFTP, fs) write in place: write a temporary file beside
-        // the object and rename it into place, so that readers never see half an object.
-        let temp = (!self.object_store && cap.rename).then(|| temp_path(name));
-        self.block("write", name, async move {
-            let target = temp.as_deref().unwrap_or(&path);
-            let w = op.write_with(target, buf);
-            let w = if multipart {
-                w.chunk(PART_SIZE).concurrent(PART_CONCURRENCY)
-            } else {
-                w
-            };
-            let written = w.await.map(|_| ());
-            let done = match (&temp, written) {
-                (Some(tmp), Ok(())) => op.rename(tmp, &path).await,
-                (_, r) => r,
-            };
-            if let (Some(tmp), Err(_)) = (&temp, &done) {
-                let _ = op.delete(tmp).await;
-            }
-            done.map_err(|e| m.map("write", &path, &e))
-        })
+        let md5 = self.use_md5.load(std::sync::atomic::Ordering::Relaxed);
+        match (&self.md5_fallback, md5) {
+            (Some(fallback), true) => self.write_with(fallback, true, name, data),
+            (Some(fallback), false) => match self.write_with(&self.op, false, name, data) {
+                Err(e) if needs_content_md5(&e) => {
+                    self.use_md5
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.write_with(fallback, true, name, data)
+                }
+                other => other,
+            },
+            (None, _) => self.write_with(&self.op, self.single_request_writes, name, data),
+        }
     }
 
     fn delete(&self, name: &str) -> Result<()> {

@@ -2,16 +2,25 @@
 //!
 //! Writes go to a temporary file in the target directory, are fsynced, renamed into place,
 //! and the directory is fsynced, so an object is either absent or complete after a crash.
+//! A write killed before its rename leaves its temporary file behind; the name says which
+//! host and process wrote it, so [`LocalStorage::remove_abandoned_temp_files`] can remove
+//! the ones whose writer is gone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::{ErrorKind, ObjectInfo, Properties, Result, Storage, StorageError};
 
 /// Prefix of temporary files; listing skips them.
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// Temporary files older than this are removed whoever wrote them: no write takes a day,
+/// and the writer may be on another host sharing the directory, where its process cannot
+/// be looked up.
+pub const ABANDONED_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A storage rooted at a local directory.
 #[derive(Debug, Clone)]
@@ -56,15 +65,132 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// This host's name (of the process's UTS namespace), `unknown` where it cannot be read.
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Short fingerprint of this host's name (hex), for temporary file names.
+fn host_tag() -> String {
+    blake3::hash(hostname().as_bytes()).to_hex()[..16].to_string()
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
+/// `None` when no such process exists or procfs cannot be read.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` of this host, started at `start` (0: unknown), has ended: no
+/// process has that pid, or the one that has it started at another time (the pid was
+/// reused). Without procfs nothing can be told, and the answer is no.
+fn process_gone(pid: u32, start: u64) -> bool {
+    if process_start(std::process::id()).is_none() {
+        return false;
+    }
+    match process_start(pid) {
+        None => true,
+        Some(now) => start != 0 && now != start,
+    }
+}
+
+/// `.tmp-HOST-PID-START-RANDOM`: HOST a fingerprint of the host name, PID and START the
+/// writing process and its start time (0 when unknown), RANDOM separating the writes of one
+/// process.
 fn temp_name() -> String {
     let mut b = [0u8; 8];
     // A failure of the OS random source leaves zeros; the pid still separates processes.
     let _ = getrandom::fill(&mut b);
+    let pid = std::process::id();
     format!(
-        "{TEMP_PREFIX}{}-{:016x}",
-        std::process::id(),
+        "{TEMP_PREFIX}{}-{pid}-{}-{:016x}",
+        host_tag(),
+        process_start(pid).unwrap_or(0),
         u64::from_le_bytes(b)
     )
+}
+
+/// Whether the temporary file `name` belongs to a write that can no longer finish: its
+/// writer was a process of this host that is gone, or it is older than
+/// [`ABANDONED_TEMP_AGE`] (temporary files of an older form, without host and start time,
+/// only by age).
+fn temp_is_abandoned(name: &str, age: Duration, host: &str) -> bool {
+    if age > ABANDONED_TEMP_AGE {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    let [writer_host, pid, start, _random] = parts[..] else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    writer_host == host && process_gone(pid, start)
+}
+
+impl LocalStorage {
+    /// Removes the temporary files of writes that can no longer finish (killed or crashed
+    /// processes): those whose writer was a process of this host that is gone, and any older
+    /// than [`ABANDONED_TEMP_AGE`]. Temporary files of live writers and of other hosts' recent
+    /// writes are kept. Returns how many were removed.
+    pub fn remove_abandoned_temp_files(&self) -> Result<usize> {
+        if let Some(err) = self.root_missing("clean", "") {
+            return Err(err);
+        }
+        let host = host_tag();
+        let now = SystemTime::now();
+        let mut removed = 0;
+        let mut stack = vec![(self.root.clone(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("clean", &rel, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| StorageError::io("clean", &rel, e))?;
+                let fname = entry.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    fname.clone()
+                } else {
+                    format!("{rel}/{fname}")
+                };
+                let ft = entry
+                    .file_type()
+                    .map_err(|e| StorageError::io("clean", &child, e))?;
+                if ft.is_dir() {
+                    stack.push((entry.path(), child));
+                    continue;
+                }
+                if !ft.is_file() || !fname.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let age = match entry.metadata().and_then(|m| m.modified()) {
+                    Ok(modified) => now.duration_since(modified).unwrap_or_default(),
+                    // Renamed into place or removed meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("clean", &child, e)),
+                };
+                if !temp_is_abandoned(&fname, age, &host) {
+                    continue;
+                }
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StorageError::io("clean", &child, e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
 }
 
 impl Storage for LocalStorage {
@@ -244,6 +370,68 @@ mod tests {
         let err = s.write("data/aa/x", b"1").unwrap_err();
         assert_eq!(err.kind, ErrorKind::NotFound);
         assert!(!dir.path().join("nope").exists(), "nothing is created");
+    }
+
+    #[test]
+    fn temp_names_say_host_process_and_start() {
+        let name = temp_name();
+        let me = std::process::id();
+        let parts: Vec<&str> = name.strip_prefix(TEMP_PREFIX).unwrap().split('-').collect();
+        assert_eq!(parts.len(), 4, "{name}");
+        assert_eq!(parts[0], host_tag());
+        assert_eq!(parts[1], me.to_string());
+        assert_eq!(parts[2], process_start(me).unwrap().to_string());
+        assert_ne!(temp_name(), name, "two writes of one process get two names");
+    }
+
+    #[test]
+    fn temp_files_of_gone_or_old_writers_are_abandoned() {
+        let host = host_tag();
+        let me = std::process::id();
+        let start = process_start(me).unwrap();
+        let young = Duration::from_secs(60);
+        let live = format!("{TEMP_PREFIX}{host}-{me}-{start}-00");
+        assert!(!temp_is_abandoned(&live, young, &host));
+        // The same pid with another start time: a later process has it, the writer is gone.
+        let reused = format!("{TEMP_PREFIX}{host}-{me}-{}-00", start + 1);
+        assert!(temp_is_abandoned(&reused, young, &host));
+        // A pid no process has.
+        let gone = format!("{TEMP_PREFIX}{host}-{}-{start}-00", u32::MAX);
+        assert!(temp_is_abandoned(&gone, young, &host));
+        // Another host's recent write is kept; anything older than a day goes.
+        let other = format!("{TEMP_PREFIX}0000000000000000-{}-{start}-00", u32::MAX);
+        assert!(!temp_is_abandoned(&other, young, &host));
+        let old = ABANDONED_TEMP_AGE + Duration::from_secs(1);
+        assert!(temp_is_abandoned(&other, old, &host));
+        assert!(temp_is_abandoned(&live, old, &host));
+        // The older form (`.tmp-PID-RANDOM`) says no host: only its age counts.
+        let older_form = format!("{TEMP_PREFIX}{}-00ff00ff00ff00ff", u32::MAX);
+        assert!(!temp_is_abandoned(&older_form, young, &host));
+    }
+
+    #[test]
+    fn abandoned_temp_files_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path().join("repo"));
+        s.create().unwrap();
+        s.write("data/ab/object", b"kept").unwrap();
+        let host = host_tag();
+        let me = std::process::id();
+        let start = process_start(me).unwrap();
+        let data = dir.path().join("repo/data/ab");
+        let gone = data.join(format!("{TEMP_PREFIX}{host}-{}-{start}-01", u32::MAX));
+        let live = data.join(format!("{TEMP_PREFIX}{host}-{me}-{start}-02"));
+        let at_root = dir
+            .path()
+            .join(format!("repo/{TEMP_PREFIX}{host}-{}-0-03", u32::MAX));
+        for p in [&gone, &live, &at_root] {
+            fs::write(p, b"partial").unwrap();
+        }
+        assert_eq!(s.remove_abandoned_temp_files().unwrap(), 2);
+        assert!(!gone.exists() && !at_root.exists());
+        assert!(live.exists(), "a live writer's temporary file is kept");
+        assert_eq!(s.read("data/ab/object").unwrap(), b"kept");
+        assert_eq!(s.remove_abandoned_temp_files().unwrap(), 0);
     }
 
     #[test]

@@ -209,12 +209,21 @@ fn do_prune(g: &GlobalArgs, repo: &Arc<Repository>, o: &PruneOpts, dry_run: bool
     common::ensure_may_delete(repo, "prune")?;
     let opts = prune_options(o)?;
     let _lock = common::lock(g, repo, true, "prune")?;
+    let temp_files = if dry_run {
+        0
+    } else {
+        crate::cmd::key::remove_abandoned_temp_files(g)?
+    };
     let plan = arca_core::prune::plan(repo, &opts)?;
     if g.json {
         let mut v = serde_json::to_value(&plan)?;
         v["dry_run"] = serde_json::json!(dry_run);
+        v["temporary_files_removed"] = serde_json::json!(temp_files);
         common::print_json(&v)?;
     } else if !g.quiet {
+        if temp_files > 0 {
+            println!("removed {temp_files} temporary files of interrupted writes");
+        }
         println!(
             "used: {} blobs, {}; unused: {} blobs, {}",
             plan.blobs_used,

@@ -93,10 +93,28 @@ pub fn run(g: &GlobalArgs, c: KeyCommand) -> Result<i32> {
 pub fn unlock(g: &GlobalArgs, a: UnlockArgs) -> Result<i32> {
     let repo = common::open(g)?;
     let n = arca_core::lock::remove_locks(&repo, a.remove_all)?;
+    let temp_files = remove_abandoned_temp_files(g)?;
     if g.json {
-        common::print_json(&serde_json::json!({"removed": n}))?;
+        common::print_json(&serde_json::json!({
+            "removed": n, "temporary_files_removed": temp_files,
+        }))?;
     } else if !g.quiet {
         println!("removed {n} locks");
+        if temp_files > 0 {
+            println!("removed {temp_files} temporary files of interrupted writes");
+        }
     }
     Ok(crate::exit::OK)
+}
+
+/// Removes the temporary files that interrupted writes left in a local repository (those
+/// whose writer is gone from this host, or older than a day; object stores have none).
+/// Returns how many were removed.
+pub(crate) fn remove_abandoned_temp_files(g: &GlobalArgs) -> Result<usize> {
+    match arca_storage::parse_location(&common::location(g)?)? {
+        arca_storage::Location::Local(root) => Ok(arca_storage::LocalStorage::new(root)
+            .remove_abandoned_temp_files()
+            .context("removing temporary files of interrupted writes")?),
+        _ => Ok(0),
+    }
 }

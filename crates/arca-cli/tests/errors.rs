@@ -47,6 +47,50 @@ fn non_repository_dir_exits_10() {
 }
 
 #[test]
+fn unlistable_location_says_permission_denied_not_not_a_repository() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // As root, permission bits do not stop a listing: run arca as nobody.
+    if !nix::unistd::getuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test runs arca as nobody and needs root"
+        );
+        eprintln!("skipping: needs root to run arca as nobody");
+        return;
+    }
+    let env = Env::new();
+    // Traversable but not listable by others: `config` is simply absent, but the listing
+    // that would tell an empty place from a foreign one is refused.
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::create_dir(&env.repo).unwrap();
+    fs::write(env.repo.join("notes.txt"), b"not for everyone").unwrap();
+    fs::set_permissions(&env.repo, fs::Permissions::from_mode(0o711)).unwrap();
+    let mut c = bare_cmd();
+    c.arg("-r")
+        .arg(&env.repo)
+        .arg("snapshots")
+        .env("ARCA_PASSWORD", PASSWORD)
+        .env("ARCA_INSECURE_TEST_KDF", "1")
+        .env("HOME", "/nonexistent")
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534);
+    let out = run_cmd(c, None);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.to_lowercase().contains("permission denied"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("not an arca repository"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn init_on_existing_repository_fails_and_changes_nothing() {
     let env = Env::init();
     let snapshot = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {

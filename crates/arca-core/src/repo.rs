@@ -116,6 +116,8 @@ pub fn ensure_repository(storage: &dyn Storage, location: &str) -> Result<()> {
 fn missing_repo(storage: &dyn Storage, location: &str) -> Error {
     match storage.list("") {
         Err(e) if e.kind == StorageKind::NotFound => Error::RepositoryNotFound(location.into()),
+        // The config may be there for someone allowed to look: say what stopped us.
+        Err(e) if e.kind == StorageKind::PermissionDenied => Error::Storage(e),
         _ => Error::NotARepository(location.into()),
     }
 }

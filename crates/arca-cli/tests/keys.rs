@@ -118,3 +118,45 @@ fn empty_new_password_is_refused() {
         init.code
     );
 }
+
+#[test]
+fn append_only_refuses_key_passwd_and_remove_but_allows_add() {
+    let env = Env::init();
+    let new = pwfile(&env, "new", "a new password");
+    // Changing the password would leave the old key behind (it cannot be removed), so the
+    // old password would go on working: refused before anything is written.
+    let out = with_pw(
+        &env,
+        PASSWORD,
+        &[
+            "--append-only",
+            "key",
+            "passwd",
+            "--new-password-file",
+            &new,
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("append-only"), "{}", out.stderr);
+    assert!(out.stderr.contains("key passwd"), "{}", out.stderr);
+    assert_eq!(key_list(&env, PASSWORD).len(), 1, "no key written");
+    with_pw(&env, "a new password", &["snapshots"]).code(12);
+    // Adding a key only adds: allowed.
+    with_pw(
+        &env,
+        PASSWORD,
+        &["--append-only", "key", "add", "--new-password-file", &new],
+    )
+    .ok();
+    let keys = key_list(&env, PASSWORD);
+    assert_eq!(keys.len(), 2);
+    let other = keys
+        .iter()
+        .find(|k| k["current"] != true)
+        .map(|k| s(k, "id").to_string())
+        .unwrap();
+    let out = with_pw(&env, PASSWORD, &["--append-only", "key", "remove", &other]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("key remove"), "{}", out.stderr);
+    assert_eq!(key_list(&env, PASSWORD).len(), 2);
+}

@@ -69,12 +69,15 @@ pub fn run(g: &GlobalArgs, c: KeyCommand) -> Result<i32> {
                 [] => anyhow::bail!("no key matches {id:?}"),
                 _ => anyhow::bail!("{id:?} matches several keys"),
             };
+            common::ensure_may_delete(&repo, "key remove")?;
             repo.remove_key(&target)?;
             if !g.quiet && !g.json {
                 println!("removed key {}", target.short());
             }
         }
         KeyCommand::Passwd(a) => {
+            // The old key could not be removed, and the old password would go on working.
+            common::ensure_may_delete(&repo, "key passwd (the old key could not be removed)")?;
             let pw = new_password(&a)?;
             let mut repo = Arc::try_unwrap(repo)
                 .map_err(|_| anyhow::anyhow!("repository in use"))

@@ -104,8 +104,17 @@ fn host_name(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// Why a request was not let in.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No token, and the request was addressed to a name (DNS rebinding guard).
+    Host(String),
+    /// The token is required and was missing or wrong.
+    Unauthorized,
+}
+
 /// Whether the request may go on, and how it was let in.
-pub fn check(keys: &Keys, headers: &HeaderMap) -> Result<Authed, Response> {
+pub fn check(keys: &Keys, headers: &HeaderMap) -> Result<Authed, Refusal> {
     let Some(token) = &keys.token else {
         let host = headers
             .get(header::HOST)
@@ -115,11 +124,7 @@ pub fn check(keys: &Keys, headers: &HeaderMap) -> Result<Authed, Response> {
         if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok() {
             return Ok(Authed::Open);
         }
-        return Err(WebError::Forbidden(format!(
-            "this dashboard has no token, so it answers only requests addressed to an IP \
-             address or localhost, not to {host:?}"
-        ))
-        .into_response());
+        return Err(Refusal::Host(host.to_string()));
     };
     if let Some(given) = bearer(headers) {
         if equal(given, token) {
@@ -130,7 +135,7 @@ pub fn check(keys: &Keys, headers: &HeaderMap) -> Result<Authed, Response> {
     {
         return Ok(Authed::Cookie);
     }
-    Err(unauthorized(headers, None))
+    Err(Refusal::Unauthorized)
 }
 
 /// 401: a login page for browsers, a line of text for everything else.
@@ -165,7 +170,12 @@ pub async fn require(State(app): State<Shared>, mut req: Request, next: Next) ->
             req.extensions_mut().insert(how);
             next.run(req).await
         }
-        Err(response) => response,
+        Err(Refusal::Host(host)) => WebError::Forbidden(format!(
+            "this dashboard has no token, so it answers only requests addressed to an IP \
+             address or localhost, not to {host:?}"
+        ))
+        .into_response(),
+        Err(Refusal::Unauthorized) => unauthorized(req.headers(), None),
     }
 }
 

@@ -76,6 +76,9 @@ pub fn seconds(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {
         return "–".into();
     }
+    if secs < 1.0 {
+        return format!("{:.0}ms", secs * 1000.0);
+    }
     if secs < 60.0 {
         return format!("{secs:.1}s");
     }
@@ -127,6 +130,7 @@ mod tests {
         assert_eq!(url_path("/etc/a b"), "/etc/a%20b");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(seconds(3.25), "3.2s");
+        assert_eq!(seconds(0.0254), "25ms");
         assert_eq!(seconds(3725.0), "1h2m5s");
     }
 }

@@ -4,6 +4,10 @@
 //! data; a server that stays down past the retry budget must give a clear error and leave a
 //! valid repository.
 //!
+//! The proxy can also refuse every delete with 403 AccessDenied, the answer S3 gives a
+//! credential whose policy denies `s3:DeleteObject` (a backup host's credential): backups
+//! must go on, `forget`/`prune`/`key passwd` must refuse before removing anything.
+//!
 //! The proxy forwards each request on a fresh upstream connection (`Connection: close`) and
 //! relays the answer; it understands requests with a `Content-Length` body, which is what
 //! OpenDAL sends.
@@ -51,6 +55,9 @@ struct ProxyState {
     max_in_flight: AtomicU64,
     /// Delay of every request in milliseconds (0: none).
     delay_ms: AtomicU64,
+    /// Answer every delete (DELETE, and POST ?delete batches) 403 AccessDenied.
+    deny_deletes: AtomicBool,
+    denied: AtomicU64,
     errors: AtomicU64,
     drops: AtomicU64,
     slows: AtomicU64,
@@ -167,10 +174,10 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 fn error_response(status: u16) -> Vec<u8> {
-    let (reason, code) = if status == 503 {
-        ("Slow Down", "SlowDown")
-    } else {
-        ("Internal Server Error", "InternalError")
+    let (reason, code) = match status {
+        503 => ("Slow Down", "SlowDown"),
+        403 => ("Forbidden", "AccessDenied"),
+        _ => ("Internal Server Error", "InternalError"),
     };
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
@@ -229,6 +236,19 @@ fn serve(conn: TcpStream, upstream: SocketAddr, st: &ProxyState) {
     let delay = st.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         std::thread::sleep(Duration::from_millis(delay));
+    }
+    let line = req
+        .head
+        .first()
+        .map(|l| l.to_ascii_uppercase())
+        .unwrap_or_default();
+    let is_delete =
+        line.starts_with("DELETE ") || (line.starts_with("POST ") && line.contains("?DELETE"));
+    if is_delete && st.deny_deletes.load(Ordering::SeqCst) {
+        st.denied.fetch_add(1, Ordering::SeqCst);
+        let _ = writer.write_all(&error_response(403));
+        let _ = writer.shutdown(Shutdown::Both);
+        return;
     }
     let roll = st.roll();
     let errors = st.error_per_mille.load(Ordering::SeqCst);
@@ -435,6 +455,78 @@ fn server_down_past_the_retry_budget_fails_clearly_and_leaves_a_valid_repository
     )
     .ok();
     assert_same_tree(&src, &restored_path(&target, &src));
+}
+
+#[test]
+fn a_credential_that_may_not_delete_keeps_backing_up_and_refuses_to_remove() {
+    let Some(base) = s3_base() else { return };
+    let (up, bucket) = upstream(&base);
+    let proxy = Proxy::start(up);
+    let env = Env::new();
+    let name = format!(
+        "nodelete-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond()
+    );
+    let through_proxy = format!("s3:http://{}/{bucket}/{name}", proxy.addr);
+    let direct = format!("{base}/{name}");
+    let src = make_source(&env);
+    arca(&env, &direct, &[], &["init"]).ok();
+    arca(&env, &direct, &[], &["backup", "-q", src.to_str().unwrap()]).ok();
+    proxy.state.deny_deletes.store(true, Ordering::SeqCst);
+    // Backups work (their locks stay behind, harmlessly).
+    std::fs::write(src.join("d1/new"), "y".repeat(200_000)).unwrap();
+    arca(
+        &env,
+        &through_proxy,
+        &[],
+        &["backup", "-q", src.to_str().unwrap()],
+    )
+    .ok();
+    // Deleting commands notice the refusal before removing anything.
+    for args in [
+        &["forget", "--keep-last", "1", "--prune"][..],
+        &["prune"][..],
+    ] {
+        arca(&env, &through_proxy, &[], args)
+            .fails()
+            .says("append-only")
+            .says("the storage refuses deletes");
+    }
+    let pw = env.path("newpw");
+    std::fs::write(&pw, "another password\n").unwrap();
+    arca(
+        &env,
+        &through_proxy,
+        &[],
+        &["key", "passwd", "--new-password-file", pw.to_str().unwrap()],
+    )
+    .fails()
+    .says("key passwd");
+    assert!(
+        proxy.state.denied.load(Ordering::SeqCst) > 0,
+        "deletes were tried and denied"
+    );
+    // From a host that may delete: both snapshots are there and the repository is sound.
+    let snaps = arca(&env, &direct, &[], &["snapshots", "--json"])
+        .ok()
+        .json();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(2), "{snaps}");
+    arca(&env, &direct, &[], &["check", "--read-data"]).ok();
+    let keys = arca(&env, &direct, &[], &["key", "list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "{keys}");
+    // And it can run retention; the probes and locks the denied host left are cleaned up.
+    arca(
+        &env,
+        &direct,
+        &[],
+        &["forget", "--keep-last", "1", "--prune"],
+    )
+    .ok();
+    arca(&env, &direct, &[], &["unlock"]).ok();
+    arca(&env, &direct, &[], &["check"]).ok();
 }
 
 #[test]

@@ -309,6 +309,7 @@ pub fn backup_paths_as(
             owners: OwnerNames::new(),
             progress,
             root_dev: 0,
+            ancestors: Vec::new(),
             reuse_mtime_before_ns: kind.reuse_mtime_before_ns,
             changes_expected: kind.changes_expected,
         };
@@ -607,6 +608,9 @@ struct Walker<'a> {
     owners: OwnerNames,
     progress: &'a dyn Progress,
     root_dev: u64,
+    /// (device, inode) and path of each directory being walked, outermost first: a
+    /// directory that is one of them (a bind mount inside itself) is a loop.
+    ancestors: Vec<(u64, u64, PathBuf)>,
     reuse_mtime_before_ns: Option<i64>,
     changes_expected: bool,
 }
@@ -720,14 +724,35 @@ impl Walker<'_> {
                 let ptree = self.parent_subtree(pnode)?;
                 self.send(Event::Enter)?;
                 let cross = self.opts.one_file_system && md.dev() != self.root_dev;
+                let identity = (md.dev(), md.ino());
+                let looped = self
+                    .ancestors
+                    .iter()
+                    .find(|(dev, ino, _)| (*dev, *ino) == identity)
+                    .map(|(_, _, ancestor)| ancestor.clone());
+                if let Some(ancestor) = &looped {
+                    self.error(
+                        path,
+                        format!(
+                            "directory loop: this is {} again (a bind mount inside itself?); \
+                             stored empty",
+                            ancestor.display()
+                        ),
+                    )?;
+                }
                 let skip = cross
+                    || looped.is_some()
                     || self.excludes.if_present.iter().any(|n| {
                         lp(&path.join(n))
                             .and_then(|r| fs::symlink_metadata(r.path()))
                             .is_ok()
                     });
                 if !skip {
-                    self.walk_dir(path, ptree.as_ref())?;
+                    self.ancestors
+                        .push((identity.0, identity.1, path.to_path_buf()));
+                    let walked = self.walk_dir(path, ptree.as_ref());
+                    self.ancestors.pop();
+                    walked?;
                 }
                 self.send(Event::Leave(node))?;
             }

@@ -149,6 +149,7 @@ sources = ["{src}"]
 repositories = ["local"]
 schedule = "0 0 1 1 *"
 rpo = "1h"
+rto = "1h"
 "#,
             repo = repo.display(),
             src = src.display(),
@@ -704,6 +705,44 @@ fn metrics_browse_and_download_after_a_run() {
         &[],
     );
     assert_eq!(missing.code, 404);
+    // A drill: its result, time and RTO in the metrics, its steps on the pages.
+    run(&config, &["drill", "run", "docs"]).ok();
+    let m = scrape(&addr, &[]);
+    assert_eq!(
+        metric(&m, "arca_job_drill_success", &[("job", "docs")]),
+        Some(1.0)
+    );
+    let drill_secs = metric(&m, "arca_job_drill_duration_seconds", &[("job", "docs")]).unwrap();
+    assert!(drill_secs > 0.0 && drill_secs < 60.0, "{drill_secs}");
+    let drill_time = metric(&m, "arca_job_drill_timestamp_seconds", &[("job", "docs")]).unwrap();
+    assert!(drill_time >= end, "drill at {drill_time}, run ended {end}");
+    assert_eq!(
+        metric(&m, "arca_job_rto_target_seconds", &[("job", "docs")]),
+        Some(3600.0)
+    );
+    assert!(
+        metric(
+            &m,
+            "arca_job_drill_projected_restore_seconds",
+            &[("job", "docs")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    let page = get(&addr, "/jobs/docs", &[]).text();
+    assert!(page.contains("<div class=\"drill\">"), "{page}");
+    for step in ["integrity", "function", "performance", "security"] {
+        assert!(
+            page.contains(&format!("<td>{step}</td>")),
+            "{step} missing:\n{page}"
+        );
+    }
+    let overview = get(&addr, "/", &[]).text();
+    assert!(
+        overview.contains("<span class=\"ok\">ok</span> projected restore"),
+        "{overview}"
+    );
+
     // Without a token the dashboard answers only to addresses, not to rebound names.
     let rebound = get(&addr, "/api/status", &[("Host", "attacker.example")]);
     assert!(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # s3.sh - backup and restore of the shared benchmark dataset to and from one local S3 server
-# (moto in server mode), arca against restic, in one run.
+# (moto in server mode, or s3s-fs with SERVER=s3s), arca against restic, in one run.
 #
 #   scripts/bench/s3.sh [RUNS]     (default 1; tools alternate within each run)
 #
@@ -12,7 +12,9 @@
 # Env: BENCH_ROOT (default /dev/shm/arca-s3bench), BENCH_DATA (default
 # /dev/shm/peerbench/pristine, else generated there with ../shared/bench/peers.sh gen),
 # ARCA_BIN (default target/release/arca), ARCA_SERVICES_DIR (moto's virtualenv, as for
-# scripts/services/s3.sh, which installs it).
+# scripts/services/s3.sh, which installs it), SERVER (moto, the default: one Python process,
+# objects in memory; or s3s: s3s-fs, a Rust server keeping objects as files under $ROOT,
+# built by scripts/services/s3s.sh install).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=${1:-1}
@@ -31,11 +33,24 @@ if [ ! -d "$DATA" ]; then
   BENCH_ROOT=$(dirname "$DATA") "$PEERS" gen "$DATA" >/dev/null
 fi
 
+SERVER=${SERVER:-moto}
 port=9400
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$ROOT/moto.log" 2>&1 </dev/null &
-moto=$!
-trap 'kill $moto 2>/dev/null || true' EXIT
+case $SERVER in
+  moto)
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$ROOT/moto.log" 2>&1 </dev/null &
+    ;;
+  s3s)
+    S3S=${ARCA_TEST_TOOLS:-$HOME/.cache/arca-test-tools}/bin/s3s-fs
+    [ -x "$S3S" ] || "$here/scripts/services/s3s.sh" install >&2
+    rm -rf "$ROOT/s3s-data" && mkdir -p "$ROOT/s3s-data"
+    "$S3S" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench \
+      "$ROOT/s3s-data" >"$ROOT/s3s.log" 2>&1 </dev/null &
+    ;;
+  *) echo "SERVER=$SERVER: use moto or s3s" >&2; exit 1 ;;
+esac
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
@@ -57,7 +72,7 @@ else:
 PY
 }
 
-CSV=$ROOT/results.csv
+CSV=$ROOT/results-$SERVER.csv
 [ -f "$CSV" ] || echo "run,tool,step,wall_s,cpu_s,max_rss_kib" >"$CSV"
 
 measure() {  # measure RUN TOOL STEP CMD...

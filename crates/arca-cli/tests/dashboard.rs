@@ -626,6 +626,14 @@ fn metrics_browse_and_download_after_a_run() {
     // Pages: the job's runs and charts; unknown jobs are 404.
     let page = get(&addr, "/jobs/docs", &[]);
     assert_eq!(page.code, 200);
+    // Not to be framed (the buttons), no scripts allowed in.
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(
+        page.header("content-security-policy")
+            .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+        "{:?}",
+        page.headers
+    );
     let text = page.text();
     assert!(text.contains("class=\"chart growth\""), "{text}");
     assert!(text.contains("class=\"chart duration\""));

@@ -95,9 +95,9 @@ pub fn line_chart(title: &str, class: &str, points: &[Point], axis: fn(f64) -> S
         "<text x=\"{x0}\" y=\"{}\" font-size=\"11\">{}</text>\
          <text x=\"{x1}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>",
         HEIGHT - 12.0,
-        html::escape(&t_min.strftime("%m-%d %H:%M").to_string()),
+        html::escape(&t_min.strftime("%Y-%m-%d %H:%M").to_string()),
         HEIGHT - 12.0,
-        html::escape(&t_max.strftime("%m-%d %H:%M").to_string()),
+        html::escape(&t_max.strftime("%Y-%m-%d %H:%M").to_string()),
     );
     let line: Vec<String> = points
         .iter()

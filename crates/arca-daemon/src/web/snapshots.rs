@@ -344,15 +344,13 @@ pub async fn download(
     let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let mut reader = ContentReader::new(&repo, &index, &node);
-        let mut buf = vec![0u8; CHUNK];
         loop {
-            match reader.read(&mut buf) {
+            let mut chunk = vec![0u8; CHUNK];
+            match reader.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if tx
-                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                        .is_err()
-                    {
+                    chunk.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
                         // The client went away.
                         break;
                     }

@@ -885,6 +885,22 @@ fn file_level_base_backup_restores_to_a_time_and_skips_unchanged_files() {
     ] {
         assert!(first["meta"].get(k).is_some(), "no {k}: {first}");
     }
+    // The snapshot holds backup_label itself, WAL and runtime files stay out.
+    let listing = sb
+        .arca(&["ls", first["snapshot_id"].as_str().unwrap()])
+        .ok()
+        .stdout_str();
+    let data_s = c.data.to_string_lossy().into_owned();
+    assert!(
+        listing.contains(&format!("{data_s}/backup_label\n")),
+        "{listing}"
+    );
+    assert!(listing.contains(&format!("{data_s}/base/")), "{listing}");
+    assert!(!listing.contains("postmaster.pid"), "{listing}");
+    assert!(
+        !listing.contains(&format!("{data_s}/pg_wal/0")),
+        "{listing}"
+    );
     // An unchanged cluster: the second base backup reads and adds almost nothing.
     let second = sb
         .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])

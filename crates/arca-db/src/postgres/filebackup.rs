@@ -2,10 +2,12 @@
 //! backup is `pg_backup_start()` in a psql session kept open, the data directory through
 //! arca's parallel directory engine (unchanged files are taken from the previous base
 //! backup by size, mtime, ctime and inode, as `arca backup` does), then `pg_backup_stop()`,
-//! whose backup label (and tablespace map) go into the snapshot's metadata. What
-//! pg_basebackup leaves out is left out here too. A restore lays the directory down with
-//! the parallel restorer and writes the backup label from the metadata.
+//! whose backup label (and tablespace map) go into the snapshot's metadata and, as files,
+//! into the data directory's tree. What pg_basebackup leaves out is left out here too. A
+//! restore lays the directory down with the parallel restorer and writes the backup label
+//! from the metadata.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Stdio};
@@ -13,9 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_core::backup::{BackupResult, PathsSource, backup_paths_as};
-use arca_core::format::Snapshot;
+use arca_core::format::{BlobKind, Node, NodeKind, Snapshot};
 use arca_core::index::Index;
 use arca_core::progress::Progress;
+use arca_core::repo::encode_tree;
+use arca_core::saver::BlobSaver;
 use arca_core::{Id, Repository};
 
 use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta};
@@ -223,6 +227,113 @@ fn previous_backup<'a>(
     })
 }
 
+/// Adds `files` (name, content) to the data directory's tree in `snap`, owned like its
+/// `PG_VERSION`: with `backup_label` in the snapshot itself, even a plain `arca restore`
+/// lays down a data directory that recovers from the backup's start (or refuses to start
+/// without the WAL), never one that silently starts from a later checkpoint.
+fn add_files_to_tree(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    indexes_before: &HashSet<arca_core::Id>,
+    snap: &mut Snapshot,
+    pgdata: &Path,
+    files: &[(&str, &str)],
+) -> arca_core::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let names: Vec<Vec<u8>> = pgdata
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect();
+    let missing = |name: &[u8]| {
+        arca_core::Error::Invalid(format!(
+            "{} is not in the base backup's snapshot",
+            String::from_utf8_lossy(name)
+        ))
+    };
+    // This backup's trees are in the index files it wrote, not in `index` (loaded before).
+    let mut written = Index::new();
+    for (id, _) in repo.list_ids("index")? {
+        if !indexes_before.contains(&id) {
+            for p in repo.load_index_file(&id)?.packs {
+                written.insert_pack(p.id, &p.blobs);
+            }
+        }
+    }
+    let load = |id: &arca_core::Id| {
+        if written.contains(id) {
+            repo.load_tree(&written, id)
+        } else {
+            repo.load_tree(index, id)
+        }
+    };
+    // The trees from the root down to the data directory's.
+    let mut trees = vec![load(&snap.tree)?];
+    for name in &names {
+        let sub = trees
+            .last()
+            .and_then(|t| t.nodes.iter().find(|n| &n.name == name))
+            .and_then(|n| n.subtree)
+            .ok_or_else(|| missing(name))?;
+        trees.push(load(&sub)?);
+    }
+    let saver = BlobSaver::new(repo.clone(), index.clone(), 1);
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    if let Some(dir) = trees.last_mut() {
+        let owner = dir.nodes.iter().find(|n| n.name == b"PG_VERSION").cloned();
+        for (name, text) in files {
+            let data = text.as_bytes().to_vec();
+            let id = repo.crypto().blob_id(&data);
+            let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+            node.mode = 0o600;
+            if let Some(o) = &owner {
+                node.uid = o.uid;
+                node.gid = o.gid;
+                node.user = o.user.clone();
+                node.group = o.group.clone();
+            }
+            node.mtime_ns = now;
+            node.atime_ns = now;
+            node.ctime_ns = now;
+            node.size = data.len() as u64;
+            node.content = if data.is_empty() {
+                Vec::new()
+            } else {
+                vec![id]
+            };
+            if !data.is_empty() {
+                saver.save(BlobKind::Data, id, data)?;
+            }
+            dir.nodes.retain(|n| n.name != node.name);
+            dir.nodes.push(node);
+        }
+        dir.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let mut child: Option<arca_core::Id> = None;
+    for (level, tree) in trees.iter_mut().enumerate().rev() {
+        if let Some(id) = child {
+            let name = &names[level];
+            let node = tree
+                .nodes
+                .iter_mut()
+                .find(|n| &n.name == name)
+                .ok_or_else(|| missing(name))?;
+            node.subtree = Some(id);
+        }
+        let bytes = encode_tree(tree);
+        let id = repo.crypto().blob_id(&bytes);
+        saver.save(BlobKind::Tree, id, bytes)?;
+        child = Some(id);
+    }
+    saver.finish()?;
+    if let Some(root) = child {
+        snap.tree = root;
+    }
+    Ok(())
+}
+
 /// Waits until the archiver marked `segment` done (what `pg_backup_stop(true)` waits
 /// for, polled often instead of once a second).
 fn wait_archived(pgdata: &Path, segment: &str, progress: &dyn Progress) -> Result<()> {
@@ -318,6 +429,12 @@ pub(crate) fn file_base_backup(
          from pg_stop_backup(false, false)"
     };
     let no_snapshot = |e: Error| arca_core::Error::Invalid(format!("{e}; no snapshot was written"));
+    let index_for_label = index.clone();
+    let indexes_before: HashSet<arca_core::Id> = repo
+        .list_ids("index")?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     let result = backup_paths_as(
         repo,
         index,
@@ -348,6 +465,18 @@ pub(crate) fn file_base_backup(
                 .map_err(|e: String| no_snapshot(Error::Invalid(e)))?;
             let label = decode_hex_text(&get(1)).map_err(no_snapshot)?;
             let map = decode_hex_text(&get(2)).map_err(no_snapshot)?;
+            let mut files = vec![("backup_label", label.as_str())];
+            if !map.is_empty() {
+                files.push(("tablespace_map", map.as_str()));
+            }
+            add_files_to_tree(
+                repo,
+                &index_for_label,
+                &indexes_before,
+                snap,
+                pgdata,
+                &files,
+            )?;
             let meta = finish_meta(label, stop, Some(map), seg_size).map_err(no_snapshot)?;
             // The backup is usable once its last segment is archived.
             let timeline: u32 = meta

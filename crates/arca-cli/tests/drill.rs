@@ -602,7 +602,7 @@ fn postgres_base_backup_drill_replays_the_wal_archive_and_passes_a_query() {
         gid,
         &env,
         &password_file,
-        &["pg", "basebackup", "-d", &uri],
+        &["pg", "basebackup", "--method", "stream", "-d", &uri],
     )
     .ok();
     // A row after the base backup: only the WAL archive has it.

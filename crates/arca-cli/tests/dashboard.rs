@@ -899,6 +899,21 @@ fn token_is_required_off_loopback() {
         Some(b""),
     );
     assert_eq!(unknown.code, 404);
+    // Logging out clears the cookie.
+    assert!(page.contains("action=\"/logout\""));
+    let out = request(
+        &addr,
+        "POST",
+        "/logout",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", &origin),
+            ("Cookie", &cookie),
+        ],
+        Some(format!("form_token={token_field}").as_bytes()),
+    );
+    assert_eq!(out.code, 303, "{}", out.text());
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     daemon.stop();
 }
 

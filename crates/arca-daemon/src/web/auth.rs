@@ -226,6 +226,17 @@ pub fn form_field(keys: &Keys) -> String {
     )
 }
 
+/// The logout button of the page header (nothing without a token).
+pub fn logout_button(keys: &Keys) -> String {
+    if keys.token.is_none() {
+        return String::new();
+    }
+    format!(
+        "<form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Log out</button></form>",
+        form_field(keys)
+    )
+}
+
 fn login_form(message: Option<&str>) -> String {
     let msg = message
         .map(|m| format!("<p class=\"error\">{}</p>", html::escape(m)))

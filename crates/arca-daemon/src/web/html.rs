@@ -45,7 +45,7 @@ pub fn url_path(s: &str) -> String {
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}\
-header{background:#1d2330;color:#fff;padding:8px 20px}header a{color:#fff;margin-right:16px;text-decoration:none}\
+header{background:#1d2330;color:#fff;padding:8px 20px}header form{display:inline;float:right}header a{color:#fff;margin-right:16px;text-decoration:none}\
 main{padding:16px 20px}table{border-collapse:collapse;background:#fff;margin:8px 0 20px}\
 th,td{border:1px solid #d8dce3;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eceff3}\
 .ok{color:#17803d}.bad{color:#c0262d;font-weight:600}.warn{color:#a35d00}.muted{color:#6b7280}\
@@ -55,12 +55,17 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}pre{white-space:pre-wr
 
 /// A whole page: `title` (escaped here) and `body` (already HTML).
 pub fn page(title: &str, body: &str) -> String {
+    page_with_nav(title, body, "")
+}
+
+/// Like [`page`], with `nav` (HTML, such as the logout button) at the end of the header.
+pub fn page_with_nav(title: &str, body: &str, nav: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · arca</title><style>{STYLE}</style></head><body>\
          <header><a href=\"/\"><b>arca</b></a><a href=\"/\">Overview</a>\
-         <a href=\"/metrics\">Metrics</a><a href=\"/api/status\">API</a></header>\
+         <a href=\"/metrics\">Metrics</a><a href=\"/api/status\">API</a>{nav}</header>\
          <main>{body}</main></body></html>",
         escape(title)
     )

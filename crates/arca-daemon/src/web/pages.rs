@@ -283,7 +283,11 @@ fn overview_html(app: &App, n: &Notice) -> Result<String, WebError> {
         );
     }
     body.push_str("</tbody></table>");
-    Ok(html::page("Overview", &body))
+    Ok(html::page_with_nav(
+        "Overview",
+        &body,
+        &auth::logout_button(&keys),
+    ))
 }
 
 pub async fn overview(
@@ -515,7 +519,11 @@ fn job_html(app: &App, job: &JobConfig, n: &Notice) -> Result<String, WebError> 
         );
     }
     body.push_str("</tbody></table>");
-    Ok(html::page(&format!("Job {name}"), &body))
+    Ok(html::page_with_nav(
+        &format!("Job {name}"),
+        &body,
+        &auth::logout_button(&keys),
+    ))
 }
 
 pub async fn job(

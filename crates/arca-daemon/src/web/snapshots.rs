@@ -125,7 +125,11 @@ fn list_html(app: &App, name: &str) -> Result<String, WebError> {
         );
     }
     body.push_str("</tbody></table>");
-    Ok(html::page(&format!("Snapshots of {name}"), &body))
+    Ok(html::page_with_nav(
+        &format!("Snapshots of {name}"),
+        &body,
+        &super::auth::logout_button(&super::auth::Keys::of(app)),
+    ))
 }
 
 pub async fn list(
@@ -268,7 +272,11 @@ fn browse_html(app: &App, name: &str, id: &str, path: PathBuf) -> Result<String,
             }
         }
     }
-    Ok(html::page(&format!("Snapshot {}", snap_id.short()), &body))
+    Ok(html::page_with_nav(
+        &format!("Snapshot {}", snap_id.short()),
+        &body,
+        &super::auth::logout_button(&super::auth::Keys::of(app)),
+    ))
 }
 
 pub async fn browse(

@@ -102,6 +102,11 @@ impl HistoryReader {
         Ok(points)
     }
 
+    /// The end of the newest finished run (milliseconds), if any.
+    pub fn newest_end_ms(&self) -> Result<Option<i64>, WebError> {
+        self.with(|c| c.query_row("SELECT MAX(end_ms) FROM runs", [], |r| r.get(0)))
+    }
+
     /// Runs that ended at or after `since_ms`.
     pub fn ended_since(&self, since_ms: i64) -> Result<Vec<Ended>, WebError> {
         self.with(|c| {

@@ -130,7 +130,7 @@ pub fn render(app: &App) -> Result<String, WebError> {
     let rto_target = Gauges::new(
         &mut r,
         "job_rto_target_seconds",
-        "The RTO the newest drill measured against",
+        "The job's RTO (else the one its newest drill measured against)",
     );
     let running = Gauges::new(
         &mut r,
@@ -197,6 +197,9 @@ pub fn render(app: &App) -> Result<String, WebError> {
         if let Some(rpo) = job.rpo {
             rpo_target.set(&l, rpo.as_secs_f64());
         }
+        if let Some(rto) = job.rto {
+            rto_target.set(&l, rto.as_secs_f64());
+        }
         let finished = history
             .runs_of_kind(Some(j), "backup", 2)
             .map_err(hist)?
@@ -241,7 +244,7 @@ pub fn render(app: &App) -> Result<String, WebError> {
                     drill_time.set(&l, secs(rep.started));
                     if let Some(p) = &rep.performance {
                         drill_projected.set(&l, p.projected_full_restore_secs);
-                        if let Some(rto) = p.rto_secs {
+                        if let (None, Some(rto)) = (job.rto, p.rto_secs) {
                             rto_target.set(&l, rto);
                         }
                     }

@@ -127,9 +127,18 @@ fn drill_report(r: &RunRecord) -> Option<DrillReport> {
     serde_json::from_value(r.report.clone()?).ok()
 }
 
-fn rto_cell(last_drill: Option<&RunRecord>) -> String {
+/// The last drill's projected full restore against the RTO (the job's, else the one the
+/// drill measured against).
+fn rto_cell(last_drill: Option<&RunRecord>, job_rto: Option<f64>) -> String {
+    let rto_text = |rto: Option<f64>| {
+        rto.map(|r| format!("RTO {}", html::seconds(r)))
+            .unwrap_or_else(|| "<span class=\"muted\">no RTO</span>".into())
+    };
     let Some(d) = last_drill else {
-        return "<span class=\"muted\">no drill yet</span>".into();
+        return format!(
+            "<span class=\"muted\">no drill yet</span>; {}",
+            rto_text(job_rto)
+        );
     };
     let passed = html::status(if d.status == RunStatus::Success {
         "passed"
@@ -141,23 +150,18 @@ fn rto_cell(last_drill: Option<&RunRecord>) -> String {
     match perf {
         Some(p) => {
             let projected = html::seconds(p.projected_full_restore_secs);
-            match p.rto_secs {
-                Some(rto) => format!(
-                    "{} projected restore {projected}, RTO {}<br>drill {passed} {when}",
-                    html::status(if p.projected_full_restore_secs <= rto {
-                        "ok"
-                    } else {
-                        "exceeded"
-                    }),
-                    html::seconds(rto)
-                ),
-                None => format!(
-                    "<span class=\"muted\">no RTO</span>; projected restore {projected}<br>\
-                     drill {passed} {when}"
-                ),
-            }
+            let rto = job_rto.or(p.rto_secs);
+            let verdict = match rto {
+                Some(rto) if p.projected_full_restore_secs <= rto => html::status("ok"),
+                Some(_) => html::status("exceeded"),
+                None => String::new(),
+            };
+            format!(
+                "{verdict} projected restore {projected}, {}<br>drill {passed} {when}",
+                rto_text(rto)
+            )
         }
-        None => format!("drill {passed} {when}"),
+        None => format!("drill {passed} {when}; {}", rto_text(job_rto)),
     }
 }
 
@@ -225,7 +229,13 @@ fn overview_html(app: &App, n: &Notice) -> Result<String, WebError> {
             state_cell(app, s),
             last_run_cell(s, now),
             rpo_cell(s),
-            rto_cell(last_drill.as_ref()),
+            rto_cell(
+                last_drill.as_ref(),
+                config
+                    .job(&s.job)
+                    .and_then(|j| j.rto)
+                    .map(|r| r.as_secs_f64())
+            ),
             three_two_one_cell(s),
             alerts_cell(app, &s.job),
             charts::sparkline(
@@ -410,8 +420,8 @@ fn job_html(app: &App, job: &JobConfig, n: &Notice) -> Result<String, WebError> 
         "<h1>Job {}</h1><p>{}</p><table class=\"facts\"><tr><th>Source</th><td>{}</td></tr>\
          <tr><th>Schedule</th><td>{} ({})</td></tr><tr><th>Repositories</th><td>{}</td></tr>\
          <tr><th>State</th><td>{}</td></tr><tr><th>Last run</th><td>{}</td></tr>\
-         <tr><th>RPO</th><td>{}</td></tr><tr><th>3-2-1</th><td>{}</td></tr>\
-         <tr><th>Alerts</th><td>{}</td></tr></table>",
+         <tr><th>RPO</th><td>{}</td></tr><tr><th>RTO</th><td>{}</td></tr>\
+         <tr><th>3-2-1</th><td>{}</td></tr><tr><th>Alerts</th><td>{}</td></tr></table>",
         escape(name),
         buttons(&keys, name, &back),
         escape(&status.source),
@@ -421,6 +431,10 @@ fn job_html(app: &App, job: &JobConfig, n: &Notice) -> Result<String, WebError> 
         state_cell(app, &status),
         last_run_cell(&status, now),
         rpo_cell(&status),
+        rto_cell(
+            app.state.history.last_drill(name).map_err(hist)?.as_ref(),
+            job.rto.map(|r| r.as_secs_f64())
+        ),
         three_two_one_cell(&status),
         alerts_cell(app, name),
     );

@@ -125,8 +125,13 @@ pub fn spawn(app: Shared, stopped: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
 fn run(app: Shared, stopped: Arc<AtomicBool>) {
     let interval = refresh_interval();
     let storage_interval = Duration::from_secs(30).min(interval);
-    // Runs that end from now on trigger a refresh of their job's repositories.
-    let mut since_ms = app.state.clock.now().as_millisecond();
+    // Runs that end from now on trigger a refresh of their job's repositories (the ones
+    // before are covered by the refresh at start). History times, not the clock: runs of
+    // `arca job run` and of the daemon may use different clocks in tests.
+    let mut since_ms = match app.db.newest_end_ms() {
+        Ok(Some(newest)) => newest + 1,
+        _ => 0,
+    };
     let mut seen: HashSet<i64> = HashSet::new();
     let mut last_full: Option<Instant> = None;
     let mut last_storage: Option<Instant> = None;

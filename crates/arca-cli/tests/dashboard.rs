@@ -129,7 +129,7 @@ fn init_repo(location: &Path) {
 
 /// A job `docs` backing up `src` into the local repository `repo`, never scheduled
 /// (runs come from `arca job run` or the dashboard's button).
-fn write_config(env: &Env, daemon_section: &str, src: &Path, repo: &Path) -> PathBuf {
+fn write_config(env: &Env, daemon_section: &str, src: &Path, repo: &Path, extra: &str) -> PathBuf {
     std::fs::write(env.path("pw"), format!("{PASSWORD}\n")).unwrap();
     let config = env.path("arca.toml");
     std::fs::write(
@@ -150,7 +150,7 @@ repositories = ["local"]
 schedule = "0 0 1 1 *"
 rpo = "1h"
 rto = "1h"
-"#,
+{extra}"#,
             repo = repo.display(),
             src = src.display(),
         ),
@@ -477,7 +477,7 @@ fn metrics_browse_and_download_after_a_run() {
     std::fs::write(src.join("<b>x&y.txt"), b"escaped name\n").unwrap();
     let repo = env.path("repo");
     init_repo(&repo);
-    let config = write_config(&env, "listen = \"127.0.0.1:0\"", &src, &repo);
+    let config = write_config(&env, "listen = \"127.0.0.1:0\"", &src, &repo, "");
     run(&config, &["config", "check"]).ok();
 
     let daemon = Daemon::start(
@@ -784,6 +784,7 @@ fn token_is_required_off_loopback() {
         "listen = \"0.0.0.0:0\"\ntoken_env = \"ARCA_TEST_WEB_TOKEN\"",
         &src,
         &repo,
+        "",
     );
     // Without the token in its environment the configuration is refused.
     run(&config, &["config", "check"])
@@ -1111,7 +1112,14 @@ fn dashboard_in_headless_chromium_runs_a_job() {
     small_tree(&src, 10, 9);
     let repo = env.path("repo");
     init_repo(&repo);
-    let config = write_config(&env, "listen = \"127.0.0.1:0\"", &src, &repo);
+    // A drill whose check fails (with output that needs escaping).
+    let config = write_config(
+        &env,
+        "listen = \"127.0.0.1:0\"",
+        &src,
+        &repo,
+        "[jobs.docs.drill]\nchecks = [\"echo '<b>check-output</b>' >&2; exit 3\"]\n",
+    );
     run(&config, &["config", "check"]).ok();
     // One run so that the charts have a point.
     run(&config, &["job", "run", "docs"]).ok();
@@ -1170,6 +1178,29 @@ fn dashboard_in_headless_chromium_runs_a_job() {
             })
         },
     );
+
+    // "Drill now" on the job's page: the daemon runs the drill, the page shows it failed,
+    // step by step, with the check's output escaped.
+    driver.go(&format!("http://{addr}/jobs/docs"));
+    driver.click("form[action=\"/jobs/docs/drill\"] button");
+    wait_for("the page after Drill now", Duration::from_secs(15), || {
+        driver.url().contains("/jobs/docs?queued=drill:docs")
+    });
+    wait_for("the drill in the history", Duration::from_secs(60), || {
+        history(&config, "docs")
+            .iter()
+            .any(|r| r["kind"] == "drill" && r["status"] == "failed")
+    });
+    driver.go(&format!("http://{addr}/jobs/docs"));
+    let dom = driver.dom();
+    driver.screenshot("after-drill-now");
+    assert!(dom.contains("<div class=\"drill\">"), "{dom}");
+    assert!(
+        dom.contains("<td>function</td><td><span class=\"bad\">failed</span>"),
+        "{dom}"
+    );
+    assert!(dom.contains("&lt;b&gt;check-output&lt;/b&gt;"), "{dom}");
+    assert!(!dom.contains("<b>check-output"), "unescaped check output");
     drop(driver);
     daemon.stop();
 }

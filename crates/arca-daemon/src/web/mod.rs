@@ -210,7 +210,7 @@ fn router(app: Shared) -> Router {
 pub fn serve(listener: TcpListener, state: WebState, stopped: Arc<AtomicBool>) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(8)
+        .max_blocking_threads(32)
         .thread_name("arca-web")
         .enable_all()
         .build()

@@ -312,7 +312,17 @@ pub fn restore(
         }
     }
     let mut packs: Vec<(Id, PackBlobs)> = by_pack.into_iter().collect();
-    packs.sort_by_key(|(id, _)| *id);
+    // In the order of the files and offsets they fill first: a large file is written
+    // front to back by the threads together (the order its packs were written in), not
+    // at random offsets, which the kernel's writeback handles far better.
+    packs.sort_by_cached_key(|(id, blobs)| {
+        let first = blobs
+            .iter()
+            .flat_map(|(_, targets)| targets.iter().copied())
+            .min()
+            .unwrap_or((usize::MAX, u64::MAX));
+        (first, *id)
+    });
     // Fetches in flight: twice the cores, or the storage's connections if more.
     let threads = opts
         .threads

@@ -17,8 +17,9 @@ mod walarchive;
 mod walname;
 
 pub use basebackup::{
-    BaseBackupMethod, BaseBackupOptions, RecoveryTarget, RestoreOptions, RestorePlan, base_backup,
-    choose_base_backup, restore_base_backup,
+    BaseBackupMethod, BaseBackupOptions, RecoveryTarget, RestoreOptions, RestorePlan,
+    StartedBaseBackup, base_backup, choose_base_backup, finish_base_backup, restore_base_backup,
+    start_base_backup,
 };
 pub use dump::{DumpFormat, DumpOptions, dump, dump_all, restore_dump, restore_dump_set};
 pub use tools::{ServerInfo, Tools, server_info, with_dbname};

@@ -281,9 +281,6 @@ fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
         tools.find("pg_basebackup").map_err(db_err)?;
     }
     tools.find("psql").map_err(db_err)?;
-    let repo = common::open(g)?;
-    let _lock = common::lock(g, &repo, false, "pg basebackup")?;
-    let index = common::load_index(&repo)?;
     let opts = BaseBackupOptions {
         dbname: a.dbname.clone(),
         tools,
@@ -296,8 +293,38 @@ fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
         },
         backup: backup_options(g, &a.tags),
     };
+    // The server's checkpoint (pg_backup_start) runs while the repository opens, unless
+    // a password prompt could meet one of psql's on the terminal.
+    let prompt_free = g.password_file.is_some()
+        || g.password_command.is_some()
+        || std::env::var_os("ARCA_PASSWORD").is_some();
+    let (repo, started) = if prompt_free {
+        std::thread::scope(|s| {
+            let starting = s.spawn(|| postgres::start_base_backup(&opts));
+            let repo = common::open(g);
+            let started = starting.join().unwrap_or_else(|_| {
+                Err(postgres::Error::Invalid(
+                    "starting the base backup failed unexpectedly".into(),
+                ))
+            });
+            (repo, started)
+        })
+    } else {
+        let repo = common::open(g);
+        let started = match &repo {
+            Ok(_) => postgres::start_base_backup(&opts),
+            Err(_) => Err(postgres::Error::Invalid("not started".into())),
+        };
+        (repo, started)
+    };
+    // A repository that cannot be opened is reported first (the started backup, if any,
+    // is aborted when its session closes).
+    let repo = repo?;
+    let started = started.map_err(db_err)?;
+    let _lock = common::lock(g, &repo, false, "pg basebackup")?;
+    let index = common::load_index(&repo)?;
     let progress = CliProgress::new(g, "pg basebackup");
-    let r = postgres::base_backup(&repo, index, &opts, &progress);
+    let r = postgres::finish_base_backup(&repo, index, &opts, started, &progress);
     progress.finish();
     let r = r.map_err(db_err)?;
     let what = match r.snapshot.meta.get("pg.method").map(String::as_str) {

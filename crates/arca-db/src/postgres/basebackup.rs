@@ -19,7 +19,9 @@ use arca_core::restore::find_path;
 use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, bounded};
 
-use super::filebackup::{METHOD_FILES, file_base_backup, local_data_directory};
+use super::filebackup::{
+    FilesStarted, METHOD_FILES, file_base_backup, local_data_directory, start_files,
+};
 use super::tools::{ConnectionArg, Running, Tools, describe_target, query};
 use super::walarchive::DEFAULT_SEGMENT_SIZE;
 use super::walname::{Lsn, segment_name};
@@ -214,6 +216,8 @@ pub(crate) struct ServerFacts {
     pub seg_size: u64,
     pub version_num: u32,
     pub system_identifier: String,
+    /// The server's data directory, when this user may see the setting.
+    pub data_directory: Option<String>,
 }
 
 /// Asks the server for its versions and settings; refuses clusters with extra
@@ -228,7 +232,8 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
          (select setting from pg_settings where name = 'wal_segment_size'), \
          current_setting('archive_mode'), \
          (select coalesce(string_agg(spcname, ','), '') from pg_tablespace \
-          where spcname not in ('pg_default', 'pg_global'))",
+          where spcname not in ('pg_default', 'pg_global')), \
+         (select setting from pg_settings where name = 'data_directory')",
     )?;
     let row = rows.into_iter().next().unwrap_or_default();
     let get = |i: usize| row.get(i).cloned().unwrap_or_default();
@@ -260,32 +265,65 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
         seg_size,
         version_num: get(1).parse().unwrap_or(0),
         system_identifier: get(2),
+        data_directory: Some(get(6)).filter(|d| !d.is_empty()),
     })
 }
 
-/// Streams a base backup into a snapshot whose metadata records the WAL range it needs.
+/// A base backup begun before the repository is opened, so that the server's checkpoint
+/// overlaps arca's key derivation and index loading: the server's facts and, for a
+/// file-level backup, the session in backup mode (dropping this aborts that backup).
+pub struct StartedBaseBackup {
+    facts: ServerFacts,
+    files: Option<FilesStarted>,
+}
+
+/// Asks the server for its facts, chooses the method and, for a file-level backup, puts
+/// the server in backup mode (`pg_backup_start`).
+pub fn start_base_backup(o: &BaseBackupOptions) -> Result<StartedBaseBackup> {
+    let facts = server_facts(o)?;
+    let local = match o.method {
+        BaseBackupMethod::Stream => None,
+        _ => local_data_directory(&facts),
+    };
+    let files = match (o.method, local) {
+        (BaseBackupMethod::Files | BaseBackupMethod::Auto, Some(dir)) => {
+            Some(start_files(o, &facts, dir)?)
+        }
+        (BaseBackupMethod::Files, None) => {
+            return Err(Error::Invalid(format!(
+                "the data directory of {} is not on this host or not readable by this user \
+                 (a file-level base backup reads it directly); use --method stream",
+                describe_target(&o.dbname)
+            )));
+        }
+        _ => None,
+    };
+    Ok(StartedBaseBackup { facts, files })
+}
+
+/// Takes the base backup begun by [`start_base_backup`] into the repository.
+pub fn finish_base_backup(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    o: &BaseBackupOptions,
+    started: StartedBaseBackup,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    match started.files {
+        Some(files) => file_base_backup(repo, index, o, started.facts, files, progress),
+        None => stream_base_backup(repo, index, o, started.facts, progress),
+    }
+}
+
+/// Takes a base backup: [`start_base_backup`] then [`finish_base_backup`].
 pub fn base_backup(
     repo: &Arc<Repository>,
     index: Arc<Index>,
     o: &BaseBackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
-    let facts = server_facts(o)?;
-    let local = match o.method {
-        BaseBackupMethod::Stream => None,
-        _ => local_data_directory(o, &facts),
-    };
-    match (o.method, local) {
-        (BaseBackupMethod::Files | BaseBackupMethod::Auto, Some(dir)) => {
-            file_base_backup(repo, index, o, facts, &dir, progress)
-        }
-        (BaseBackupMethod::Files, None) => Err(Error::Invalid(format!(
-            "the data directory of {} is not on this host or not readable by this user \
-             (a file-level base backup reads it directly); use --method stream",
-            describe_target(&o.dbname)
-        ))),
-        _ => stream_base_backup(repo, index, o, facts, progress),
-    }
+    let started = start_base_backup(o)?;
+    finish_base_backup(repo, index, o, started, progress)
 }
 
 /// The `stream` method: `pg_basebackup -Ft -X none` into one file, `base.tar`.

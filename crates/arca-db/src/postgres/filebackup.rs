@@ -23,7 +23,7 @@ use arca_core::saver::BlobSaver;
 use arca_core::{Id, Repository};
 
 use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta};
-use super::tools::{ConnectionArg, Running, describe_target, query};
+use super::tools::{ConnectionArg, Running, describe_target};
 use super::walname::{Lsn, segment_name};
 use super::{Error, Result, SOURCE_BASEBACKUP};
 
@@ -62,14 +62,8 @@ const EXCLUDED_ANYWHERE: &[&str] = &["pgsql_tmp*", "pg_internal.init*"];
 
 /// The server's data directory when it is on this host and readable: the path the server
 /// reports, whose `global/pg_control` carries the server's system identifier.
-pub(crate) fn local_data_directory(o: &BaseBackupOptions, facts: &ServerFacts) -> Option<PathBuf> {
-    let rows = query(
-        &o.tools,
-        &o.dbname,
-        "select current_setting('data_directory')",
-    )
-    .ok()?;
-    let dir = PathBuf::from(rows.first()?.first()?.trim());
+pub(crate) fn local_data_directory(facts: &ServerFacts) -> Option<PathBuf> {
+    let dir = PathBuf::from(facts.data_directory.as_deref()?.trim());
     if !dir.is_absolute() {
         return None;
     }
@@ -366,15 +360,59 @@ fn wait_archived(pgdata: &Path, segment: &str, progress: &dyn Progress) -> Resul
     }
 }
 
-/// The `files` method: the low-level backup API around a directory backup of `pgdata`.
+/// A file-level base backup in progress: the server is in backup mode for as long as
+/// `session` lives.
+pub(crate) struct FilesStarted {
+    session: Session,
+    pgdata: PathBuf,
+}
+
+/// Opens the session and starts backup mode (`pg_backup_start`, a checkpoint).
+pub(crate) fn start_files(
+    o: &BaseBackupOptions,
+    facts: &ServerFacts,
+    pgdata: PathBuf,
+) -> Result<FilesStarted> {
+    let mut session = Session::open(o)?;
+    let label = o.label.replace('\'', "''");
+    let fast = if o.fast_checkpoint { "true" } else { "false" };
+    let start_sql = if new_api(facts) {
+        format!("select pg_backup_start('{label}', {fast})")
+    } else {
+        format!("select pg_start_backup('{label}', {fast}, false)")
+    };
+    session.query(&start_sql).map_err(|e| match e {
+        Error::ToolFailed { message, .. } if message.contains("permission denied") => {
+            Error::Invalid(format!(
+                "{message}: a file-level base backup needs a superuser or EXECUTE on \
+                 pg_backup_start/pg_backup_stop; or use --method stream (REPLICATION)"
+            ))
+        }
+        other => other,
+    })?;
+    Ok(FilesStarted { session, pgdata })
+}
+
+/// PostgreSQL 15 renamed the low-level backup functions.
+fn new_api(facts: &ServerFacts) -> bool {
+    facts.version_num >= 150000 || facts.version_num == 0
+}
+
+/// The `files` method: a directory backup of the data directory while the server is in
+/// backup mode, then `pg_backup_stop`.
 pub(crate) fn file_base_backup(
     repo: &Arc<Repository>,
     index: Arc<Index>,
     o: &BaseBackupOptions,
     facts: ServerFacts,
-    pgdata: &Path,
+    started: FilesStarted,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
+    let FilesStarted {
+        mut session,
+        pgdata,
+    } = started;
+    let pgdata = pgdata.as_path();
     let pgdata_str = pgdata.to_string_lossy().into_owned();
     let host = o
         .backup
@@ -390,7 +428,7 @@ pub(crate) fn file_base_backup(
     let mut opts = o.backup.clone();
     opts.parent = parent.map(|p| p.0);
     opts.excludes.extend(excludes(pgdata));
-    opts.meta.extend(facts.meta);
+    opts.meta.extend(facts.meta.clone());
     opts.meta
         .insert("pg.method".to_string(), METHOD_FILES.to_string());
     opts.meta
@@ -400,27 +438,8 @@ pub(crate) fn file_base_backup(
         reuse_mtime_before_ns: Some(reuse_before.unwrap_or(i64::MAX)),
         changes_expected: true,
     };
-
-    let mut session = Session::open(o)?;
-    let new_api = facts.version_num >= 150000 || facts.version_num == 0;
-    let label = o.label.replace('\'', "''");
-    let fast = if o.fast_checkpoint { "true" } else { "false" };
-    let start_sql = if new_api {
-        format!("select pg_backup_start('{label}', {fast})")
-    } else {
-        format!("select pg_start_backup('{label}', {fast}, false)")
-    };
-    session.query(&start_sql).map_err(|e| match e {
-        Error::ToolFailed { message, .. } if message.contains("permission denied") => {
-            Error::Invalid(format!(
-                "{message}: a file-level base backup needs a superuser or EXECUTE on \
-                 pg_backup_start/pg_backup_stop; or use --method stream (REPLICATION)"
-            ))
-        }
-        other => other,
-    })?;
     let seg_size = facts.seg_size;
-    let stop_sql = if new_api {
+    let stop_sql = if new_api(&facts) {
         "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
          encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(false)"
     } else {

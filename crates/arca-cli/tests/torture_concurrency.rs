@@ -1,9 +1,10 @@
-//! Torture: concurrency on one local repository. Eight backups, a prune and a check run
-//! at once: every snapshot restores byte for byte, `check --read-data` finds every blob, no
-//! lock is left behind. Two hosts backing up the same data deduplicate against each other.
+//! Torture: concurrency on one repository, local and on S3 (s3s-fs). Eight backups, a prune
+//! and a check run at once: every snapshot restores byte for byte, `check --read-data` finds
+//! every blob, no lock is left behind. Two hosts backing up the same data deduplicate
+//! against each other.
 //!
-//! Rounds: ARCA_TORTURE_CONCURRENT_ROUNDS (short 2, long 10); writers per round:
-//! ARCA_TORTURE_WRITERS (8).
+//! Rounds: ARCA_TORTURE_CONCURRENT_ROUNDS (short 2, long 10; on S3 short 1, long 5);
+//! writers per round: ARCA_TORTURE_WRITERS (8).
 
 mod common;
 mod torture_support;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use torture_support::*;
 
-fn spawn(env: &Env, args: &[&std::ffi::OsStr]) -> Child {
+fn spawn<T: Target + ?Sized>(env: &T, args: &[&std::ffi::OsStr]) -> Child {
     let mut c = env.cmd();
     c.env("ARCA_INSECURE_TEST_KDF", "1")
         .env("ARCA_RETRY_LOCK", "120s")
@@ -51,11 +52,29 @@ fn finish(mut child: Child, what: &str, limit: Duration) -> (i32, String) {
 #[test]
 fn eight_backups_a_prune_and_a_check_at_once() {
     let test = "eight_backups_a_prune_and_a_check_at_once";
-    let seed = seed(test, 0x8B);
     let rounds = count("ARCA_TORTURE_CONCURRENT_ROUNDS", 2, 10);
-    let writers = count("ARCA_TORTURE_WRITERS", 8, 8);
     let env = Env::new();
-    run(&env, &["init"]).ok();
+    writers_prune_and_check_at_once(&env, test, rounds);
+}
+
+#[test]
+fn eight_backups_a_prune_and_a_check_at_once_on_s3() {
+    let Some(s3) = torture_support::s3s::s3s() else {
+        return;
+    };
+    let test = "eight_backups_a_prune_and_a_check_at_once_on_s3";
+    let rounds = count("ARCA_TORTURE_CONCURRENT_ROUNDS", 1, 5);
+    let bucket = torture_support::s3s::Bucket::new(&s3, "concurrency");
+    let repo = bucket.repo("repo");
+    writers_prune_and_check_at_once(&repo, test, rounds);
+}
+
+/// `rounds` rounds of ARCA_TORTURE_WRITERS (8) backups, a prune and a check at once on
+/// `env`'s repository; everything is checked after each round and at the end.
+fn writers_prune_and_check_at_once<T: Target>(env: &T, test: &str, rounds: u64) {
+    let seed = seed(test, 0x8B);
+    let writers = count("ARCA_TORTURE_WRITERS", 8, 8);
+    run(env, &["init"]).ok();
     // Garbage for the prune: a snapshot that is forgotten before each round.
     let junk = env.path("junk");
     let mut known: BTreeMap<String, (PathBuf, Digest)> = BTreeMap::new();
@@ -123,7 +142,7 @@ fn eight_backups_a_prune_and_a_check_at_once() {
                 continue;
             }
             let path = PathBuf::from(s["paths"][0].as_str().unwrap());
-            assert!(path.starts_with(env.dir.path()), "{path:?}");
+            assert!(path.starts_with(env.path("")), "{path:?}");
             known.insert(id, (path.clone(), digest(&path)));
             snapshots_made += 1;
         }
@@ -139,7 +158,7 @@ fn eight_backups_a_prune_and_a_check_at_once() {
             assert_restores(&env, PASSWORD, id, path, want, &ctx);
         }
         assert_eq!(
-            files_in(&env.repo.join("locks")),
+            files_in(&env.objects().join("locks")),
             0,
             "{ctx}: locks left behind"
         );
@@ -151,7 +170,11 @@ fn eight_backups_a_prune_and_a_check_at_once() {
     for (id, (path, want)) in &known {
         assert_restores(&env, PASSWORD, id, path, want, "end");
     }
-    assert_eq!(files_in(&env.repo.join("locks")), 0, "locks left behind");
+    assert_eq!(
+        files_in(&env.objects().join("locks")),
+        0,
+        "locks left behind"
+    );
     figure(
         test,
         &format!(

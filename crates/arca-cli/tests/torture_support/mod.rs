@@ -5,6 +5,8 @@
 //! store (torture_crash_s3.rs).
 #![allow(dead_code)]
 
+pub mod s3s;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,18 @@ pub trait Target {
     /// The directory holding the repository's objects as files: the repository directory
     /// of a local repository, the prefix's directory on an s3s-fs server's disk.
     fn objects(&self) -> PathBuf;
+}
+
+impl<T: Target + ?Sized> Target for &T {
+    fn cmd(&self) -> Command {
+        (**self).cmd()
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        (**self).path(rel)
+    }
+    fn objects(&self) -> PathBuf {
+        (**self).objects()
+    }
 }
 
 impl Target for Env {

@@ -218,6 +218,11 @@ pub struct PathsSource {
     /// Files that change or vanish while read are expected (a running database whose
     /// recovery repairs them): neither is reported or recorded as an error.
     pub changes_expected: bool,
+    /// Cut files into blocks of this many bytes at fixed offsets instead of
+    /// content-defined chunks: for files changed in place, never shifted (a database's
+    /// pages), it finds the same blobs without the rolling hash and reads straight into
+    /// each blob.
+    pub fixed_chunk_size: Option<usize>,
 }
 
 /// [`backup_paths`] for another source kind. `finish` runs after the walk and before the
@@ -282,10 +287,11 @@ pub fn backup_paths_as(
                 let rx = job_rx.clone();
                 let saver = saver.clone();
                 let repo = repo.clone();
+                let fixed = kind.fixed_chunk_size.filter(|&n| n > 0);
                 s.spawn(move || {
                     let mut buf = Vec::new();
                     for job in rx {
-                        let (res, b) = read_file(&repo, &saver, &job, progress, buf);
+                        let (res, b) = read_file(&repo, &saver, &job, progress, buf, fixed);
                         buf = b;
                         let _ = job.reply.send(res);
                     }
@@ -524,6 +530,7 @@ fn read_file(
     job: &FileJob,
     progress: &dyn Progress,
     buf: Vec<u8>,
+    fixed_chunk_size: Option<usize>,
 ) -> (FileResult, Vec<u8>) {
     let mut res = FileResult {
         content: Vec::new(),
@@ -542,12 +549,21 @@ fn read_file(
         }
     };
     let mut stream = repo.chunker().stream_with_buffer(&file, buf);
+    let next_fixed = |size: usize| -> std::io::Result<Option<Vec<u8>>> {
+        let mut chunk = Vec::with_capacity(size);
+        (&file).take(size as u64).read_to_end(&mut chunk)?;
+        Ok((!chunk.is_empty()).then_some(chunk))
+    };
     loop {
         if progress.should_stop() {
             res.error = Some("interrupted".into());
             break;
         }
-        match stream.next_chunk() {
+        let next = match fixed_chunk_size {
+            Some(size) => next_fixed(size),
+            None => stream.next_chunk(),
+        };
+        match next {
             Ok(Some(chunk)) => {
                 res.bytes_read += chunk.len() as u64;
                 progress.add_bytes(chunk.len() as u64);

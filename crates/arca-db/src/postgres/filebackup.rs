@@ -36,6 +36,11 @@ pub const METHOD_FILES: &str = "files";
 /// timestamps.
 const REUSE_MARGIN_NS: i64 = 1_000_000_000;
 
+/// Files of the data directory are cut at fixed 1 MiB offsets: relation files change in
+/// place, page by page, so content-defined chunking finds nothing more and costs a rolling
+/// hash over every byte.
+const FIXED_CHUNK: usize = 1 << 20;
+
 /// Below the data directory: directories whose content pg_basebackup leaves out (the
 /// directories themselves are kept), and files it leaves out.
 const EXCLUDED_CONTENT: &[&str] = &[
@@ -437,6 +442,7 @@ pub(crate) fn file_base_backup(
         source: SOURCE_BASEBACKUP.to_string(),
         reuse_mtime_before_ns: Some(reuse_before.unwrap_or(i64::MAX)),
         changes_expected: true,
+        fixed_chunk_size: Some(FIXED_CHUNK),
     };
     let seg_size = facts.seg_size;
     let stop_sql = if new_api(&facts) {

@@ -218,6 +218,9 @@ pub(crate) struct ServerFacts {
     pub system_identifier: String,
     /// The server's data directory, when this user may see the setting.
     pub data_directory: Option<String>,
+    /// Whether this server archives its own WAL: a primary with archiving on, or a
+    /// standby with `archive_mode = always` (a standby's WAL is archived by its primary).
+    pub archives_itself: bool,
 }
 
 /// Asks the server for its versions and settings; refuses clusters with extra
@@ -233,7 +236,8 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
          current_setting('archive_mode'), \
          (select coalesce(string_agg(spcname, ','), '') from pg_tablespace \
           where spcname not in ('pg_default', 'pg_global')), \
-         (select setting from pg_settings where name = 'data_directory')",
+         (select setting from pg_settings where name = 'data_directory'), \
+         pg_is_in_recovery()",
     )?;
     let row = rows.into_iter().next().unwrap_or_default();
     let get = |i: usize| row.get(i).cloned().unwrap_or_default();
@@ -266,6 +270,7 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
         version_num: get(1).parse().unwrap_or(0),
         system_identifier: get(2),
         data_directory: Some(get(6)).filter(|d| !d.is_empty()),
+        archives_itself: get(4) == "always" || (get(4) == "on" && get(7) != "t"),
     })
 }
 

@@ -334,7 +334,8 @@ fn add_files_to_tree(
 }
 
 /// Waits until the archiver marked `segment` done (what `pg_backup_stop(true)` waits
-/// for, polled often instead of once a second).
+/// for, polled often instead of once a second). A standby that does not archive itself
+/// is not waited for, as PostgreSQL does not: `arca pg check` finds a missing segment.
 fn wait_archived(pgdata: &Path, segment: &str, progress: &dyn Progress) -> Result<()> {
     let status = pgdata.join("pg_wal/archive_status");
     let done = status.join(format!("{segment}.done"));
@@ -445,6 +446,7 @@ pub(crate) fn file_base_backup(
         fixed_chunk_size: Some(FIXED_CHUNK),
     };
     let seg_size = facts.seg_size;
+    let archives_itself = facts.archives_itself;
     let stop_sql = if new_api(&facts) {
         "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
          encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(false)"
@@ -509,7 +511,9 @@ pub(crate) fn file_base_backup(
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(1);
             let stop_seg = segment_name(timeline, stop.0.saturating_sub(1) / seg_size, seg_size);
-            wait_archived(pgdata, &stop_seg, progress).map_err(no_snapshot)?;
+            if archives_itself {
+                wait_archived(pgdata, &stop_seg, progress).map_err(no_snapshot)?;
+            }
             snap.meta.extend(meta);
             Ok(())
         },

@@ -163,9 +163,11 @@ impl LocalStorage {
                 } else {
                     format!("{rel}/{fname}")
                 };
-                let ft = entry
-                    .file_type()
-                    .map_err(|e| StorageError::io("clean", &child, e))?;
+                let ft = match entry.file_type() {
+                    Ok(ft) => ft,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("clean", &child, e)),
+                };
                 if ft.is_dir() {
                     stack.push((entry.path(), child));
                     continue;
@@ -330,16 +332,21 @@ impl Storage for LocalStorage {
                 } else {
                     format!("{rel}/{fname}")
                 };
-                let ft = entry
-                    .file_type()
-                    .map_err(|e| StorageError::io("list", &child, e))?;
+                let ft = match entry.file_type() {
+                    Ok(ft) => ft,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("list", &child, e)),
+                };
                 if ft.is_dir() {
                     stack.push((entry.path(), child));
                 } else if ft.is_file() {
-                    let size = entry
-                        .metadata()
-                        .map_err(|e| StorageError::io("list", &child, e))?
-                        .len();
+                    let size = match entry.metadata() {
+                        Ok(md) => md.len(),
+                        // Deleted since the directory was read (a lock released, a delete
+                        // probe removed): not an object any more.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(StorageError::io("list", &child, e)),
+                    };
                     out.push(ObjectInfo { name: child, size });
                 }
             }
@@ -432,6 +439,46 @@ mod tests {
         assert!(live.exists(), "a live writer's temporary file is kept");
         assert_eq!(s.read("data/ab/object").unwrap(), b"kept");
         assert_eq!(s.remove_abandoned_temp_files().unwrap(), 0);
+    }
+
+    #[test]
+    fn listing_skips_objects_deleted_while_it_runs() {
+        // Another process (a prune's delete probe, a lock being released) removes objects
+        // between the directory read and the stat of each entry: the listing must not fail.
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(LocalStorage::new(dir.path().join("repo")));
+        s.create().unwrap();
+        s.write("locks/steady", b"1").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let names: Vec<String> = (0..50).map(|i| format!("locks/p{n}-{i}")).collect();
+                    for name in &names {
+                        s.write(name, b"probe").unwrap();
+                    }
+                    for name in &names {
+                        s.delete(name).unwrap();
+                    }
+                    n += 1;
+                }
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut lists = 0;
+        let mut failure = None;
+        while std::time::Instant::now() < deadline && failure.is_none() {
+            match s.list("locks/") {
+                Ok(objects) => assert!(objects.iter().any(|o| o.name == "locks/steady")),
+                Err(e) => failure = Some(e),
+            }
+            lists += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        assert!(failure.is_none(), "listing {lists}: {failure:?}");
     }
 
     #[test]

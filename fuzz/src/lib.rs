@@ -103,6 +103,7 @@ fn sample_snapshot() -> Snapshot {
         }],
         repaired_from: None,
         original: Some(Id([6; 32])),
+        meta: [("pg.timeline".to_string(), "1".to_string())].into(),
     }
 }
 

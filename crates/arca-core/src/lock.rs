@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::{FORMAT_VERSION, Lock};
 use crate::id::Id;
 use crate::repo::{Repository, hostname, username};
+pub use arca_storage::process::{host_tag, process_gone, process_start};
 
 pub const REFRESH_SECS: u64 = 5 * 60;
 pub const STALE_SECS: i64 = 30 * 60;
@@ -27,41 +28,6 @@ pub fn is_stale(lock: &Lock, now: jiff::Timestamp) -> bool {
         return true;
     }
     lock.host == hostname() && process_gone(lock.pid, lock.pid_start)
-}
-
-/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
-/// `None` where that cannot be read (not Linux, no procfs).
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether process `pid` of this host, started at `start` (when known), has ended: no
-/// process has that pid, or the one that has it started at another time (the pid was
-/// reused).
-pub fn process_gone(pid: u32, start: Option<u64>) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return true;
-    };
-    // ESRCH: no such process. EPERM means one exists (owned by another user).
-    if let Err(nix::errno::Errno::ESRCH) =
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
-    {
-        return true;
-    }
-    match (start, process_start(pid)) {
-        (Some(then), Some(now)) => then != now,
-        _ => false,
-    }
-}
-
-/// Short fingerprint of this host's name (hex), for object names that must say which host
-/// wrote them without spelling out the name.
-fn host_tag() -> String {
-    let h = blake3::hash(hostname().as_bytes());
-    h.to_hex()[..16].to_string()
 }
 
 /// Whether the repository's storage refuses deletes (see [`arca_storage::deletes_refused`]).
@@ -279,19 +245,6 @@ impl Drop for LockGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reused_pid_does_not_keep_a_lock_alive() {
-        let me = std::process::id();
-        let start = process_start(me);
-        assert!(start.is_some(), "procfs gives this process's start time");
-        assert!(!process_gone(me, start));
-        assert!(!process_gone(me, None));
-        // The same pid with another start time is a later process: the old one is gone.
-        assert!(process_gone(me, start.map(|s| s + 1)));
-        // A pid no process can have.
-        assert!(process_gone(u32::MAX, None));
-    }
 
     #[test]
     fn probes_of_gone_or_old_writers_are_stale() {

@@ -22,6 +22,7 @@ pub mod local;
 pub mod location;
 pub mod opendal;
 pub mod powercut;
+pub mod process;
 pub mod retry;
 pub mod suite;
 pub mod throttle;

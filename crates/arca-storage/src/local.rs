@@ -61,42 +61,10 @@ impl LocalStorage {
     }
 }
 
+use crate::process::{host_tag, process_gone, process_start};
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// This host's name (of the process's UTS namespace), `unknown` where it cannot be read.
-fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string())
-}
-
-/// Short fingerprint of this host's name (hex), for temporary file names.
-fn host_tag() -> String {
-    blake3::hash(hostname().as_bytes()).to_hex()[..16].to_string()
-}
-
-/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`);
-/// `None` when no such process exists or procfs cannot be read.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether process `pid` of this host, started at `start` (0: unknown), has ended: no
-/// process has that pid, or the one that has it started at another time (the pid was
-/// reused). Without procfs nothing can be told, and the answer is no.
-fn process_gone(pid: u32, start: u64) -> bool {
-    if process_start(std::process::id()).is_none() {
-        return false;
-    }
-    match process_start(pid) {
-        None => true,
-        Some(now) => start != 0 && now != start,
-    }
 }
 
 /// `.tmp-HOST-PID-START-RANDOM`: HOST a fingerprint of the host name, PID and START the
@@ -133,7 +101,7 @@ fn temp_is_abandoned(name: &str, age: Duration, host: &str) -> bool {
     let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
         return false;
     };
-    writer_host == host && process_gone(pid, start)
+    writer_host == host && process_gone(pid, (start != 0).then_some(start))
 }
 
 impl LocalStorage {

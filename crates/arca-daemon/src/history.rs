@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// 1: runs; 2: runs.report (drill reports, JSON) and the `state` table (the daemon's
-/// alert tracker and when it first saw each job).
+/// 1: runs; 2: runs.report (drill reports, JSON), runs.pid_start (the start time of the
+/// process that ran it, so a reused pid is not taken for it) and the `state` table (the
+/// daemon's alert tracker and when it first saw each job).
 const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +136,19 @@ fn from_ms(v: i64) -> Timestamp {
     Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
+/// Whether the process that ran a run is gone: procfs tells (also a reused pid, by the
+/// start time recorded with the run); without procfs, a pid no process has.
+fn process_gone(pid: u32, start: Option<u64>) -> bool {
+    if arca_storage::process::process_start(std::process::id()).is_some() {
+        return arca_storage::process::process_gone(pid, start);
     }
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 const COLUMNS: &str = "id, job, kind, backup_type, trigger, slot_ms, start_ms, end_ms, status, \
@@ -227,10 +232,12 @@ impl History {
             CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(err)?;
-        if version < 2 {
-            let has_report = conn.prepare("SELECT report FROM runs LIMIT 0").is_ok();
-            if !has_report {
-                conn.execute_batch("ALTER TABLE runs ADD COLUMN report TEXT;")
+        for (column, kind) in [("report", "TEXT"), ("pid_start", "INTEGER")] {
+            let present = conn
+                .prepare(&format!("SELECT {column} FROM runs LIMIT 0"))
+                .is_ok();
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind};"))
                     .map_err(err)?;
             }
         }
@@ -269,8 +276,9 @@ impl History {
     ) -> Result<i64, HistoryError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO runs (job, kind, backup_type, trigger, slot_ms, start_ms, status, pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                "INSERT INTO runs (job, kind, backup_type, trigger, slot_ms, start_ms, status, pid,
+                 pid_start)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
                 params![
                     job,
                     kind,
@@ -278,7 +286,8 @@ impl History {
                     trigger,
                     slot.map(ms),
                     ms(start),
-                    std::process::id()
+                    std::process::id(),
+                    arca_storage::process::process_start(std::process::id()).map(|t| t as i64)
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -317,16 +326,24 @@ impl History {
     /// Marks runs left "running" by processes that no longer exist as abandoned.
     pub fn close_abandoned(&self) -> Result<usize, HistoryError> {
         let running = self.with(|c| {
-            let mut st = c.prepare("SELECT id, pid FROM runs WHERE status = 'running'")?;
+            let mut st =
+                c.prepare("SELECT id, pid, pid_start FROM runs WHERE status = 'running'")?;
             let rows = st
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })?;
         let mut n = 0;
-        for (id, pid) in running {
+        for (id, pid, start) in running {
             let pid = pid as u32;
-            if pid == std::process::id() || process_alive(pid) {
+            let start = start.map(|s| s as u64);
+            if pid == std::process::id() || !process_gone(pid, start) {
                 continue;
             }
             self.with(|c| {
@@ -593,6 +610,23 @@ mod tests {
         let runs = h.runs(None, 0).unwrap();
         assert_eq!(runs.len(), 1);
         assert!(runs[0].report.is_none());
+        // A run left "running" by a process whose pid now belongs to another one (pid 1,
+        // which started at another time) is abandoned; one of the live process is not.
+        let init_start = arca_storage::process::process_start(1).unwrap() as i64;
+        let c = Connection::open(&path).unwrap();
+        for start in [init_start + 1, init_start] {
+            c.execute(
+                "INSERT INTO runs (job, kind, trigger, start_ms, status, pid, pid_start)
+                 VALUES ('docs', 'backup', 'manual', 2, 'running', 1, ?1)",
+                params![start],
+            )
+            .unwrap();
+        }
+        drop(c);
+        assert_eq!(h.close_abandoned().unwrap(), 1);
+        let statuses: Vec<RunStatus> = h.runs(None, 0).unwrap().iter().map(|r| r.status).collect();
+        assert!(statuses.contains(&RunStatus::Abandoned), "{statuses:?}");
+        assert!(statuses.contains(&RunStatus::Running), "{statuses:?}");
         assert_eq!(h.state("k").unwrap(), None);
         h.set_state("k", "1").unwrap();
         h.set_state("k", "2").unwrap();

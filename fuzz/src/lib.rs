@@ -188,6 +188,13 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         ],
         "snapshot_json" => vec![serde_json::to_vec_pretty(&sample_snapshot()).unwrap_or_default()],
         "config_json" => vec![serde_json::to_vec_pretty(&sample_config()).unwrap_or_default()],
+        "daemon_config" => vec![
+            include_bytes!("../../examples/arca.toml").to_vec(),
+            b"[daemon]\n[repositories.r]\nlocation = \"/tmp/r\"\npassword_env = \"X\"\n\
+              [jobs.j]\nsources = [\"/tmp/s\"]\nrepositories = [\"r\"]\nschedule = \"every 1h\"\n\
+              rpo = \"2h\"\n[jobs.j.drill]\nschedule = \"0 4 * * 0\"\n"
+                .to_vec(),
+        ],
         "keyfile_json" => vec![
             serde_json::to_vec_pretty(&sample_key_file(test_kdf_params())).unwrap_or_default(),
             serde_json::to_vec_pretty(&sample_key_file(default_kdf_params())).unwrap_or_default(),

@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::daemon::{Received, WebhookReceiver};
 use common::{Out, bare_cmd, run_cmd};
 use serde_json::Value;
 
@@ -26,56 +25,11 @@ fn arca(args: &[&str], env: &[(&str, &str)]) -> Out {
     run_cmd(c, None)
 }
 
-/// Requests a webhook receiver got: (path with query, headers in lower case, body).
-type Received = Arc<Mutex<Vec<(String, Vec<(String, String)>, Vec<u8>)>>>;
-
-/// A tiny HTTP/1.1 server on 127.0.0.1 answering every POST with `status` and `answer`.
+/// A webhook receiver on loopback answering every request with `status` and `answer`: its
+/// URL and what it got (common::daemon::WebhookReceiver).
 fn webhook_receiver(status: u16, answer: &'static str) -> (String, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let got: Received = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let _ = serve(conn, &sink, status, answer);
-        }
-    });
-    (url, got)
-}
-
-fn serve(conn: TcpStream, sink: &Received, status: u16, answer: &str) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut length = 0usize;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
-    sink.lock().unwrap().push((path, headers, body));
-    let mut conn = conn;
-    write!(
-        conn,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-        answer.len()
-    )?;
-    conn.flush()
+    let r = WebhookReceiver::start(status, answer);
+    (r.url, r.got)
 }
 
 fn bodies(got: &Received) -> Vec<Value> {

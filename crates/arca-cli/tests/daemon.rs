@@ -9,10 +9,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
+use std::time::Duration;
+
+use common::daemon::{DaemonProcess, arca_with_config, wait_for};
 use common::{Env, PASSWORD, bare_cmd, run_cmd, small_tree, write_random};
 
 fn s3_base() -> Option<String> {
@@ -31,112 +32,8 @@ fn s3_base() -> Option<String> {
     }
 }
 
-/// A running `arca daemon`; killed on drop (also when the test panics).
-struct Daemon {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(env: &Env, config: &Path) -> Daemon {
-        let stderr = env.path(&format!(
-            "daemon-{}.err",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let mut c = arca(config);
-        c.arg("daemon")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        let child = c.spawn().expect("start arca daemon");
-        Daemon {
-            child: Some(child),
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    /// Sends SIGTERM and waits for the exit code.
-    fn stop(mut self, within: Duration) -> i32 {
-        self.signal("TERM");
-        let mut child = self.child.take().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s.code().unwrap_or(-1);
-            }
-            if start.elapsed() > within {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the daemon did not stop within {within:?} of SIGTERM\n{}",
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_log(&self, needle: &str, within: Duration) {
-        let start = Instant::now();
-        while !self.log().contains(needle) {
-            assert!(
-                start.elapsed() < within,
-                "the daemon did not log {needle:?} within {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The address of /api/status from the daemon's log.
-    fn api_addr(&self) -> String {
-        self.wait_log("listening on http://", Duration::from_secs(10));
-        let log = self.log();
-        let at = log.find("listening on http://").unwrap() + "listening on http://".len();
-        log[at..].split('/').next().unwrap().to_string()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// `arca --config FILE` with a clean environment (and the test KDF, the S3 credentials).
-fn arca(config: &Path) -> Command {
-    let mut c = bare_cmd();
-    c.arg("--config").arg(config);
-    c.env("ARCA_INSECURE_TEST_KDF", "1")
-        .env("ARCA_TEST_DAEMON_PW", PASSWORD);
-    c
-}
-
 fn run(config: &Path, args: &[&str]) -> common::Out {
-    let mut c = arca(config);
+    let mut c = arca_with_config(config);
     c.args(args);
     run_cmd(c, None)
 }
@@ -151,14 +48,6 @@ fn backups_with(config: &Path, job: &str, status: &str) -> Vec<serde_json::Value
         .into_iter()
         .filter(|r| r["kind"] == "backup" && r["status"] == status)
         .collect()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// `arca -r LOCATION ARGS` with the test password.
@@ -266,8 +155,8 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
         .ok()
         .says("ok (2 repositories, 2 jobs)");
 
-    let daemon = Daemon::start(&env, &config);
-    let addr = daemon.api_addr();
+    let daemon = DaemonProcess::start(&env, &config, &[]);
+    let addr = daemon.addr();
     // Runs happen: at least four good runs of docs (the data changes between them).
     let mut changed = 0;
     wait_for("four good runs of docs", Duration::from_secs(120), || {
@@ -449,7 +338,7 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
     // After a restart, missed slots are caught up by one run, not one per slot.
     let before = backups_with(&config, "docs", "success").len();
     std::thread::sleep(Duration::from_secs(5));
-    let daemon = Daemon::start(&env, &config);
+    let daemon = DaemonProcess::start(&env, &config, &[]);
     daemon.wait_log("[docs] run", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(1500));
     let code = daemon.stop(Duration::from_secs(60));
@@ -500,7 +389,7 @@ limits = {{ upload_limit_kib = 4096 }}
     )
     .unwrap();
 
-    let daemon = Daemon::start(&env, &config);
+    let daemon = DaemonProcess::start(&env, &config, &[]);
     // Wait until the run stored at least one pack, then stop the daemon mid-run.
     wait_for(
         "a pack stored by the running backup",
@@ -654,7 +543,7 @@ fn every_kind_of_bad_config_is_rejected_with_file_line_and_reason() {
         assert_eq!(p["line"], *line as u64, "{what}: {j}");
         assert!(p["column"].as_u64().unwrap() >= 1);
         // The daemon does not start with it.
-        let mut c = arca(&file);
+        let mut c = arca_with_config(&file);
         c.arg("daemon");
         let d = run_cmd(c, None).code(1);
         assert!(d.stderr.contains(reason), "{what}: {}", d.stderr);

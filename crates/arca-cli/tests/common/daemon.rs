@@ -68,6 +68,20 @@ impl DaemonProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Sends signal `sig` (a name such as `HUP`) to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} failed");
+    }
+
     /// The address the daemon listens on (from its log).
     pub fn addr(&self) -> String {
         self.wait_log("listening on http://", Duration::from_secs(10));

@@ -15,90 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::{DaemonProcess, arca_with_config, wait_for};
 use common::{Env, PASSWORD, bare_cmd, run_cmd, small_tree, write_random};
 
-/// A running `arca daemon`; killed on drop (also when the test panics).
-struct Daemon {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, stderr: PathBuf, env: &[(&str, &str)]) -> Daemon {
-        let mut c = arca(config);
-        c.arg("daemon")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        let child = c.spawn().expect("start arca daemon");
-        Daemon {
-            child: Some(child),
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// `127.0.0.1:PORT` from "listening on http://ADDR/" in the log.
-    fn addr(&self) -> String {
-        let start = Instant::now();
-        loop {
-            let log = self.log();
-            if let Some(at) = log.find("listening on http://") {
-                let addr = log[at + "listening on http://".len()..]
-                    .split('/')
-                    .next()
-                    .unwrap()
-                    .to_string();
-                let port = addr.rsplit(':').next().unwrap();
-                return format!("127.0.0.1:{port}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "the daemon did not start listening:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the daemon did not stop on SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn arca(config: &Path) -> Command {
-    let mut c = bare_cmd();
-    c.arg("--config").arg(config);
-    c.env("ARCA_INSECURE_TEST_KDF", "1");
-    c
-}
-
 fn run(config: &Path, args: &[&str]) -> common::Out {
-    let mut c = arca(config);
+    let mut c = arca_with_config(config);
     c.args(args);
     run_cmd(c, None)
 }
@@ -106,14 +27,6 @@ fn run(config: &Path, args: &[&str]) -> common::Out {
 fn history(config: &Path, job: &str) -> Vec<serde_json::Value> {
     let out = run(config, &["history", "--job", job, "--limit", "0", "--json"]).ok();
     out.json().as_array().cloned().unwrap_or_default()
-}
-
-fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// A repository at `location` with the test password.
@@ -480,11 +393,7 @@ fn metrics_browse_and_download_after_a_run() {
     let config = write_config(&env, "listen = \"127.0.0.1:0\"", &src, &repo, "");
     run(&config, &["config", "check"]).ok();
 
-    let daemon = Daemon::start(
-        &config,
-        env.path("daemon.err"),
-        &[("ARCA_WEB_REFRESH_SECS", "3600")],
-    );
+    let daemon = DaemonProcess::start(&env, &config, &[("ARCA_WEB_REFRESH_SECS", "3600")]);
     let addr = daemon.addr();
     // Before any run: no snapshot, no last success, runs in progress 0.
     let m = scrape(&addr, &[]);
@@ -759,7 +668,7 @@ fn metrics_browse_and_download_after_a_run() {
         rebound.code
     );
 
-    daemon.stop();
+    daemon.stop(Duration::from_secs(30));
 }
 
 /// The form token in the first POST form of `page`.
@@ -790,16 +699,12 @@ fn token_is_required_off_loopback() {
     run(&config, &["config", "check"])
         .fails()
         .says("ARCA_TEST_WEB_TOKEN");
-    let mut check = arca(&config);
+    let mut check = arca_with_config(&config);
     check
         .args(["config", "check"])
         .env("ARCA_TEST_WEB_TOKEN", token);
     run_cmd(check, None).ok();
-    let daemon = Daemon::start(
-        &config,
-        env.path("daemon.err"),
-        &[("ARCA_TEST_WEB_TOKEN", token)],
-    );
+    let daemon = DaemonProcess::start(&env, &config, &[("ARCA_TEST_WEB_TOKEN", token)]);
     let addr = daemon.addr();
     let bearer = format!("Bearer {token}");
     for path in [
@@ -915,7 +820,7 @@ fn token_is_required_off_loopback() {
     );
     assert_eq!(out.code, 303, "{}", out.text());
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    daemon.stop();
+    daemon.stop(Duration::from_secs(30));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1123,7 +1028,7 @@ fn dashboard_in_headless_chromium_runs_a_job() {
     run(&config, &["config", "check"]).ok();
     // One run so that the charts have a point.
     run(&config, &["job", "run", "docs"]).ok();
-    let daemon = Daemon::start(&config, env.path("daemon.err"), &[]);
+    let daemon = DaemonProcess::start(&env, &config, &[]);
     let addr = daemon.addr();
 
     let mut driver = Driver::start(&env.path("chromedriver.log"));
@@ -1202,5 +1107,5 @@ fn dashboard_in_headless_chromium_runs_a_job() {
     assert!(dom.contains("&lt;b&gt;check-output&lt;/b&gt;"), "{dom}");
     assert!(!dom.contains("<b>check-output"), "unescaped check output");
     drop(driver);
-    daemon.stop();
+    daemon.stop(Duration::from_secs(30));
 }

@@ -82,12 +82,17 @@ impl DaemonProcess {
         assert!(ok, "kill -{sig} failed");
     }
 
-    /// The address the daemon listens on (from its log).
+    /// The address to reach the daemon at (from "listening on http://ADDR/" in its log;
+    /// an unspecified address such as 0.0.0.0 is reached on 127.0.0.1).
     pub fn addr(&self) -> String {
-        self.wait_log("listening on http://", Duration::from_secs(10));
+        self.wait_log("listening on http://", Duration::from_secs(15));
         let log = self.log();
         let at = log.find("listening on http://").unwrap() + "listening on http://".len();
-        log[at..].split('/').next().unwrap().to_string()
+        let addr = log[at..].split('/').next().unwrap().to_string();
+        match addr.strip_prefix("0.0.0.0:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => addr,
+        }
     }
 
     /// Sends SIGTERM and waits for the exit code.

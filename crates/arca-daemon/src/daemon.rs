@@ -123,6 +123,43 @@ impl Drop for DoneGuard {
     }
 }
 
+/// What a worker thread (a run or a drill) takes from the loop.
+struct Worker {
+    config: Arc<Config>,
+    history: Arc<History>,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn EventLog>,
+    stop: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl Worker {
+    /// Runs `work` on a thread named `name`; `done` gets `job` when the work ends, also
+    /// when it panics or the thread cannot start.
+    fn spawn(
+        self,
+        name: String,
+        job: &str,
+        done: mpsc::Sender<String>,
+        work: impl FnOnce(&RunContext<'_>, &Arc<dyn Fn() -> bool + Send + Sync>) + Send + 'static,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let guard = DoneGuard {
+            tx: done,
+            job: job.to_string(),
+        };
+        std::thread::Builder::new().name(name).spawn(move || {
+            let _done = guard;
+            let ctx = RunContext {
+                config: &self.config,
+                history: &self.history,
+                clock: self.clock.as_ref(),
+                stop: &*self.stop,
+                events: self.events.as_ref(),
+            };
+            work(&ctx, &self.stop);
+        })
+    }
+}
+
 /// Runs the daemon until `control.stop` turns true.
 pub fn run(
     config_path: &Path,
@@ -247,48 +284,37 @@ pub fn run(
         }
         workers.retain(|w| !w.is_finished());
         let cfg_now = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let worker = || Worker {
+            config: cfg_now.clone(),
+            history: history.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
+            stop: control.stop.clone(),
+        };
         let spawn_drill = |job: &str, trigger: Trigger, workers: &mut Vec<JoinHandle<()>>| {
             if live.running_of(job).iter().any(|r| r.kind == "drill") {
                 events.event(Some(job), "a drill of this job is already running");
                 return;
             }
             live.started(job, "drill", clock.now());
-            let (cfg, history, clock, run_events, stop, done, name) = (
-                cfg_now.clone(),
-                history.clone(),
-                clock.clone(),
-                events.clone(),
-                control.stop.clone(),
+            let name = job.to_string();
+            let spawned = worker().spawn(
+                format!("drill {job}"),
+                job,
                 drill_done_tx.clone(),
-                job.to_string(),
-            );
-            let spawned = std::thread::Builder::new()
-                .name(format!("drill {job}"))
-                .spawn(move || {
-                    let _done = DoneGuard {
-                        tx: done,
-                        job: name.clone(),
-                    };
-                    let ctx = RunContext {
-                        config: &cfg,
-                        history: &history,
-                        clock: clock.as_ref(),
-                        stop: &*stop,
-                        events: run_events.as_ref(),
-                    };
+                move |ctx, stop| {
                     let progress = StopOnly(stop.clone());
                     if let Err(e) =
-                        drill_job(&ctx, &name, trigger, &DrillRequest::default(), &progress)
+                        drill_job(ctx, &name, trigger, &DrillRequest::default(), &progress)
                     {
-                        run_events.event(Some(&name), &format!("drill not started: {e}"));
+                        ctx.events
+                            .event(Some(&name), &format!("drill not started: {e}"));
                     }
-                });
+                },
+            );
             match spawned {
                 Ok(h) => workers.push(h),
-                Err(e) => {
-                    live.ended(job, "drill");
-                    events.event(None, &format!("cannot start a thread for a drill: {e}"))
-                }
+                Err(e) => events.event(None, &format!("cannot start a thread for a drill: {e}")),
             }
         };
         // Requests from the dashboard.
@@ -344,37 +370,22 @@ pub fn run(
         });
         for (job_name, due) in manual_runs.chain(due_runs).collect::<Vec<_>>() {
             live.started(&job_name, "backup", clock.now());
-            let cfg = cfg_now.clone();
-            let (history, clock, run_events, stop, done) = (
-                history.clone(),
-                clock.clone(),
-                events.clone(),
-                control.stop.clone(),
+            let name = job_name.clone();
+            let spawned = worker().spawn(
+                format!("job {job_name}"),
+                &job_name,
                 done_tx.clone(),
-            );
-            let spawned = std::thread::Builder::new()
-                .name(format!("job {job_name}"))
-                .spawn(move || {
-                    // Tells the loop the job is done even if the run panics.
-                    let _done = DoneGuard {
-                        tx: done,
-                        job: job_name.clone(),
-                    };
-                    let ctx = RunContext {
-                        config: &cfg,
-                        history: &history,
-                        clock: clock.as_ref(),
-                        stop: &*stop,
-                        events: run_events.as_ref(),
-                    };
+                move |ctx, _| {
                     let (trigger, backup_type, stop_at) = match &due {
                         Some(d) => (Trigger::Schedule(d.slot), Some(d.backup_type), d.stop_at),
                         None => (Trigger::Manual, None, None),
                     };
-                    if let Err(e) = run_job(&ctx, &job_name, trigger, backup_type, stop_at) {
-                        run_events.event(Some(&job_name), &format!("run not started: {e}"));
+                    if let Err(e) = run_job(ctx, &name, trigger, backup_type, stop_at) {
+                        ctx.events
+                            .event(Some(&name), &format!("run not started: {e}"));
                     }
-                });
+                },
+            );
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) => events.event(None, &format!("cannot start a thread for a run: {e}")),

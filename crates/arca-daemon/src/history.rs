@@ -226,7 +226,9 @@ impl History {
                 error TEXT,
                 log TEXT,
                 copies TEXT,
-                pid INTEGER NOT NULL
+                pid INTEGER NOT NULL,
+                report TEXT,
+                pid_start INTEGER
             );
             CREATE INDEX IF NOT EXISTS runs_by_job ON runs(job, start_ms);
             CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
@@ -237,8 +239,11 @@ impl History {
                 .prepare(&format!("SELECT {column} FROM runs LIMIT 0"))
                 .is_ok();
             if !present {
-                conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind};"))
-                    .map_err(err)?;
+                // Another process opening the same history may add it at the same moment.
+                match conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind};")) {
+                    Err(e) if e.to_string().contains("duplicate column") => {}
+                    other => other.map_err(err)?,
+                }
             }
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -586,6 +591,38 @@ mod tests {
         assert_eq!(drill.report.unwrap()["passed"], true);
         assert_eq!(h.runs_of_kind(None, "drill", 0).unwrap().len(), 1);
         assert_eq!(h.last_run("docs").unwrap().unwrap().kind, "backup");
+    }
+
+    #[test]
+    fn processes_opening_one_old_history_at_once_all_succeed() {
+        // A daemon and `arca history` may open (and migrate) the same file together.
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            Connection::open(&path)
+                .unwrap()
+                .execute_batch(
+                    "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL,
+                     kind TEXT NOT NULL, backup_type TEXT, trigger TEXT NOT NULL,
+                     slot_ms INTEGER, start_ms INTEGER NOT NULL, end_ms INTEGER,
+                     status TEXT NOT NULL, files INTEGER, bytes_read INTEGER,
+                     bytes_added INTEGER, snapshot_id TEXT, error TEXT, log TEXT, copies TEXT,
+                     pid INTEGER NOT NULL);
+                     PRAGMA user_version = 1;",
+                )
+                .unwrap();
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || History::open(&path).map(|_| ()))
+                })
+                .collect();
+            for o in openers {
+                o.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use std::time::Duration;
 
-use common::daemon::{DaemonProcess, arca_with_config, wait_for};
+use common::daemon::{DaemonProcess, arca_with_config, job_history, run_with_config, wait_for};
 use common::{Env, PASSWORD, bare_cmd, run_cmd, small_tree, write_random};
 
 fn s3_base() -> Option<String> {
@@ -32,19 +32,8 @@ fn s3_base() -> Option<String> {
     }
 }
 
-fn run(config: &Path, args: &[&str]) -> common::Out {
-    let mut c = arca_with_config(config);
-    c.args(args);
-    run_cmd(c, None)
-}
-
-fn history(config: &Path, job: &str) -> Vec<serde_json::Value> {
-    let out = run(config, &["history", "--job", job, "--limit", "0", "--json"]).ok();
-    out.json().as_array().cloned().unwrap_or_default()
-}
-
 fn backups_with(config: &Path, job: &str, status: &str) -> Vec<serde_json::Value> {
-    history(config, job)
+    job_history(config, job)
         .into_iter()
         .filter(|r| r["kind"] == "backup" && r["status"] == status)
         .collect()
@@ -151,7 +140,7 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
         .unwrap()
     };
     write_config("");
-    run(&config, &["config", "check"])
+    run_with_config(&config, &["config", "check"])
         .ok()
         .says("ok (2 repositories, 2 jobs)");
 
@@ -200,7 +189,7 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
     assert_eq!(code, 0, "exit code of the daemon after SIGTERM");
 
     // History: every docs run recorded with its numbers and the hooks' output.
-    let runs = history(&config, "docs");
+    let runs = job_history(&config, "docs");
     let good: Vec<_> = runs
         .iter()
         .filter(|r| r["kind"] == "backup" && r["status"] == "success")
@@ -282,7 +271,7 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
         .says("no errors");
 
     // Status: last good snapshot within the RPO, 3-2-1 met, the failing job's error.
-    let st = run(&config, &["status", "--json"]).ok().json();
+    let st = run_with_config(&config, &["status", "--json"]).ok().json();
     let jobs = st["jobs"].as_array().unwrap();
     let docs = jobs.iter().find(|j| j["job"] == "docs").unwrap();
     assert_eq!(docs["rpo_ok"], true, "{docs}");
@@ -329,11 +318,15 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
     assert!(dump["last_error"].as_str().is_some(), "{dump}");
     assert_eq!(dump["rpo_ok"], serde_json::Value::Null);
     // The text forms work too.
-    run(&config, &["status"]).ok().says("3-2-1               ");
-    run(&config, &["history", "--job", "docs"])
+    run_with_config(&config, &["status"])
+        .ok()
+        .says("3-2-1               ");
+    run_with_config(&config, &["history", "--job", "docs"])
         .ok()
         .says("success");
-    run(&config, &["job", "list"]).ok().says("every 2s");
+    run_with_config(&config, &["job", "list"])
+        .ok()
+        .says("every 2s");
 
     // After a restart, missed slots are caught up by one run, not one per slot.
     let before = backups_with(&config, "docs", "success").len();
@@ -400,7 +393,7 @@ limits = {{ upload_limit_kib = 4096 }}
     assert_eq!(code, 0);
 
     let interrupted = backups_with(&config, "big", "interrupted");
-    assert_eq!(interrupted.len(), 1, "{:#?}", history(&config, "big"));
+    assert_eq!(interrupted.len(), 1, "{:#?}", job_history(&config, "big"));
     assert!(interrupted[0]["snapshot_id"].is_null());
     assert!(
         interrupted[0]["error"]
@@ -419,7 +412,7 @@ limits = {{ upload_limit_kib = 4096 }}
 
     // The next run (arca job run: the same code path) completes and does not upload the
     // stored packs again.
-    let out = run(&config, &["job", "run", "big", "--json"]).ok();
+    let out = run_with_config(&config, &["job", "run", "big", "--json"]).ok();
     let rec = out.json();
     assert_eq!(rec["status"], "success", "{rec}");
     assert_eq!(rec["trigger"], "manual");
@@ -441,7 +434,7 @@ limits = {{ upload_limit_kib = 4096 }}
     .ok();
     common::assert_same_tree(&src, &common::restored_path(&target, &src));
     // Status shows the manual run as the last one.
-    let status = run(&config, &["status", "--json"]).ok().json();
+    let status = run_with_config(&config, &["status", "--json"]).ok().json();
     assert_eq!(status["jobs"][0]["last_run"]["status"], "success");
 }
 
@@ -529,7 +522,7 @@ fn every_kind_of_bad_config_is_rejected_with_file_line_and_reason() {
     for (what, text, line, reason) in &cases {
         let file = env.path(&format!("{}.toml", what.replace(' ', "-")));
         std::fs::write(&file, text).unwrap();
-        let out = run(&file, &["config", "check"]).code(1);
+        let out = run_with_config(&file, &["config", "check"]).code(1);
         let expected = format!("{}:{line}:", file.display());
         assert!(
             out.stderr.contains(&expected) && out.stderr.contains(reason),
@@ -537,7 +530,9 @@ fn every_kind_of_bad_config_is_rejected_with_file_line_and_reason() {
             out.stderr
         );
         // JSON too, with line and column.
-        let j = run(&file, &["config", "check", "--json"]).code(1).json();
+        let j = run_with_config(&file, &["config", "check", "--json"])
+            .code(1)
+            .json();
         assert_eq!(j["ok"], false);
         let p = &j["problems"][0];
         assert_eq!(p["line"], *line as u64, "{what}: {j}");
@@ -555,7 +550,7 @@ fn every_kind_of_bad_config_is_rejected_with_file_line_and_reason() {
         "[repositories.r]\nlocation = \"/tmp/r\"\n\n[jobs.a]\nsources = [\"/d\"]\nrepositories = [\"x\"]\nschedule = \"every 5q\"\nwindow = \"22:00-\"\n",
     )
     .unwrap();
-    let out = run(&file, &["config", "check"]).code(1);
+    let out = run_with_config(&file, &["config", "check"]).code(1);
     for (line, reason) in [
         (1, "no password source"),
         (6, "not defined"),
@@ -594,7 +589,7 @@ rpo = "1h"
         minimal.replace("/etc/arca/pw", env.path("pw").to_str().unwrap()),
     )
     .unwrap();
-    run(&file, &["config", "check"])
+    run_with_config(&file, &["config", "check"])
         .ok()
         .says("ok (1 repositories, 1 jobs)");
 }

@@ -15,19 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{DaemonProcess, arca_with_config, wait_for};
+use common::daemon::{DaemonProcess, arca_with_config, job_history, run_with_config, wait_for};
 use common::{Env, PASSWORD, bare_cmd, run_cmd, small_tree, write_random};
-
-fn run(config: &Path, args: &[&str]) -> common::Out {
-    let mut c = arca_with_config(config);
-    c.args(args);
-    run_cmd(c, None)
-}
-
-fn history(config: &Path, job: &str) -> Vec<serde_json::Value> {
-    let out = run(config, &["history", "--job", job, "--limit", "0", "--json"]).ok();
-    out.json().as_array().cloned().unwrap_or_default()
-}
 
 /// A repository at `location` with the test password.
 fn init_repo(location: &Path) {
@@ -391,7 +380,7 @@ fn metrics_browse_and_download_after_a_run() {
     let repo = env.path("repo");
     init_repo(&repo);
     let config = write_config(&env, "listen = \"127.0.0.1:0\"", &src, &repo, "");
-    run(&config, &["config", "check"]).ok();
+    run_with_config(&config, &["config", "check"]).ok();
 
     let daemon = DaemonProcess::start(&env, &config, &[("ARCA_WEB_REFRESH_SECS", "3600")]);
     let addr = daemon.addr();
@@ -419,8 +408,8 @@ fn metrics_browse_and_download_after_a_run() {
     );
 
     // One run (the CLI writes the same history the daemon reads).
-    run(&config, &["job", "run", "docs"]).ok();
-    let runs = history(&config, "docs");
+    run_with_config(&config, &["job", "run", "docs"]).ok();
+    let runs = job_history(&config, "docs");
     assert_eq!(runs.len(), 1, "{runs:?}");
     let r = &runs[0];
     assert_eq!(r["status"], "success", "{r}");
@@ -623,7 +612,7 @@ fn metrics_browse_and_download_after_a_run() {
     );
     assert_eq!(missing.code, 404);
     // A drill: its result, time and RTO in the metrics, its steps on the pages.
-    run(&config, &["drill", "run", "docs"]).ok();
+    run_with_config(&config, &["drill", "run", "docs"]).ok();
     let m = scrape(&addr, &[]);
     assert_eq!(
         metric(&m, "arca_job_drill_success", &[("job", "docs")]),
@@ -696,7 +685,7 @@ fn token_is_required_off_loopback() {
         "",
     );
     // Without the token in its environment the configuration is refused.
-    run(&config, &["config", "check"])
+    run_with_config(&config, &["config", "check"])
         .fails()
         .says("ARCA_TEST_WEB_TOKEN");
     let mut check = arca_with_config(&config);
@@ -1025,9 +1014,9 @@ fn dashboard_in_headless_chromium_runs_a_job() {
         &repo,
         "[jobs.docs.drill]\nchecks = [\"echo '<b>check-output</b>' >&2; exit 3\"]\n",
     );
-    run(&config, &["config", "check"]).ok();
+    run_with_config(&config, &["config", "check"]).ok();
     // One run so that the charts have a point.
-    run(&config, &["job", "run", "docs"]).ok();
+    run_with_config(&config, &["job", "run", "docs"]).ok();
     let daemon = DaemonProcess::start(&env, &config, &[]);
     let addr = daemon.addr();
 
@@ -1059,7 +1048,7 @@ fn dashboard_in_headless_chromium_runs_a_job() {
 
     // The button: a real form POST from the browser (Origin, form token), then back.
     driver.go(&format!("http://{addr}/"));
-    let newest_before = history(&config, "docs")
+    let newest_before = job_history(&config, "docs")
         .iter()
         .filter_map(|r| r["id"].as_i64())
         .max();
@@ -1076,7 +1065,7 @@ fn dashboard_in_headless_chromium_runs_a_job() {
         "the run requested by the button in the history",
         Duration::from_secs(60),
         || {
-            history(&config, "docs").iter().any(|r| {
+            job_history(&config, "docs").iter().any(|r| {
                 r["id"].as_i64() > newest_before
                     && r["kind"] == "backup"
                     && r["status"] == "success"
@@ -1092,7 +1081,7 @@ fn dashboard_in_headless_chromium_runs_a_job() {
         driver.url().contains("/jobs/docs?queued=drill:docs")
     });
     wait_for("the drill in the history", Duration::from_secs(60), || {
-        history(&config, "docs")
+        job_history(&config, "docs")
             .iter()
             .any(|r| r["kind"] == "drill" && r["status"] == "failed")
     });

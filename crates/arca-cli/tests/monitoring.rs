@@ -11,20 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::daemon::{DaemonProcess, WebhookReceiver, arca_with_config, wait_for};
+use common::daemon::{DaemonProcess, WebhookReceiver, job_history, run_with_config, wait_for};
 use common::{Env, PASSWORD, assert_same_tree, list_files, run_cmd, small_tree};
 use serde_json::Value;
-
-fn run(config: &Path, args: &[&str]) -> common::Out {
-    let mut c = arca_with_config(config);
-    c.args(args);
-    run_cmd(c, None)
-}
-
-fn runs(config: &Path, job: &str) -> Vec<Value> {
-    let out = run(config, &["history", "--job", job, "--limit", "0", "--json"]).ok();
-    out.json().as_array().cloned().unwrap_or_default()
-}
 
 fn count(runs: &[Value], kind: &str, status: &str) -> usize {
     runs.iter()
@@ -96,7 +85,7 @@ fn a_failed_run_alerts_once_and_the_next_good_run_resolves_it() {
     let config = write_config(&env, &src, &hook.url, "", "schedule = \"every 2s\"");
     let daemon = DaemonProcess::start(&env, &config, &[]);
     wait_for("a good run", Duration::from_secs(60), || {
-        count(&runs(&config, "docs"), "backup", "success") >= 1
+        count(&job_history(&config, "docs"), "backup", "success") >= 1
     });
     assert!(
         hook.bodies().is_empty(),
@@ -122,7 +111,7 @@ fn a_failed_run_alerts_once_and_the_next_good_run_resolves_it() {
     );
     // Several more failing runs: still one message (repeats wait 4 h by default).
     wait_for("three failed runs", Duration::from_secs(60), || {
-        count(&runs(&config, "docs"), "backup", "failed") >= 3
+        count(&job_history(&config, "docs"), "backup", "failed") >= 3
     });
     assert_eq!(alerts(&hook, "run_failed", "firing").len(), 1);
 
@@ -173,7 +162,7 @@ fn an_rpo_breach_under_a_fast_clock_alerts_once_and_resolves_after_the_run() {
     // Evaluations go on every 5 s (50 min of test time) until the 03:00 run; the breach
     // is not repeated (default repeat: 4 h).
     wait_for("the run at 03:00", Duration::from_secs(60), || {
-        count(&runs(&config, "docs"), "backup", "success") >= 1
+        count(&job_history(&config, "docs"), "backup", "success") >= 1
     });
     wait_for("the resolve", Duration::from_secs(30), || {
         !alerts(&hook, "rpo_breached", "resolved").is_empty()
@@ -184,7 +173,7 @@ fn an_rpo_breach_under_a_fast_clock_alerts_once_and_resolves_after_the_run() {
         "{:?}",
         hook.bodies()
     );
-    let run = &runs(&config, "docs")[0];
+    let run = &job_history(&config, "docs")[0];
     assert!(
         run["start"]
             .as_str()
@@ -210,14 +199,14 @@ fn job_drills_are_recorded_fail_on_damage_naming_the_file_and_alert() {
         target.display()
     );
     let config = write_config(&env, &src, &hook.url, "", &job);
-    run(&config, &["job", "run", "docs"]).ok();
+    run_with_config(&config, &["job", "run", "docs"]).ok();
 
     // A drill of the job from the command line: passes, is in the history with its report.
-    let out = run(&config, &["--json", "drill", "run", "docs"]);
+    let out = run_with_config(&config, &["--json", "drill", "run", "docs"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout_str(), out.stderr);
     let report = out.json();
     assert_eq!(report["passed"], true, "{report:#}");
-    let drills: Vec<Value> = runs(&config, "docs")
+    let drills: Vec<Value> = job_history(&config, "docs")
         .into_iter()
         .filter(|r| r["kind"] == "drill")
         .collect();
@@ -227,7 +216,7 @@ fn job_drills_are_recorded_fail_on_damage_naming_the_file_and_alert() {
     assert_eq!(drills[0]["trigger"], "manual");
 
     // Recovery into the configured target (cold tier: everything into an empty target).
-    let out = run(&config, &["recover", "docs"]);
+    let out = run_with_config(&config, &["recover", "docs"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout_str(), out.stderr);
     let restored = common::restored_path(&target, &src);
     assert_same_tree(&src, &restored);
@@ -248,7 +237,7 @@ fn job_drills_are_recorded_fail_on_damage_naming_the_file_and_alert() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let out = run(&config, &["--json", "drill", "run", "docs"]);
+    let out = run_with_config(&config, &["--json", "drill", "run", "docs"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout_str(), out.stderr);
     let report = out.json();
     assert_eq!(report["passed"], false);
@@ -273,7 +262,7 @@ fn job_drills_are_recorded_fail_on_damage_naming_the_file_and_alert() {
         "a scheduled drill in the history",
         Duration::from_secs(30),
         || {
-            runs(&config, "docs").iter().any(|r| {
+            job_history(&config, "docs").iter().any(|r| {
                 r["kind"] == "drill" && r["trigger"] == "schedule" && r["status"] == "failed"
             })
         },
@@ -290,11 +279,11 @@ fn alert_test_sends_through_a_configured_channel() {
     let (env, src) = setup();
     let hook = WebhookReceiver::start(200, "{}");
     let config = write_config(&env, &src, &hook.url, "", "schedule = \"every 1h\"");
-    let out = run(&config, &["alert", "test", "hook"]);
+    let out = run_with_config(&config, &["alert", "test", "hook"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(hook.bodies().len(), 1);
     assert_eq!(hook.bodies()[0]["state"], "firing");
-    let out = run(&config, &["alert", "test", "nope"]);
+    let out = run_with_config(&config, &["alert", "test", "nope"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("no channel \"nope\""), "{}", out.stderr);
     assert!(out.stderr.contains("hook"), "lists the configured ones");
@@ -311,7 +300,7 @@ fn bad_alert_and_drill_settings_are_refused_with_their_line() {
         "schedule = \"every 1h\"\nrto = \"soon\"\n[jobs.docs.alerts]\nchannels = [\"pager\"]\n\
          [jobs.docs.drill]\ntier = \"lukewarm\"\n",
     );
-    let out = run(&config, &["config", "check"]);
+    let out = run_with_config(&config, &["config", "check"]);
     assert_ne!(out.code, 0);
     let err = out.stderr;
     for needle in [

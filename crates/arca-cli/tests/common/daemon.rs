@@ -21,6 +21,19 @@ pub fn arca_with_config(config: &Path) -> Command {
     c
 }
 
+/// Runs `arca --config CONFIG ARGS` (see [`arca_with_config`]).
+pub fn run_with_config(config: &Path, args: &[&str]) -> super::Out {
+    let mut c = arca_with_config(config);
+    c.args(args);
+    super::run_cmd(c, None)
+}
+
+/// Every run of `job` in the history, newest first (`arca history --json`).
+pub fn job_history(config: &Path, job: &str) -> Vec<serde_json::Value> {
+    let out = run_with_config(config, &["history", "--job", job, "--limit", "0", "--json"]).ok();
+    out.json().as_array().cloned().unwrap_or_default()
+}
+
 /// A running `arca daemon`; killed on drop.
 pub struct DaemonProcess {
     child: Option<Child>,

@@ -167,20 +167,7 @@ fn damaged_pack_fails_integrity_naming_the_file() {
     let scratch = env.path("scratch");
     fs::create_dir(&scratch).unwrap();
     // The largest pack holds big.bin's data.
-    let pack = list_files(&env.repo.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    for b in &mut bytes[1000..1064] {
-        *b ^= 0x55;
-    }
-    fs::write(&pack, bytes).unwrap();
-    let pack_rel = pack
-        .strip_prefix(&env.repo)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let pack_rel = common::damage_largest_pack(&env.repo, |_| 1000, 64, 0x55);
 
     let (out, r) = drill(&env, &scratch, &["--check", "sha256sum -c MANIFEST"]);
     assert_eq!(out.code, 1, "{r:#}");
@@ -481,16 +468,7 @@ fn postgres_data_directory_drill_starts_the_server_and_passes_a_query() {
     assert_scratch_empty(&scratch);
 
     // The same drill against a damaged pack fails and names the damage.
-    let pack = list_files(&env.repo.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 32] {
-        *b ^= 0xff;
-    }
-    fs::write(&pack, bytes).unwrap();
+    let pack_rel = common::damage_largest_pack(&env.repo, |size| size / 2, 32, 0xff);
     let (out, r) = drill(
         &env,
         &scratch,
@@ -498,11 +476,6 @@ fn postgres_data_directory_drill_starts_the_server_and_passes_a_query() {
     );
     assert_eq!(out.code, 1, "{r:#}");
     assert_eq!(status(&r, "integrity"), "failed");
-    let pack_rel = pack
-        .strip_prefix(&env.repo)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
     assert!(reasons(&r, "integrity").contains(&pack_rel), "{r:#}");
     assert_scratch_empty(&scratch);
 }

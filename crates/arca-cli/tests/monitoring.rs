@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::daemon::{DaemonProcess, WebhookReceiver, job_history, run_with_config, wait_for};
-use common::{Env, PASSWORD, assert_same_tree, list_files, run_cmd, small_tree};
+use common::{Env, PASSWORD, assert_same_tree, run_cmd, small_tree};
 use serde_json::Value;
 
 fn count(runs: &[Value], kind: &str, status: &str) -> usize {
@@ -222,21 +222,7 @@ fn job_drills_are_recorded_fail_on_damage_naming_the_file_and_alert() {
     assert_same_tree(&src, &restored);
 
     // Damage the largest data pack: the next drill fails and names what it lost.
-    let pack = list_files(&env.repo.join("data"))
-        .into_iter()
-        .max_by_key(|p| fs::metadata(p).unwrap().len())
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 64] {
-        *b ^= 0x55;
-    }
-    fs::write(&pack, bytes).unwrap();
-    let pack_rel = pack
-        .strip_prefix(&env.repo)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let pack_rel = common::damage_largest_pack(&env.repo, |size| size / 2, 64, 0x55);
     let out = run_with_config(&config, &["--json", "drill", "run", "docs"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout_str(), out.stderr);
     let report = out.json();

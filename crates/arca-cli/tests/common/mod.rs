@@ -639,3 +639,28 @@ pub fn small_tree(dir: &Path, n: usize, seed: u64) -> u64 {
     }
     total
 }
+
+/// XORs `len` bytes at `offset(size)` of the largest pack of the local repository `repo`
+/// with `mask` (damage the data of the largest file backed up); returns the pack's path
+/// relative to the repository (as arca names it, e.g. `data/ab/ab12...`).
+pub fn damage_largest_pack(
+    repo: &Path,
+    offset: impl Fn(usize) -> usize,
+    len: usize,
+    mask: u8,
+) -> String {
+    let pack = list_files(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .expect("the repository has a pack");
+    let mut bytes = fs::read(&pack).unwrap();
+    let at = offset(bytes.len());
+    for b in &mut bytes[at..at + len] {
+        *b ^= mask;
+    }
+    fs::write(&pack, bytes).unwrap();
+    pack.strip_prefix(repo)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}

@@ -896,6 +896,14 @@ fn file_level_base_backup_restores_to_a_time_and_skips_unchanged_files() {
         "{listing}"
     );
     assert!(listing.contains(&format!("{data_s}/base/")), "{listing}");
+    // pg_control, read last on its own, is in the tree once, as the file it was.
+    assert_eq!(
+        listing
+            .matches(&format!("{data_s}/global/pg_control\n"))
+            .count(),
+        1,
+        "{listing}"
+    );
     assert!(!listing.contains("postmaster.pid"), "{listing}");
     assert!(
         !listing.contains(&format!("{data_s}/pg_wal/0")),

@@ -12,6 +12,7 @@
 mod basebackup;
 mod dump;
 mod filebackup;
+mod pgcontrol;
 mod tools;
 mod walarchive;
 mod walname;
@@ -66,6 +67,11 @@ pub enum Error {
     WalConflict { name: String },
     #[error("WAL file {name} in the repository is damaged: {reason}")]
     WalDamaged { name: String, reason: String },
+    #[error("{path}: {reason}")]
+    ControlFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }

@@ -1,7 +1,8 @@
 //! File-level base backups: with the data directory on this host and readable, a base
 //! backup is `pg_backup_start()` in a psql session kept open, the data directory through
 //! arca's parallel directory engine (unchanged files are taken from the previous base
-//! backup by size, mtime, ctime and inode, as `arca backup` does), then `pg_backup_stop()`,
+//! backup by size, mtime, ctime and inode, as `arca backup` does), then `global/pg_control`
+//! on its own, last and only once its CRC verifies (see `pgcontrol`), then `pg_backup_stop()`,
 //! whose backup label (and tablespace map) go into the snapshot's metadata and, as files,
 //! into the data directory's tree. What pg_basebackup leaves out is left out here too. A
 //! restore lays the directory down with the parallel restorer and writes the backup label
@@ -22,7 +23,10 @@ use arca_core::repo::encode_tree;
 use arca_core::saver::BlobSaver;
 use arca_core::{Id, Repository};
 
+use arca_core::fsmeta::{OwnerNames, node_from_metadata};
+
 use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta};
+use super::pgcontrol::{CONTROL_FILE, read_verified};
 use super::tools::{ConnectionArg, Running, describe_target};
 use super::walname::{Lsn, segment_name};
 use super::{Error, Result, SOURCE_BASEBACKUP};
@@ -97,6 +101,8 @@ fn excludes(pgdata: &Path) -> Vec<String> {
         .map(|d| format!("{root}/{d}/*"))
         .collect();
     v.extend(EXCLUDED_FILES.iter().map(|f| format!("{root}/{f}")));
+    // Read last, on its own (see `pgcontrol`).
+    v.push(format!("{root}/{CONTROL_FILE}"));
     v.extend(EXCLUDED_ANYWHERE.iter().map(|p| p.to_string()));
     v
 }
@@ -226,17 +232,46 @@ fn previous_backup<'a>(
     })
 }
 
-/// Adds `files` (name, content) to the data directory's tree in `snap`, owned like its
-/// `PG_VERSION`: with `backup_label` in the snapshot itself, even a plain `arca restore`
-/// lays down a data directory that recovers from the backup's start (or refuses to start
-/// without the WAL), never one that silently starts from a later checkpoint.
+/// A file added to a base backup's tree after the directory pass.
+struct AddedFile {
+    /// Its directory below the data directory (empty: the data directory itself).
+    dir: Vec<Vec<u8>>,
+    node: Node,
+    data: Vec<u8>,
+}
+
+/// A `backup_label` or `tablespace_map` returned by `pg_backup_stop`, owned like the
+/// data directory's files (`owner`, the node of pg_control).
+fn label_file(name: &str, text: &str, owner: &Node) -> AddedFile {
+    let now = jiff::Timestamp::now().as_nanosecond() as i64;
+    let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+    node.mode = 0o600;
+    node.uid = owner.uid;
+    node.gid = owner.gid;
+    node.user = owner.user.clone();
+    node.group = owner.group.clone();
+    node.mtime_ns = now;
+    node.atime_ns = now;
+    node.ctime_ns = now;
+    AddedFile {
+        dir: Vec::new(),
+        node,
+        data: text.as_bytes().to_vec(),
+    }
+}
+
+/// Adds `files` to the data directory's tree in `snap` (replacing nodes of the same
+/// name): with `backup_label` in the snapshot itself, even a plain `arca restore` lays
+/// down a data directory that recovers from the backup's start (or refuses to start
+/// without the WAL), never one that silently starts from a later checkpoint; pg_control,
+/// left out of the directory pass, is added here after it was read last.
 fn add_files_to_tree(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
     indexes_before: &HashSet<arca_core::Id>,
     snap: &mut Snapshot,
     pgdata: &Path,
-    files: &[(&str, &str)],
+    files: Vec<AddedFile>,
 ) -> arca_core::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let names: Vec<Vec<u8>> = pgdata
@@ -246,12 +281,6 @@ fn add_files_to_tree(
             _ => None,
         })
         .collect();
-    let missing = |name: &[u8]| {
-        arca_core::Error::Invalid(format!(
-            "{} is not in the base backup's snapshot",
-            String::from_utf8_lossy(name)
-        ))
-    };
     // This backup's trees are in the index files it wrote, not in `index` (loaded before).
     let mut written = Index::new();
     for (id, _) in repo.list_ids("index")? {
@@ -268,69 +297,83 @@ fn add_files_to_tree(
             repo.load_tree(index, id)
         }
     };
-    // The trees from the root down to the data directory's.
-    let mut trees = vec![load(&snap.tree)?];
-    for name in &names {
-        let sub = trees
-            .last()
-            .and_then(|t| t.nodes.iter().find(|n| &n.name == name))
-            .and_then(|n| n.subtree)
-            .ok_or_else(|| missing(name))?;
-        trees.push(load(&sub)?);
-    }
     let saver = BlobSaver::new(repo.clone(), index.clone(), 1);
-    let now = jiff::Timestamp::now().as_nanosecond() as i64;
-    if let Some(dir) = trees.last_mut() {
-        let owner = dir.nodes.iter().find(|n| n.name == b"PG_VERSION").cloned();
-        for (name, text) in files {
-            let data = text.as_bytes().to_vec();
-            let id = repo.crypto().blob_id(&data);
-            let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-            node.mode = 0o600;
-            if let Some(o) = &owner {
-                node.uid = o.uid;
-                node.gid = o.gid;
-                node.user = o.user.clone();
-                node.group = o.group.clone();
-            }
-            node.mtime_ns = now;
-            node.atime_ns = now;
-            node.ctime_ns = now;
-            node.size = data.len() as u64;
-            node.content = if data.is_empty() {
-                Vec::new()
-            } else {
-                vec![id]
-            };
-            if !data.is_empty() {
-                saver.save(BlobKind::Data, id, data)?;
-            }
-            dir.nodes.retain(|n| n.name != node.name);
-            dir.nodes.push(node);
+    let mut files: Vec<AddedFile> = files
+        .into_iter()
+        .map(|mut f| {
+            let mut dir = names.clone();
+            dir.append(&mut f.dir);
+            f.dir = dir;
+            f
+        })
+        .collect();
+    for f in &mut files {
+        f.node.size = f.data.len() as u64;
+        f.node.content = Vec::new();
+        if !f.data.is_empty() {
+            let id = repo.crypto().blob_id(&f.data);
+            saver.save(BlobKind::Data, id, std::mem::take(&mut f.data))?;
+            f.node.content = vec![id];
         }
-        dir.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     }
-    let mut child: Option<arca_core::Id> = None;
-    for (level, tree) in trees.iter_mut().enumerate().rev() {
-        if let Some(id) = child {
-            let name = &names[level];
-            let node = tree
-                .nodes
-                .iter_mut()
-                .find(|n| &n.name == name)
-                .ok_or_else(|| missing(name))?;
-            node.subtree = Some(id);
-        }
-        let bytes = encode_tree(tree);
-        let id = repo.crypto().blob_id(&bytes);
-        saver.save(BlobKind::Tree, id, bytes)?;
-        child = Some(id);
-    }
+    let files: Vec<&AddedFile> = files.iter().collect();
+    let root = rewrite_tree(repo, &load, &saver, &snap.tree, &[], &files)?;
     saver.finish()?;
-    if let Some(root) = child {
-        snap.tree = root;
-    }
+    snap.tree = root;
     Ok(())
+}
+
+/// The tree `id` at path `at` with `files` added below it; returns the new tree's id.
+fn rewrite_tree(
+    repo: &Repository,
+    load: &dyn Fn(&arca_core::Id) -> arca_core::Result<arca_core::format::Tree>,
+    saver: &BlobSaver,
+    id: &arca_core::Id,
+    at: &[Vec<u8>],
+    files: &[&AddedFile],
+) -> arca_core::Result<arca_core::Id> {
+    let mut tree = load(id)?;
+    let mut below: Vec<&[u8]> = Vec::new();
+    for f in files {
+        if f.dir.len() == at.len() {
+            tree.nodes.retain(|n| n.name != f.node.name);
+            tree.nodes.push(f.node.clone());
+        } else if !below.contains(&f.dir[at.len()].as_slice()) {
+            below.push(&f.dir[at.len()]);
+        }
+    }
+    for name in below {
+        let mut path = at.to_vec();
+        path.push(name.to_vec());
+        let shown = || String::from_utf8_lossy(&path.join(&b'/')).into_owned();
+        let node = tree
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| {
+                arca_core::Error::Invalid(format!(
+                    "/{} is not in the base backup's snapshot",
+                    shown()
+                ))
+            })?;
+        let sub = node.subtree.ok_or_else(|| {
+            arca_core::Error::Invalid(format!(
+                "/{} is not a directory in the base backup's snapshot",
+                shown()
+            ))
+        })?;
+        let inner: Vec<&AddedFile> = files
+            .iter()
+            .copied()
+            .filter(|f| f.dir.starts_with(&path))
+            .collect();
+        node.subtree = Some(rewrite_tree(repo, load, saver, &sub, &path, &inner)?);
+    }
+    tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let bytes = encode_tree(&tree);
+    let id = repo.crypto().blob_id(&bytes);
+    saver.save(BlobKind::Tree, id, bytes)?;
+    Ok(id)
 }
 
 /// Waits until the archiver marked `segment` done (what `pg_backup_stop(true)` waits
@@ -446,6 +489,12 @@ pub(crate) fn file_base_backup(
         fixed_chunk_size: Some(FIXED_CHUNK),
     };
     let seg_size = facts.seg_size;
+    let system_identifier: u64 = facts.system_identifier.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "the server reported a malformed system identifier {:?}",
+            facts.system_identifier
+        ))
+    })?;
     let archives_itself = facts.archives_itself;
     let stop_sql = if new_api(&facts) {
         "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
@@ -484,6 +533,24 @@ pub(crate) fn file_base_backup(
                     first.join("; ")
                 )));
             }
+            // pg_control last, after every other file, and only a copy that verifies.
+            let control = read_verified(pgdata, system_identifier).map_err(no_snapshot)?;
+            if control.attempts > 1 {
+                progress.warning(
+                    &pgdata.join(CONTROL_FILE),
+                    &format!(
+                        "read {} times until its CRC verified (the server was rewriting it)",
+                        control.attempts
+                    ),
+                );
+            }
+            let control_path = pgdata.join(CONTROL_FILE);
+            let (control_node, _) = node_from_metadata(
+                &control_path,
+                b"pg_control",
+                &control.metadata,
+                &mut OwnerNames::new(),
+            );
             let rows = session.query(stop_sql).map_err(no_snapshot)?;
             let row = rows.into_iter().next().unwrap_or_default();
             let get = |i: usize| row.get(i).cloned().unwrap_or_default();
@@ -492,18 +559,16 @@ pub(crate) fn file_base_backup(
                 .map_err(|e: String| no_snapshot(Error::Invalid(e)))?;
             let label = decode_hex_text(&get(1)).map_err(no_snapshot)?;
             let map = decode_hex_text(&get(2)).map_err(no_snapshot)?;
-            let mut files = vec![("backup_label", label.as_str())];
+            let mut files = vec![label_file("backup_label", &label, &control_node)];
             if !map.is_empty() {
-                files.push(("tablespace_map", map.as_str()));
+                files.push(label_file("tablespace_map", &map, &control_node));
             }
-            add_files_to_tree(
-                repo,
-                &index_for_label,
-                &indexes_before,
-                snap,
-                pgdata,
-                &files,
-            )?;
+            files.push(AddedFile {
+                dir: vec![b"global".to_vec()],
+                node: control_node,
+                data: control.bytes,
+            });
+            add_files_to_tree(repo, &index_for_label, &indexes_before, snap, pgdata, files)?;
             let meta = finish_meta(label, stop, Some(map), seg_size).map_err(no_snapshot)?;
             // The backup is usable once its last segment is archived.
             let timeline: u32 = meta
@@ -539,7 +604,8 @@ mod tests {
         assert!(ex.is_excluded(&root.join("global/pg_internal.init")));
         assert!(ex.is_excluded(&root.join("postmaster.pid")));
         assert!(!ex.is_excluded(&root.join("base/5/16384")));
-        assert!(!ex.is_excluded(&root.join("global/pg_control")));
+        assert!(ex.is_excluded(&root.join("global/pg_control")));
+        assert!(!ex.is_excluded(&root.join("global/1262")));
     }
 
     #[test]

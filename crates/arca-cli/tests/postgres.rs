@@ -1,6 +1,7 @@
 //! PostgreSQL end to end, against real throwaway clusters: point-in-time restore (time,
 //! restore point, latest) from streamed and file-level base backups, file-level base
-//! backups under pgbench load and of an unchanged cluster, WAL archiving under pgbench load without loss, wal-push
+//! backups under pgbench load and of an unchanged cluster, the fall back to the stream when
+//! arca cannot read the data directory, WAL archiving under pgbench load without loss, wal-push
 //! idempotence and wal-fetch exit codes, gap detection, WAL retention, logical dumps
 //! (custom, plain, parallel, --all) and the errors of bad input.
 //!
@@ -978,6 +979,72 @@ fn file_level_base_backup_restores_to_a_time_and_skips_unchanged_files() {
         .ok()
         .summary();
     assert_eq!(stream["meta"]["pg.method"], "stream");
+}
+
+#[test]
+fn auto_streams_when_the_data_directory_is_not_readable_and_files_says_why() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    sb.psql(&c, "postgres", "create table marks(v text)");
+    // arca as `nobody`, with a repository of its own: the server (socket, trust) is
+    // reachable, its data directory (0700 postgres) is not readable.
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("a nobody user");
+    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    let home = sb.path("nobody");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    let password_file = home.join("password");
+    std::fs::write(&password_file, format!("{}\n", common::PASSWORD)).unwrap();
+    std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        std::fs::read(c.data.join("global/pg_control")).is_ok(),
+        "the test itself reads the data directory"
+    );
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = common::bare_cmd();
+        cmd.env("ARCA_REPOSITORY", home.join("repo"))
+            .env("ARCA_PASSWORD_FILE", &password_file)
+            .env("ARCA_INSECURE_TEST_KDF", "1")
+            .env("PATH", sb.search_path())
+            .env("HOME", &home)
+            .current_dir(&home)
+            .uid(uid)
+            .gid(gid)
+            .args(args);
+        run_cmd(cmd, None)
+    };
+    as_nobody(&["init"]).ok();
+    let bb = as_nobody(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    assert_eq!(bb["meta"]["pg.method"], "stream", "{bb}");
+    let listing = as_nobody(&["ls", bb["snapshot_id"].as_str().unwrap()])
+        .ok()
+        .stdout_str();
+    assert!(listing.contains("/base.tar"), "{listing}");
+    // --method files refuses, naming the directory and why.
+    let data = c.data.to_string_lossy().into_owned();
+    as_nobody(&[
+        "pg",
+        "basebackup",
+        "--method",
+        "files",
+        "-d",
+        &c.uri("postgres"),
+    ])
+    .fails()
+    .says(&format!(
+        "data directory {data} is not readable by this user"
+    ))
+    .says("Permission denied")
+    .says("--method stream");
+    let snaps = as_nobody(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
 }
 
 #[test]

@@ -287,17 +287,17 @@ pub struct StartedBaseBackup {
 pub fn start_base_backup(o: &BaseBackupOptions) -> Result<StartedBaseBackup> {
     let facts = server_facts(o)?;
     let local = match o.method {
-        BaseBackupMethod::Stream => None,
+        BaseBackupMethod::Stream => Err(String::new()),
         _ => local_data_directory(&facts),
     };
     let files = match (o.method, local) {
-        (BaseBackupMethod::Files | BaseBackupMethod::Auto, Some(dir)) => {
+        (BaseBackupMethod::Files | BaseBackupMethod::Auto, Ok(dir)) => {
             Some(start_files(o, &facts, dir)?)
         }
-        (BaseBackupMethod::Files, None) => {
+        (BaseBackupMethod::Files, Err(why)) => {
             return Err(Error::Invalid(format!(
-                "the data directory of {} is not on this host or not readable by this user \
-                 (a file-level base backup reads it directly); use --method stream",
+                "a file-level base backup of {} reads the server's data directory directly, \
+                 but {why}; use --method stream (pg_basebackup)",
                 describe_target(&o.dbname)
             )));
         }

@@ -70,15 +70,54 @@ const EXCLUDED_FILES: &[&str] = &[
 const EXCLUDED_ANYWHERE: &[&str] = &["pgsql_tmp*", "pg_internal.init*"];
 
 /// The server's data directory when it is on this host and readable: the path the server
-/// reports, whose `global/pg_control` carries the server's system identifier.
-pub(crate) fn local_data_directory(facts: &ServerFacts) -> Option<PathBuf> {
-    let dir = PathBuf::from(facts.data_directory.as_deref()?.trim());
+/// reports, whose `global/pg_control` carries the server's system identifier. Otherwise
+/// why not, naming the directory.
+pub(crate) fn local_data_directory(facts: &ServerFacts) -> std::result::Result<PathBuf, String> {
+    let Some(reported) = facts.data_directory.as_deref() else {
+        return Err(
+            "the server does not show this role its data_directory setting \
+                    (a superuser or a member of pg_read_all_settings sees it)"
+                .to_string(),
+        );
+    };
+    let dir = PathBuf::from(reported.trim());
     if !dir.is_absolute() {
-        return None;
+        return Err(format!(
+            "the server reports a data directory that is not an absolute path ({reported:?})"
+        ));
     }
-    let control = std::fs::read(dir.join("global/pg_control")).ok()?;
-    let id = u64::from_le_bytes(control.get(..8)?.try_into().ok()?);
-    (id.to_string() == facts.system_identifier).then_some(dir)
+    let path = dir.join(CONTROL_FILE);
+    let control = match std::fs::read(&path) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "its data directory {} is not on this host ({}: {e})",
+                dir.display(),
+                path.display()
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "its data directory {} is not readable by this user ({}: {e})",
+                dir.display(),
+                path.display()
+            ));
+        }
+    };
+    let id = control
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0);
+    if id.to_string() != facts.system_identifier {
+        return Err(format!(
+            "{} on this host belongs to another cluster (system identifier {id}, the \
+             server's is {}): the server's data directory is not on this host",
+            dir.display(),
+            facts.system_identifier
+        ));
+    }
+    Ok(dir)
 }
 
 /// A glob pattern matching `path` literally.

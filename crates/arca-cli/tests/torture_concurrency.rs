@@ -182,6 +182,7 @@ fn writers_prune_and_check_at_once<T: Target>(env: &T, test: &str, rounds: u64) 
              snapshots, {prunes_ran} prunes, blobs lost 0, locks left 0"
         ),
     );
+    total("writers", &[rounds * writers, 0]);
 }
 
 #[test]

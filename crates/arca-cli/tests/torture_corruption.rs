@@ -480,6 +480,7 @@ fn run_matrix(kind: Object, seed_default: u64) -> Tally {
             t.not_applicable
         ),
     );
+    total("corruptions", &[t.injected, t.detected]);
     t
 }
 

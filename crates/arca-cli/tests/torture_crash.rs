@@ -13,65 +13,12 @@ mod torture_support;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
 
 use common::*;
 use torture_support::*;
 
 const FILES: u64 = 8;
 const FILE_SIZE: usize = 300 * 1024;
-
-/// Writes generation `g` of the source tree. File `f` gets a new version in generations
-/// where `g % (f + 1) == 0`; `sub/` holds small files that change every generation.
-/// Returns the bytes of file content that are new in this generation (versus `g - 1`).
-fn write_generation(src: &Path, seed: u64, g: u64) -> u64 {
-    fs::create_dir_all(src.join("sub")).unwrap();
-    let mut new_bytes = 0;
-    for f in 0..FILES {
-        let version = g - g % (f + 1);
-        let path = src.join(format!("f{f}.bin"));
-        let changed = g == 0 || g.is_multiple_of(f + 1);
-        if changed || !path.exists() {
-            write_random(
-                &path,
-                seed ^ (f << 40) ^ version.wrapping_mul(0x9e37),
-                FILE_SIZE,
-            );
-            new_bytes += FILE_SIZE as u64;
-        }
-    }
-    for i in 0..3u64 {
-        let data = format!("generation {g} small file {i}\n").repeat(20);
-        new_bytes += data.len() as u64;
-        fs::write(src.join("sub").join(format!("s{i}.txt")), data).unwrap();
-    }
-    new_bytes
-}
-
-fn os(args: &[&str], src: &Path) -> Vec<std::ffi::OsString> {
-    let mut v: Vec<std::ffi::OsString> = args.iter().map(|a| a.into()).collect();
-    v.push(src.as_os_str().to_owned());
-    v
-}
-
-fn as_refs(v: &[std::ffi::OsString]) -> Vec<&OsStr> {
-    v.iter().map(|a| a.as_os_str()).collect()
-}
-
-/// Registers snapshots that appeared since the last look: each must be of the generation
-/// whose source is in `src` now (the source does not change while a backup runs).
-fn register_new(env: &Env, known: &mut BTreeMap<String, Digest>, src: &Path, ctx: &str) {
-    let now = snapshots(env, PASSWORD);
-    let new: Vec<String> = now
-        .iter()
-        .map(|(id, _)| id.clone())
-        .filter(|id| !known.contains_key(id))
-        .collect();
-    assert!(new.len() <= 1, "{ctx}: several new snapshots {new:?}");
-    if let Some(id) = new.into_iter().next() {
-        known.insert(id, digest(src));
-    }
-}
 
 #[test]
 fn backup_killed_at_random_points() {
@@ -83,34 +30,34 @@ fn backup_killed_at_random_points() {
     let env = Env::new();
     run(&env, &["init"]).ok();
     let src = env.path("src");
-    write_generation(&src, seed, 0);
-    let backup = os(&["backup", "--json"], &src);
+    write_generation(&src, seed, 0, FILES, FILE_SIZE);
+    let backup = args_with_path(&["backup", "--json"], &src);
     let first = run_os(&env, &backup).ok().summary();
     let mut known: BTreeMap<String, Digest> = BTreeMap::new();
-    register_new(&env, &mut known, &src, "first backup");
+    register_new_snapshot(&env, &mut known, &src, "first backup");
     let span = probe(|| {
-        write_generation(&src, seed, 1);
+        write_generation(&src, seed, 1, FILES, FILE_SIZE);
         run_os(&env, &backup).ok();
     });
-    register_new(&env, &mut known, &src, "probe backup");
+    register_new_snapshot(&env, &mut known, &src, "probe backup");
     eprintln!("{test}: full backup {first}; one changed generation takes {span:?}");
 
     let mut schedule = Schedule::new(seed, span);
     let (mut kills, mut finished, mut reused) = (0u64, 0u64, 0u64);
     for round in 0..rounds {
         let g = round + 2;
-        let delta = write_generation(&src, seed, g);
+        let delta = write_generation(&src, seed, g, FILES, FILE_SIZE);
         for k in 0..kills_per_round {
             let delay = schedule.next();
             let ctx = format!("round {round} kill {k} at {delay:?}");
-            let end = kill_after(&env, PASSWORD, &as_refs(&backup), delay);
+            let end = kill_after(&env, PASSWORD, &arg_refs(&backup), delay);
             schedule.observe(end);
             match end {
                 Killed::Killed => kills += 1,
                 Killed::Finished(0) => finished += 1,
                 Killed::Finished(c) => panic!("{ctx}: backup exited {c} before the kill"),
             }
-            register_new(&env, &mut known, &src, &ctx);
+            register_new_snapshot(&env, &mut known, &src, &ctx);
             assert_check(&env, PASSWORD, false, &ctx);
         }
         // The next backup succeeds and stores at most what this generation changed: what
@@ -123,7 +70,7 @@ fn backup_killed_at_random_points() {
             "{ctx}: bytes_added {added} > the {delta} bytes that changed: {sum}"
         );
         reused += delta.saturating_sub(added);
-        register_new(&env, &mut known, &src, &ctx);
+        register_new_snapshot(&env, &mut known, &src, &ctx);
         // Snapshots made in this round restore byte for byte.
         let latest = snapshots(&env, PASSWORD)
             .last()
@@ -167,6 +114,7 @@ fn backup_killed_at_random_points() {
             temp_files(&env.repo)
         ),
     );
+    total("kills", &[rounds * kills_per_round, 0]);
 }
 
 #[test]
@@ -180,12 +128,12 @@ fn forget_prune_killed_at_random_points() {
     let env = Env::new();
     run(&env, &["init"]).ok();
     let src = env.path("src");
-    let backup = os(&["backup", "-q"], &src);
+    let backup = args_with_path(&["backup", "-q"], &src);
     let mut known: BTreeMap<String, Digest> = BTreeMap::new();
     for g in 0..5 {
-        write_generation(&src, seed, g);
+        write_generation(&src, seed, g, FILES, FILE_SIZE);
         run_os(&env, &backup).ok();
-        register_new(&env, &mut known, &src, "fixture");
+        register_new_snapshot(&env, &mut known, &src, "fixture");
     }
     let keep_s = keep.to_string();
     let forget: Vec<&OsStr> = [
@@ -206,9 +154,9 @@ fn forget_prune_killed_at_random_points() {
     let mut schedule = Schedule::new(seed, span);
     let (mut kills, mut finished) = (0u64, 0u64);
     for round in 0..rounds {
-        write_generation(&src, seed, round + 5);
+        write_generation(&src, seed, round + 5, FILES, FILE_SIZE);
         run_os(&env, &backup).ok();
-        register_new(&env, &mut known, &src, "round backup");
+        register_new_snapshot(&env, &mut known, &src, "round backup");
         let order: Vec<String> = snapshots(&env, PASSWORD).into_iter().map(|s| s.0).collect();
         let must_keep: Vec<String> = order[order.len().saturating_sub(keep)..].to_vec();
         for k in 0..kills_per_round {
@@ -264,6 +212,7 @@ fn forget_prune_killed_at_random_points() {
             temp_files(&env.repo)
         ),
     );
+    total("kills", &[rounds * kills_per_round, 0]);
 }
 
 #[test]
@@ -279,16 +228,20 @@ fn copy_killed_at_random_points() {
     // Snapshot time -> content, for matching copies with their originals.
     let mut by_time: BTreeMap<String, Digest> = BTreeMap::new();
     for g in 0..5u64 {
-        write_generation(&src, seed, g);
+        write_generation(&src, seed, g, FILES, FILE_SIZE);
         let t = format!("2026-01-{:02} 12:00:00", g + 1);
-        run_os(&from, &os(&["backup", "-q", "--time", &t], &src)).ok();
+        run_os(
+            &from,
+            &args_with_path(&["backup", "-q", "--time", &t], &src),
+        )
+        .ok();
     }
     let mut digests = Vec::new();
     for g in 0..5u64 {
         // Regenerate each generation to record its digest in time order.
         let tmp = from.path(&format!("gen{g}"));
         for gg in 0..=g {
-            write_generation(&tmp, seed, gg);
+            write_generation(&tmp, seed, gg, FILES, FILE_SIZE);
         }
         digests.push(digest(&tmp));
         fs::remove_dir_all(&tmp).unwrap();
@@ -327,7 +280,7 @@ fn copy_killed_at_random_points() {
                     run_cmd(c, None).ok();
                     None
                 }
-                Some(d) => Some(kill_with(c, d)),
+                Some(d) => Some(kill_command_after(c, d)),
             }
         };
         let span = *span.get_or_insert_with(|| {
@@ -389,93 +342,25 @@ fn copy_killed_at_random_points() {
             rounds * kills_per_round
         ),
     );
-}
-
-/// Spawns a prepared command and kills it after `delay` (see [`kill_after`]).
-fn kill_with(mut c: std::process::Command, delay: std::time::Duration) -> Killed {
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().expect("spawn arca");
-    let deadline = std::time::Instant::now() + delay;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Killed::Finished(status.code().unwrap_or(-1));
-        }
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            break;
-        }
-        std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(2)));
-    }
-    let _ = child.kill();
-    match child.wait().expect("wait").code() {
-        Some(c) => Killed::Finished(c),
-        None => Killed::Killed,
-    }
+    total("kills", &[rounds * kills_per_round, 0]);
 }
 
 #[test]
 fn key_add_and_passwd_killed_at_random_points() {
-    let test = "key_add_and_passwd_killed_at_random_points";
-    let seed = seed(test, 0x4E15);
-    let kills_wanted = count("ARCA_TORTURE_KEY_KILLS", 60, 300);
     let env = Env::new();
     run(&env, &["init"]).ok();
-    let src = env.path("src");
-    write_generation(&src, seed, 0);
-    run_os(&env, &os(&["backup", "-q"], &src)).ok();
-    let want = digest(&src);
-    let mut current = PASSWORD.to_string();
-    let pwfile = env.path("newpw");
-    let span = probe(|| {
-        fs::write(&pwfile, "probe").unwrap();
-        let pf = pwfile.to_string_lossy().into_owned();
-        run_pw(&env, &current, &["key", "add", "--new-password-file", &pf]).ok();
-    });
-    let mut schedule = Schedule::new(seed, span);
-    let (mut kills, mut finished, mut changed) = (0u64, 0u64, 0u64);
-    for n in 0..kills_wanted {
-        let new = format!("password {n}");
-        fs::write(&pwfile, &new).unwrap();
-        let pf = pwfile.to_string_lossy().into_owned();
-        let op = if n % 2 == 0 { "passwd" } else { "add" };
-        let args: Vec<&OsStr> = ["key", op, "--new-password-file", &pf]
-            .into_iter()
-            .map(OsStr::new)
-            .collect();
-        let delay = schedule.next();
-        let ctx = format!("kill {n} (key {op}) at {delay:?}");
-        let end = kill_after(&env, &current, &args, delay);
-        schedule.observe(end);
-        match end {
-            Killed::Killed => kills += 1,
-            Killed::Finished(0) => finished += 1,
-            Killed::Finished(c) => panic!("{ctx}: key {op} exited {c}"),
-        }
-        // The old password opens the repository, or (a passwd that got as far as removing
-        // the old key) the new one does.
-        let old_ok = run_pw(&env, &current, &["snapshots", "-q"]).code == 0;
-        let new_ok = run_pw(&env, &new, &["snapshots", "-q"]).code == 0;
-        assert!(
-            old_ok || (op == "passwd" && new_ok),
-            "{ctx}: locked out (old password opens: {old_ok}, new: {new_ok})"
-        );
-        if !old_ok {
-            current = new;
-            changed += 1;
-        }
-        if n % 5 == 4 {
-            assert_check(&env, &current, false, &ctx);
-        }
-    }
-    assert_check(&env, &current, true, "end");
-    let id = snapshots(&env, &current).last().unwrap().0.clone();
-    assert_restores(&env, &current, &id, &src, &want, "end");
-    figure(
-        test,
-        &format!(
-            "kill points {kills_wanted}, killed {kills}, finished before the kill {finished} \
-             (passwords changed {changed}), lock-outs 0"
-        ),
+    key_changes_killed_at_random_points(
+        &env,
+        "key_add_and_passwd_killed_at_random_points",
+        0x4E15,
+        count("ARCA_TORTURE_KEY_KILLS", 60, 300),
+        KeyKillChecks {
+            check_every: 5,
+            read_data: false,
+            unlock_every: None,
+        },
+        |src| {
+            write_generation(src, 0x4E15, 0, FILES, FILE_SIZE);
+        },
     );
 }

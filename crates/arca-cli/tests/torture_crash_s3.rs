@@ -1,11 +1,13 @@
 //! Torture: `kill -9` at seeded random moments during backup, forget+prune, copy (local to
 //! S3, S3 to local, S3 to S3) and key changes on an S3 repository, served by s3s-fs (real
 //! SigV4 checks, objects as files on its disk; scripts/services/s3s.sh). Each test works in
-//! a bucket of its own. After every kill `check --read-data` passes (warnings about packs
-//! no index lists are the designed leftovers), every snapshot completed before a kill
-//! restores byte for byte (each one after its round, a seeded sample again at the end, all
-//! of them in the long form), the next backup succeeds and stores only what is new, and `unlock` removes every lock and delete probe
-//! the killed runs left.
+//! a bucket of its own. After every kill `check` passes (warnings about packs no index
+//! lists are the designed leftovers; with `--read-data` after every kill in the short form,
+//! after every fifth in the long form, see [`read_data_after_kill`], and at the end of
+//! each test), every snapshot completed before a kill restores byte for byte (each one
+//! after its round, a seeded sample again at the end, all of them in the long form), the
+//! next backup succeeds and stores only what is new, and `unlock` removes every lock and
+//! delete probe the killed runs left.
 //!
 //! Short form (CI): 102 kill points in about 100 s (the local ones of torture_crash.rs add
 //! 260). Long form (510 kill points): `scripts/torture long` (ARCA_TORTURE=long), or the
@@ -76,7 +78,8 @@ fn s3_backup_killed_at_random_points() {
                 Killed::Finished(c) => panic!("{ctx}: backup exited {c} before the kill"),
             }
             register_new_snapshot(&repo, &mut known, &src, &ctx);
-            assert_check(&repo, PASSWORD, true, &ctx);
+            let n = round * kills_per_round + k;
+            assert_check(&repo, PASSWORD, read_data_after_kill(n), &ctx);
         }
         // The next backup succeeds and stores at most what this generation changed.
         let ctx = format!("round {round}: backup after the kills");
@@ -119,6 +122,7 @@ fn s3_backup_killed_at_random_points() {
             known.len(),
         ),
     );
+    total("kills", &[rounds * kills_per_round, 0]);
 }
 
 #[test]
@@ -177,7 +181,8 @@ fn s3_forget_prune_killed_at_random_points() {
             }
             // The killed run's exclusive lock and delete probe: `unlock` removes both.
             unlock_after_kills(&repo, PASSWORD, &ctx);
-            assert_check(&repo, PASSWORD, true, &ctx);
+            let n = round * kills_per_round + k;
+            assert_check(&repo, PASSWORD, read_data_after_kill(n), &ctx);
             let now = snapshot_ids(&repo, PASSWORD);
             for id in &now {
                 assert!(known.contains_key(id), "{ctx}: unknown snapshot {id}");
@@ -213,6 +218,7 @@ fn s3_forget_prune_killed_at_random_points() {
             rounds * kills_per_round
         ),
     );
+    total("kills", &[rounds * kills_per_round, 0]);
 }
 
 /// Where a copy round reads and writes.
@@ -325,7 +331,8 @@ fn s3_copy_killed_at_random_points() {
                 Killed::Finished(c) => panic!("{ctx}: copy exited {c}"),
             }
             *by_way.entry(format!("{way:?}")).or_default() += 1;
-            assert_check(dst.as_ref(), PASSWORD, true, &ctx);
+            let n = round * kills_per_round + k;
+            assert_check(dst.as_ref(), PASSWORD, read_data_after_kill(n), &ctx);
             // A snapshot already copied restores like its original.
             let copied = snapshots(dst.as_ref(), PASSWORD);
             if !copied.is_empty() {
@@ -359,74 +366,28 @@ fn s3_copy_killed_at_random_points() {
             ways.join(", ")
         ),
     );
+    total("kills", &[rounds * kills_per_round, 0]);
 }
 
 #[test]
 fn s3_key_add_and_passwd_killed_at_random_points() {
     let Some(s3) = s3s() else { return };
-    let test = "s3_key_add_and_passwd_killed_at_random_points";
-    let seed = seed(test, 0x53E1);
-    let kills_wanted = count("ARCA_TORTURE_KEY_KILLS", 24, 120);
     let bucket = Bucket::new(&s3, "crash-key");
     let repo = bucket.repo("repo");
     run(&repo, &["init"]).ok();
-    let src = repo.path("src");
-    write_generation(&src, seed, 0, FILES, FILE_SIZE);
-    run_os(&repo, &args_with_path(&["backup", "-q"], &src)).ok();
-    let want = digest(&src);
-    let mut current = PASSWORD.to_string();
-    let pwfile = repo.path("newpw");
-    let pf = pwfile.to_string_lossy().into_owned();
-    let span = probe(|| {
-        std::fs::write(&pwfile, "probe").expect("write the password file");
-        run_pw(&repo, &current, &["key", "add", "--new-password-file", &pf]).ok();
-    });
-    let mut schedule = Schedule::new(seed, span);
-    let (mut kills, mut finished, mut changed) = (0u64, 0u64, 0u64);
-    for n in 0..kills_wanted {
-        let new = format!("password {n}");
-        std::fs::write(&pwfile, &new).expect("write the password file");
-        let op = if n % 2 == 0 { "passwd" } else { "add" };
-        let args: Vec<&OsStr> = ["key", op, "--new-password-file", &pf]
-            .into_iter()
-            .map(OsStr::new)
-            .collect();
-        let delay = schedule.next();
-        let ctx = format!("kill {n} (key {op}) at {delay:?}");
-        let end = kill_after(&repo, &current, &args, delay);
-        schedule.observe(end);
-        match end {
-            Killed::Killed => kills += 1,
-            Killed::Finished(0) => finished += 1,
-            Killed::Finished(c) => panic!("{ctx}: key {op} exited {c}"),
-        }
-        // The old password opens the repository, or (a passwd that got as far as removing
-        // the old key) the new one does.
-        let old_ok = run_pw(&repo, &current, &["snapshots", "-q"]).code == 0;
-        let new_ok = run_pw(&repo, &new, &["snapshots", "-q"]).code == 0;
-        assert!(
-            old_ok || (op == "passwd" && new_ok),
-            "{ctx}: locked out (old password opens: {old_ok}, new: {new_ok})"
-        );
-        if !old_ok {
-            current = new;
-            changed += 1;
-        }
-        assert_check(&repo, &current, true, &ctx);
-        if n % 4 == 3 {
-            unlock_after_kills(&repo, &current, &ctx);
-        }
-    }
-    assert_check(&repo, &current, true, "end");
-    let id = snapshot_ids(&repo, &current).pop().expect("a snapshot");
-    assert_restores(&repo, &current, &id, &src, &want, "end");
-    unlock_after_kills(&repo, &current, "end");
-    figure(
-        test,
-        &format!(
-            "kill points {kills_wanted}, killed {kills}, finished before the kill {finished} \
-             (passwords changed {changed}), lock-outs 0"
-        ),
+    key_changes_killed_at_random_points(
+        &repo,
+        "s3_key_add_and_passwd_killed_at_random_points",
+        0x53E1,
+        count("ARCA_TORTURE_KEY_KILLS", 24, 120),
+        KeyKillChecks {
+            check_every: 1,
+            read_data: true,
+            unlock_every: Some(4),
+        },
+        |src| {
+            write_generation(src, 0x53E1, 0, FILES, FILE_SIZE);
+        },
     );
 }
 

@@ -272,6 +272,7 @@ fn power_cut_at_every_write_boundary() {
                 .count()
         ),
     );
+    total("power-cuts", &[states, 0]);
 }
 
 /// One completed syscall from strace: (pid, name, first argument path, second path).

@@ -67,6 +67,14 @@ pub fn count(var: &str, short: u64, long: u64) -> u64 {
         .unwrap_or(if long_form() { long } else { short })
 }
 
+/// Whether the `n`-th check after a kill (counted from 0) reads every pack
+/// (`check --read-data`): every one in the short form; every fifth in the long form, whose
+/// repositories on an object store grow to tens of MB (the others check the structure, and
+/// the check at the end of each round or test reads everything).
+pub fn read_data_after_kill(n: u64) -> bool {
+    !long_form() || n.is_multiple_of(5)
+}
+
 /// The seed of a test: `ARCA_TORTURE_SEED` or `default`; printed so a failure can be rerun.
 pub fn seed(test: &str, default: u64) -> u64 {
     let s = std::env::var("ARCA_TORTURE_SEED")
@@ -80,6 +88,16 @@ pub fn seed(test: &str, default: u64) -> u64 {
 /// A figure for docs/RELIABILITY.md: one greppable line on stderr.
 pub fn figure(test: &str, what: &str) {
     eprintln!("TORTURE-FIGURE {test}: {what}");
+}
+
+/// A count for the summary table of docs/RELIABILITY.md, summed by `scripts/torture` over
+/// every test of the run: `kind` is `kills` (kill points, snapshots lost), `power-cuts`
+/// (states after a cut, snapshots lost), `corruptions` (injected, detected), `writers`
+/// (concurrent writer processes, blobs lost) or `faults` (requests, requests failed or
+/// dropped on purpose, bytes differing after restore).
+pub fn total(kind: &str, counts: &[u64]) {
+    let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
+    eprintln!("TORTURE-TOTAL {kind} {}", counts.join(" "));
 }
 
 /// Runs `arca ARGS` in `env` with the fast KDF and the password `password`.
@@ -395,4 +413,102 @@ pub fn register_new_snapshot<T: Target + ?Sized>(
     if let Some(id) = new.into_iter().next() {
         known.insert(id, digest(src));
     }
+}
+
+/// How often [`key_changes_killed_at_random_points`] checks the repository between kills.
+pub struct KeyKillChecks {
+    /// `check` after every this many kills.
+    pub check_every: u64,
+    /// Whether those checks read every pack (`--read-data`).
+    pub read_data: bool,
+    /// `unlock` (which must remove every lock the killed runs left) after every this many.
+    pub unlock_every: Option<u64>,
+}
+
+/// Kills `key passwd` and `key add` (alternating) at seeded random moments in an
+/// initialised repository, `kills_wanted` times. After every kill the old password opens
+/// the repository, or (a passwd that got as far as removing the old key) the new one does:
+/// nobody is ever locked out. At the end the repository checks with `--read-data` and the
+/// snapshot taken of `write_source`'s tree before the kills restores byte for byte.
+pub fn key_changes_killed_at_random_points<T: Target + ?Sized>(
+    target: &T,
+    test: &str,
+    default_seed: u64,
+    kills_wanted: u64,
+    checks: KeyKillChecks,
+    write_source: impl FnOnce(&Path),
+) {
+    let seed = seed(test, default_seed);
+    let src = target.path("src");
+    write_source(&src);
+    run_os(target, &args_with_path(&["backup", "-q"], &src)).ok();
+    let want = digest(&src);
+    let mut current = crate::common::PASSWORD.to_string();
+    let pwfile = target.path("newpw");
+    let pf = pwfile.to_string_lossy().into_owned();
+    let span = probe(|| {
+        std::fs::write(&pwfile, "probe").expect("write the password file");
+        run_pw(
+            target,
+            &current,
+            &["key", "add", "--new-password-file", &pf],
+        )
+        .ok();
+    });
+    let mut schedule = Schedule::new(seed, span);
+    let (mut kills, mut finished, mut changed) = (0u64, 0u64, 0u64);
+    for n in 0..kills_wanted {
+        let new = format!("password {n}");
+        std::fs::write(&pwfile, &new).expect("write the password file");
+        let op = if n % 2 == 0 { "passwd" } else { "add" };
+        let args: Vec<&OsStr> = ["key", op, "--new-password-file", &pf]
+            .into_iter()
+            .map(OsStr::new)
+            .collect();
+        let delay = schedule.next();
+        let ctx = format!("kill {n} (key {op}) at {delay:?}");
+        let end = kill_after(target, &current, &args, delay);
+        schedule.observe(end);
+        match end {
+            Killed::Killed => kills += 1,
+            Killed::Finished(0) => finished += 1,
+            Killed::Finished(c) => panic!("{ctx}: key {op} exited {c}"),
+        }
+        let old_ok = run_pw(target, &current, &["snapshots", "-q"]).code == 0;
+        let new_ok = run_pw(target, &new, &["snapshots", "-q"]).code == 0;
+        assert!(
+            old_ok || (op == "passwd" && new_ok),
+            "{ctx}: locked out (old password opens: {old_ok}, new: {new_ok})"
+        );
+        if !old_ok {
+            current = new;
+            changed += 1;
+        }
+        if (n + 1).is_multiple_of(checks.check_every) {
+            assert_check(target, &current, checks.read_data, &ctx);
+        }
+        if checks
+            .unlock_every
+            .is_some_and(|k| (n + 1).is_multiple_of(k))
+        {
+            unlock_after_kills(target, &current, &ctx);
+        }
+    }
+    assert_check(target, &current, true, "end");
+    let id = snapshots(target, &current)
+        .pop()
+        .expect("the snapshot taken before the kills")
+        .0;
+    assert_restores(target, &current, &id, &src, &want, "end");
+    if checks.unlock_every.is_some() {
+        unlock_after_kills(target, &current, "end");
+    }
+    figure(
+        test,
+        &format!(
+            "kill points {kills_wanted}, killed {kills}, finished before the kill {finished} \
+             (passwords changed {changed}), lock-outs 0"
+        ),
+    );
+    total("kills", &[kills_wanted, 0]);
 }

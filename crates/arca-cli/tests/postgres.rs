@@ -1,7 +1,7 @@
 //! PostgreSQL end to end, against real throwaway clusters: point-in-time restore (time,
 //! restore point, latest) from streamed and file-level base backups, file-level base
-//! backups under pgbench load and of an unchanged cluster, the fall back to the stream when
-//! arca cannot read the data directory, WAL archiving under pgbench load without loss, wal-push
+//! backups under pgbench load, of an unchanged cluster and of a standby (waiting for its
+//! primary's archive), the fall back to the stream when arca cannot read the data directory, WAL archiving under pgbench load without loss, wal-push
 //! idempotence and wal-fetch exit codes, gap detection, WAL retention, logical dumps
 //! (custom, plain, parallel, --all) and the errors of bad input.
 //!
@@ -1045,6 +1045,166 @@ fn auto_streams_when_the_data_directory_is_not_readable_and_files_says_why() {
     .says("--method stream");
     let snaps = as_nobody(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
+}
+
+/// Waits until `c` (a standby) has replayed the primary's row `mark` into `marks`.
+fn wait_replayed(sb: &Sandbox, c: &Cluster, mark: &str) {
+    let start = Instant::now();
+    let sql = format!("select count(*) from marks where v = '{mark}'");
+    while sb.psql(c, "postgres", &sql) != "1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the standby did not replay {mark} in 60 s\nlog:\n{}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn file_level_base_backup_of_a_standby_waits_for_the_primary_archive_and_restores() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut primary = sb.cluster("primary");
+    primary.start("");
+    pgbench_init(&sb, &primary, 1);
+    sb.psql(&primary, "postgres", "create table marks(v text)");
+    sb.psql(&primary, "postgres", "insert into marks values ('A')");
+    // A streaming replica (archive_mode = on, copied from the primary: it archives
+    // nothing itself; the primary archives into the repository).
+    let standby_data = sb.path("standby");
+    let out = sb
+        .tool("pg_basebackup")
+        .args(["-R", "-X", "stream", "-c", "fast", "-D"])
+        .arg(&standby_data)
+        .arg("-d")
+        .arg(primary.uri("postgres"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_basebackup -R: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(standby_data.join("standby.signal").exists());
+    let mut standby = sb.restored(&standby_data);
+    standby.start("");
+    assert_eq!(
+        sb.psql(&standby, "postgres", "select pg_is_in_recovery()"),
+        "t"
+    );
+    sb.psql(&primary, "postgres", "insert into marks values ('B')");
+    wait_replayed(&sb, &standby, "B");
+
+    // The primary does not finish its current segment: the backup's last WAL never
+    // reaches the archive, and the backup fails clearly after --archive-timeout.
+    let before = sb.snapshot_count();
+    sb.arca(&[
+        "pg",
+        "basebackup",
+        "--archive-timeout",
+        "1",
+        "-d",
+        &standby.uri("postgres"),
+    ])
+    .fails()
+    .says("has not archived into this repository within 1 s")
+    .says("pg_switch_wal()")
+    .says("no snapshot was written");
+    // pg_basebackup from a standby does not wait for the archive either: the same.
+    sb.arca(&[
+        "pg",
+        "basebackup",
+        "--method",
+        "stream",
+        "--archive-timeout",
+        "1",
+        "-d",
+        &standby.uri("postgres"),
+    ])
+    .fails()
+    .says("has not archived into this repository within 1 s")
+    .says("no snapshot was written");
+    assert_eq!(sb.snapshot_count(), before);
+
+    // The same while the primary switches WAL: the backup waits for its segments and
+    // is written once they are archived.
+    let mut cmd = sb.arca_cmd();
+    cmd.args(["pg", "basebackup", "--json", "-d", &standby.uri("postgres")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    /// Kills and reaps arca if the test fails while it runs.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut arca = Reap(Some(child));
+    let start = Instant::now();
+    while arca.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "arca still waits"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        sb.psql(&primary, "postgres", "insert into marks values ('tick')");
+        sb.psql(&primary, "postgres", "select pg_switch_wal()");
+    }
+    let out = arca.0.take().unwrap().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "arca pg basebackup of the standby: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bb["meta"]["pg.method"], "files", "{bb}");
+    assert_eq!(
+        bb["meta"]["pg.pgdata"].as_str(),
+        Some(standby_data.to_string_lossy().as_ref())
+    );
+    assert!(
+        bb["meta"]["pg.backup_label"]
+            .as_str()
+            .unwrap()
+            .contains("BACKUP FROM: standby"),
+        "{bb}"
+    );
+    sb.psql(&primary, "postgres", "delete from marks where v = 'tick'");
+    sb.psql(&primary, "postgres", "insert into marks values ('C')");
+    sb.switch_and_wait(&primary);
+    sb.arca(&["pg", "check"]).ok().says("no gaps");
+
+    // Restored to the end of the backup and to the end of the archive: the cluster
+    // starts (pg_control verifies), ends recovery, and has the data.
+    let stop = bb["meta"]["pg.stop_lsn"].as_str().unwrap().to_string();
+    for (dir, target, want) in [
+        (
+            "r_end_of_backup",
+            vec!["--target-lsn", stop.as_str()],
+            "A,B",
+        ),
+        ("r_latest", vec!["--target", "latest"], "A,B,C"),
+    ] {
+        let data = restore(&sb, dir, &target);
+        assert!(!data.join("standby.signal").exists());
+        let mut r = sb.restored(&data);
+        start_recovered(&sb, &mut r);
+        let got = sb.psql(
+            &r,
+            "postgres",
+            "select string_agg(v, ',' order by v) from marks where v <> 'tick'",
+        );
+        assert_eq!(got, want, "restore {dir}\nlog:\n{}", r.log());
+        assert_eq!(
+            sb.psql(&r, "postgres", "select count(*) from pgbench_accounts"),
+            "100000"
+        );
+        r.stop();
+    }
 }
 
 #[test]

@@ -97,6 +97,10 @@ pub struct BasebackupArgs {
     /// stream: pg_basebackup (REPLICATION privilege); auto: files when possible
     #[arg(long, value_enum, default_value = "auto")]
     pub method: MethodArg,
+    /// Of a standby that does not archive itself (archive_mode = on): seconds to wait for
+    /// the primary to archive the WAL the backup needs into the repository
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub archive_timeout: u64,
     /// Tags for the snapshot
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -291,6 +295,7 @@ fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
             MethodArg::Files => BaseBackupMethod::Files,
             MethodArg::Stream => BaseBackupMethod::Stream,
         },
+        archive_timeout: std::time::Duration::from_secs(a.archive_timeout),
         backup: backup_options(g, &a.tags),
     };
     // The server's checkpoint (pg_backup_start) runs while the repository opens, unless

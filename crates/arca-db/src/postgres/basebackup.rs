@@ -41,6 +41,9 @@ pub struct BaseBackupOptions {
     /// The backup label PostgreSQL records.
     pub label: String,
     pub method: BaseBackupMethod,
+    /// On a standby that does not archive its own WAL: how long to wait for its primary
+    /// to archive the WAL the backup needs into the repository.
+    pub archive_timeout: std::time::Duration,
     pub backup: BackupOptions,
 }
 
@@ -221,6 +224,8 @@ pub(crate) struct ServerFacts {
     /// Whether this server archives its own WAL: a primary with archiving on, or a
     /// standby with `archive_mode = always` (a standby's WAL is archived by its primary).
     pub archives_itself: bool,
+    /// A standby (`pg_is_in_recovery()`).
+    pub in_recovery: bool,
 }
 
 /// Asks the server for its versions and settings; refuses clusters with extra
@@ -271,6 +276,7 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
         system_identifier: get(2),
         data_directory: Some(get(6)).filter(|d| !d.is_empty()),
         archives_itself: get(4) == "always" || (get(4) == "on" && get(7) != "t"),
+        in_recovery: get(7) == "t",
     })
 }
 
@@ -369,6 +375,8 @@ pub(crate) fn stream_base_backup(
     };
     let mut opts = o.backup.clone();
     opts.meta.extend(meta);
+    let wait_for_primary =
+        (facts.in_recovery && !facts.archives_itself).then_some((o.archive_timeout, &**repo));
     let result = backup_stream(
         repo,
         index,
@@ -400,8 +408,14 @@ pub(crate) fn stream_base_backup(
                          no snapshot was written"
                     ))
                 })?;
-            finish_meta(label, stop, c.tablespace_map.clone(), seg_size)
-                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))
+            let meta = finish_meta(label, stop, c.tablespace_map.clone(), seg_size)
+                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
+            if let Some((timeout, repo)) = wait_for_primary {
+                wait_for_primary_archive(repo, &meta, stop, seg_size, timeout, progress).map_err(
+                    |e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")),
+                )?;
+            }
+            Ok(meta)
         },
     )?;
     Ok(result)
@@ -443,6 +457,87 @@ pub(crate) fn finish_meta(
         m.insert("pg.tablespace_map".into(), t);
     }
     Ok(m)
+}
+
+/// The WAL segments from a backup's start to its stop (`meta` from [`finish_meta`]).
+pub(crate) fn needed_segments(
+    meta: &BTreeMap<String, String>,
+    stop: Lsn,
+    seg_size: u64,
+) -> Vec<String> {
+    let timeline: u32 = meta
+        .get("pg.timeline")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let start: u64 = meta
+        .get("pg.start_lsn")
+        .and_then(|l| l.parse::<Lsn>().ok())
+        .map_or(stop.0, |l| l.0);
+    let first = start / seg_size;
+    let last = (stop.0.saturating_sub(1) / seg_size).max(first);
+    (first..=last)
+        .map(|n| segment_name(timeline, n, seg_size))
+        .collect()
+}
+
+/// A standby archives no WAL of its own (archive_mode = on) and PostgreSQL does not wait
+/// for the archive on a standby: the WAL of its base backup is archived by the primary,
+/// when the primary finishes those segments. Waits until every segment from the backup's
+/// start to its stop is in the repository's WAL archive (as pgBackRest's backup from a
+/// standby waits for the archive), at most `timeout`.
+pub(crate) fn wait_for_primary_archive(
+    repo: &Repository,
+    meta: &BTreeMap<String, String>,
+    stop: Lsn,
+    seg_size: u64,
+    timeout: std::time::Duration,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut missing = needed_segments(meta, stop, seg_size);
+    let mut warned = false;
+    loop {
+        let mut still = Vec::new();
+        for name in missing {
+            if arca_core::wal::load(repo, &name)?.is_none() {
+                still.push(name);
+            }
+        }
+        missing = still;
+        let Some(first) = missing.first() else {
+            return Ok(());
+        };
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(Error::Invalid(format!(
+                "this base backup of a standby needs WAL segment{} {}{}, which the primary \
+                 has not archived into this repository within {} s (a standby with \
+                 archive_mode = on archives nothing itself): run `select pg_switch_wal()` on \
+                 the primary or set archive_timeout there, check its archive_command \
+                 (arca wal-push into this repository), or wait longer with --archive-timeout",
+                if missing.len() > 1 { "s" } else { "" },
+                first,
+                missing
+                    .last()
+                    .filter(|l| *l != first)
+                    .map(|l| format!(" to {l}"))
+                    .unwrap_or_default(),
+                timeout.as_secs()
+            )));
+        }
+        if !warned && waited >= std::time::Duration::from_secs(10) {
+            warned = true;
+            progress.warning(
+                Path::new(first),
+                "waiting for the primary to archive this WAL segment, which the standby's \
+                 base backup needs (run `select pg_switch_wal()` on the primary to finish it now)",
+            );
+        }
+        if progress.should_stop() {
+            return Err(Error::Repository(arca_core::Error::Interrupted));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// The End-LSN of the last WAL range of a backup manifest (given its tail).
@@ -783,6 +878,15 @@ fn write_recovery_settings(
         conf.push('\n');
     }
     std::fs::write(&auto, conf).map_err(|e| Error::io(&auto, e))?;
+    // A base backup of a standby carries its standby.signal, which would keep the
+    // restored cluster a standby (following primary_conninfo) instead of recovering to the
+    // target and ending recovery.
+    let standby_signal = dir.join("standby.signal");
+    match std::fs::remove_file(&standby_signal) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&standby_signal, e)),
+    }
     let signal = dir.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(|e| Error::io(&signal, e))?;
     if is_root && let Ok(md) = std::fs::metadata(dir.join("PG_VERSION")) {

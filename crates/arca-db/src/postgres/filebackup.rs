@@ -25,7 +25,7 @@ use arca_core::{Id, Repository};
 
 use arca_core::fsmeta::{OwnerNames, node_from_metadata};
 
-use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta};
+use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta, wait_for_primary_archive};
 use super::pgcontrol::{CONTROL_FILE, read_verified};
 use super::tools::{ConnectionArg, Running, describe_target};
 use super::walname::{Lsn, segment_name};
@@ -417,7 +417,7 @@ fn rewrite_tree(
 
 /// Waits until the archiver marked `segment` done (what `pg_backup_stop(true)` waits
 /// for, polled often instead of once a second). A standby that does not archive itself
-/// is not waited for, as PostgreSQL does not: `arca pg check` finds a missing segment.
+/// has no archiver to wait for: see [`wait_for_primary_archive`].
 fn wait_archived(pgdata: &Path, segment: &str, progress: &dyn Progress) -> Result<()> {
     let status = pgdata.join("pg_wal/archive_status");
     let done = status.join(format!("{segment}.done"));
@@ -535,6 +535,8 @@ pub(crate) fn file_base_backup(
         ))
     })?;
     let archives_itself = facts.archives_itself;
+    let in_recovery = facts.in_recovery;
+    let archive_timeout = o.archive_timeout;
     let stop_sql = if new_api(&facts) {
         "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
          encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(false)"
@@ -617,6 +619,9 @@ pub(crate) fn file_base_backup(
             let stop_seg = segment_name(timeline, stop.0.saturating_sub(1) / seg_size, seg_size);
             if archives_itself {
                 wait_archived(pgdata, &stop_seg, progress).map_err(no_snapshot)?;
+            } else if in_recovery {
+                wait_for_primary_archive(repo, &meta, stop, seg_size, archive_timeout, progress)
+                    .map_err(no_snapshot)?;
             }
             snap.meta.extend(meta);
             Ok(())

@@ -901,3 +901,28 @@ fn write_recovery_settings(
 fn nix_is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needed_segments_run_from_the_start_to_the_stop_segment() {
+        let seg = 16 << 20;
+        let mut meta = BTreeMap::new();
+        meta.insert("pg.timeline".to_string(), "2".to_string());
+        meta.insert("pg.start_lsn".to_string(), "0/2000028".to_string());
+        let names = |stop: &str| needed_segments(&meta, stop.parse().unwrap(), seg);
+        assert_eq!(
+            names("0/3000100"),
+            vec![
+                "000000020000000000000002".to_string(),
+                "000000020000000000000003".to_string()
+            ]
+        );
+        // A stop at a segment boundary needs nothing of the segment it points into.
+        assert_eq!(names("0/3000000"), vec!["000000020000000000000002"]);
+        assert_eq!(names("0/2000100"), vec!["000000020000000000000002"]);
+        assert_eq!(names("1/0").len(), 255 - 2 + 1);
+    }
+}

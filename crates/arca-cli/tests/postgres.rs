@@ -1019,9 +1019,13 @@ fn auto_streams_when_the_data_directory_is_not_readable_and_files_says_why() {
         run_cmd(cmd, None)
     };
     as_nobody(&["init"]).ok();
-    let bb = as_nobody(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
-        .ok()
-        .summary();
+    let out = as_nobody(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")]).ok();
+    let out = out.says(&format!(
+        "streaming with pg_basebackup instead of reading the data directory: its data \
+         directory {} is not readable by this user",
+        c.data.display()
+    ));
+    let bb = out.summary();
     assert_eq!(bb["meta"]["pg.method"], "stream", "{bb}");
     let listing = as_nobody(&["ls", bb["snapshot_id"].as_str().unwrap()])
         .ok()

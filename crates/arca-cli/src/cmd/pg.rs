@@ -326,6 +326,13 @@ fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
     // is aborted when its session closes).
     let repo = repo?;
     let started = started.map_err(db_err)?;
+    if let Some(why) = started.streams_because()
+        && !g.quiet
+    {
+        eprintln!(
+            "note: streaming with pg_basebackup instead of reading the data directory: {why}"
+        );
+    }
     let _lock = common::lock(g, &repo, false, "pg basebackup")?;
     let index = common::load_index(&repo)?;
     let progress = CliProgress::new(g, "pg basebackup");

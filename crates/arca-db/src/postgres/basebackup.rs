@@ -286,6 +286,16 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
 pub struct StartedBaseBackup {
     facts: ServerFacts,
     files: Option<FilesStarted>,
+    /// Why `--method auto` streams instead of reading the data directory.
+    streams_because: Option<String>,
+}
+
+impl StartedBaseBackup {
+    /// Why `--method auto` chose the pg_basebackup stream (the data directory is not on
+    /// this host or not readable), for a note to the user.
+    pub fn streams_because(&self) -> Option<&str> {
+        self.streams_because.as_deref()
+    }
 }
 
 /// Asks the server for its facts, chooses the method and, for a file-level backup, puts
@@ -296,9 +306,14 @@ pub fn start_base_backup(o: &BaseBackupOptions) -> Result<StartedBaseBackup> {
         BaseBackupMethod::Stream => Err(String::new()),
         _ => local_data_directory(&facts),
     };
+    let mut streams_because = None;
     let files = match (o.method, local) {
         (BaseBackupMethod::Files | BaseBackupMethod::Auto, Ok(dir)) => {
             Some(start_files(o, &facts, dir)?)
+        }
+        (BaseBackupMethod::Auto, Err(why)) => {
+            streams_because = Some(why);
+            None
         }
         (BaseBackupMethod::Files, Err(why)) => {
             return Err(Error::Invalid(format!(
@@ -309,7 +324,11 @@ pub fn start_base_backup(o: &BaseBackupOptions) -> Result<StartedBaseBackup> {
         }
         _ => None,
     };
-    Ok(StartedBaseBackup { facts, files })
+    Ok(StartedBaseBackup {
+        facts,
+        files,
+        streams_because,
+    })
 }
 
 /// Takes the base backup begun by [`start_base_backup`] into the repository.

@@ -586,12 +586,15 @@ pub(crate) fn file_base_backup(
                 );
             }
             let control_path = pgdata.join(CONTROL_FILE);
-            let (control_node, _) = node_from_metadata(
+            let (control_node, warnings) = node_from_metadata(
                 &control_path,
                 b"pg_control",
                 &control.metadata,
                 &mut OwnerNames::new(),
             );
+            for w in warnings {
+                progress.warning(&control_path, &w);
+            }
             let rows = session.query(stop_sql).map_err(no_snapshot)?;
             let row = rows.into_iter().next().unwrap_or_default();
             let get = |i: usize| row.get(i).cloned().unwrap_or_default();

@@ -144,15 +144,18 @@ for run in $(seq "$RUNS"); do
   timed pgbr_backup_incr "${PGBR[@]}" --type=incr backup
 
   echo "== restore run $run"
-  rm -rf "$B/restore-arca" "$B/restore-pgbr"
-  timed arca_restore "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest
+  # sync after each removal: the file system's deferred work for deleted files and dirty
+  # pages must not land in whichever tool runs next; the tools alternate who goes first.
+  rm -rf "$B/restore-arca" "$B/restore-pgbr"; sync
   # pgBackRest restores the newest backup (the incremental): ask for the full one.
   FULL=$(as_pg "${PGBR[@]}" info --output=json | python3 -c 'import json,sys; print([b["label"] for b in json.load(sys.stdin)[0]["backup"] if b["type"]=="full"][-1])')
-  timed pgbr_restore "${PGBR[@]}" --pg1-path="$B/restore-pgbr" --set="$FULL" --type=immediate restore
+  restore_arca() { timed arca_restore "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest; }
+  restore_pgbr() { timed pgbr_restore "${PGBR[@]}" --pg1-path="$B/restore-pgbr" --set="$FULL" --type=immediate restore; }
+  if (( run % 2 )); then restore_arca; sync; restore_pgbr; else restore_pgbr; sync; restore_arca; fi
   du -sb "$B/restore-arca" "$B/restore-pgbr" | tr '\n' ' '; echo
-  rm -rf "$B/restore-arca" "$B/restore-pgbr"
+  rm -rf "$B/restore-arca" "$B/restore-pgbr"; sync
   timed arca_restore_stream env ARCA_REPOSITORY="$B/arca-stream" "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest
-  rm -rf "$B/restore-arca"
+  rm -rf "$B/restore-arca"; sync
 done
 
 if [ "${SKIP_WAL:-0}" = 1 ]; then

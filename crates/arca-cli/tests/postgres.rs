@@ -351,6 +351,17 @@ fn start_recovered(sb: &Sandbox, c: &mut Cluster) {
     }
 }
 
+/// Starts PostgreSQL on a restored data directory, waits for the end of recovery, and
+/// returns the running cluster and its `marks` rows matching `filter` (in order,
+/// comma-separated).
+fn recovered_marks(sb: &Sandbox, data: &Path, filter: &str) -> (Cluster, String) {
+    let mut r = sb.restored(data);
+    start_recovered(sb, &mut r);
+    let sql = format!("select string_agg(v, ',' order by v) from marks {filter}");
+    let got = sb.psql(&r, "postgres", &sql);
+    (r, got)
+}
+
 fn restore(sb: &Sandbox, dir: &str, target: &[&str]) -> PathBuf {
     let data = sb.path(dir);
     let mut args = vec!["pg", "restore", "--pgdata"];
@@ -424,13 +435,7 @@ fn pitr_to_time_restore_point_and_latest() {
         assert_eq!(md.permissions().mode() & 0o777, 0o700);
         assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), sb.uid);
         assert!(data.join("recovery.signal").exists());
-        let mut r = sb.restored(&data);
-        start_recovered(&sb, &mut r);
-        let got = sb.psql(
-            &r,
-            "postgres",
-            "select string_agg(v, ',' order by v) from marks",
-        );
+        let (mut r, got) = recovered_marks(&sb, &data, "");
         assert_eq!(got, want, "restore {dir} to {target:?}\nlog:\n{}", r.log());
         r.stop();
     }
@@ -951,13 +956,7 @@ fn file_level_base_backup_restores_to_a_time_and_skips_unchanged_files() {
         assert!(!data.join("postmaster.pid").exists());
         let md = std::fs::metadata(&data).unwrap();
         assert_eq!(md.permissions().mode() & 0o777, 0o700);
-        let mut r = sb.restored(&data);
-        start_recovered(&sb, &mut r);
-        let got = sb.psql(
-            &r,
-            "postgres",
-            "select string_agg(v, ',' order by v) from marks",
-        );
+        let (mut r, got) = recovered_marks(&sb, &data, "");
         assert_eq!(got, want, "restore {dir} to {target:?}\nlog:\n{}", r.log());
         assert_eq!(
             sb.psql(&r, "postgres", "select count(*) from pgbench_accounts"),
@@ -1195,13 +1194,7 @@ fn file_level_base_backup_of_a_standby_waits_for_the_primary_archive_and_restore
     ] {
         let data = restore(&sb, dir, &target);
         assert!(!data.join("standby.signal").exists());
-        let mut r = sb.restored(&data);
-        start_recovered(&sb, &mut r);
-        let got = sb.psql(
-            &r,
-            "postgres",
-            "select string_agg(v, ',' order by v) from marks where v <> 'tick'",
-        );
+        let (mut r, got) = recovered_marks(&sb, &data, "where v <> 'tick'");
         assert_eq!(got, want, "restore {dir}\nlog:\n{}", r.log());
         assert_eq!(
             sb.psql(&r, "postgres", "select count(*) from pgbench_accounts"),

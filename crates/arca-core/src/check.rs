@@ -512,12 +512,7 @@ pub fn repair_index(repo: &Repository) -> Result<(usize, Vec<(Id, String)>)> {
         }
     }
     let n = packs.len();
-    for chunk in packs.chunks(4096) {
-        repo.save_index_file(&crate::format::IndexFile {
-            packs: chunk.to_vec(),
-            supersedes: old.clone(),
-        })?;
-    }
+    repo.save_index_files(packs, &old)?;
     // Only after the new index is durable are the old files removed.
     for id in old {
         let _ = repo.storage().delete(&format!("index/{id}"));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::{BlobEntry, IndexFile, IndexPack, NodeKind};
+use crate::format::{BlobEntry, IndexPack, NodeKind};
 use crate::id::Id;
 use crate::index::Index;
 use crate::pack::open_blob;
@@ -123,9 +123,14 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             }
         }
     }
+    // Packs in name order, so a blob stored in several packs belongs (in the index and in
+    // the counts below) to the first of them.
+    let mut ids: Vec<Id> = packs.keys().copied().collect();
+    ids.sort();
     let mut index = Index::new();
-    for (id, blobs) in &packs {
-        index.insert_pack(*id, blobs);
+    index.reserve(packs.values().map(Vec::len).sum());
+    for id in &ids {
+        index.insert_pack(*id, &packs[id]);
     }
     let (snaps, bad) = repo.list_snapshots()?;
     if let Some(e) = bad.into_iter().next() {
@@ -149,22 +154,21 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             p.bytes_freed += stored[pack];
         }
     }
-    // A blob stored twice counts as used only in the first pack that holds it.
-    let mut counted: HashSet<Id> = HashSet::new();
-    let mut partial: Vec<(Id, u64, u64, bool)> = Vec::new();
-    let mut ids: Vec<&Id> = packs.keys().collect();
-    ids.sort();
+    // Memory: the blob lists move from `packs` into the plan (never copied), and the
+    // index goes as soon as the counts are done.
+    let mut partial: Vec<(IndexPack, u64, u64, bool)> = Vec::new();
     for pack in ids {
-        let blobs = &packs[pack];
-        if !stored.contains_key(pack) {
+        let blobs = packs.remove(&pack).unwrap_or_default();
+        let Some(&size) = stored.get(&pack) else {
             return Err(Error::Invalid(format!(
                 "pack {} is in the index but missing; run `arca check` and `arca repair index` first",
-                pack_name(pack)
+                pack_name(&pack)
             )));
-        }
+        };
         let (mut u, mut un) = (0u64, 0u64);
-        for b in blobs {
-            if used.contains(&b.id) && counted.insert(b.id) {
+        for b in &blobs {
+            // A blob stored twice counts as used only in the first pack that holds it.
+            if used.contains(&b.id) && index.get(&b.id).is_some_and(|l| l.pack == pack) {
                 u += b.length as u64;
                 p.blobs_used += 1;
             } else {
@@ -175,20 +179,18 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         p.bytes_used += u;
         p.bytes_unused += un;
         if u == 0 {
-            p.delete_packs.push(*pack);
-            p.bytes_freed += stored[pack];
+            p.delete_packs.push(pack);
+            p.bytes_freed += size;
         } else if un > 0 {
             let tree = blobs
                 .iter()
                 .all(|b| b.kind == crate::format::BlobKind::Tree);
-            partial.push((*pack, u, un, tree));
+            partial.push((IndexPack { id: pack, blobs }, u, un, tree));
         } else {
-            p.keep.push(IndexPack {
-                id: *pack,
-                blobs: blobs.clone(),
-            });
+            p.keep.push(IndexPack { id: pack, blobs });
         }
     }
+    drop(index);
     // Repack the emptiest packs first until the unused space left is within the limit.
     partial.sort_by(|a, b| (b.2 * a.1).cmp(&(a.2 * b.1)));
     let total_unused: u64 = partial.iter().map(|x| x.2).sum();
@@ -204,18 +206,12 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             .is_some_and(|m| p.bytes_repacked + u + un > m);
         if unused_left > allowed && !over_budget && (tree || !opts.repack_cacheable_only) {
             unused_left -= un;
-            p.repack_packs.push(pack);
+            p.repack_packs.push(pack.id);
             p.bytes_repacked += u + un;
             p.bytes_freed += un;
-            p.repack.push(IndexPack {
-                id: pack,
-                blobs: packs[&pack].clone(),
-            });
+            p.repack.push(pack);
         } else {
-            p.keep.push(IndexPack {
-                id: pack,
-                blobs: packs[&pack].clone(),
-            });
+            p.keep.push(pack);
         }
     }
     p.packs_kept = p.keep.len() as u64;
@@ -263,16 +259,11 @@ pub fn execute(repo: &Arc<Repository>, plan: PrunePlan) -> Result<()> {
         .filter(|i| !plan.old_index.contains(i))
         .collect();
     // (2) The new index: every kept pack and every new pack.
-    let mut all: Vec<IndexPack> = plan.keep.clone();
+    let mut all: Vec<IndexPack> = plan.keep;
     all.extend(new_packs);
     let mut supersedes = plan.old_index.clone();
     supersedes.extend(saver_index.iter().copied());
-    for chunk in all.chunks(4096) {
-        repo.save_index_file(&IndexFile {
-            packs: chunk.to_vec(),
-            supersedes: supersedes.clone(),
-        })?;
-    }
+    repo.save_index_files(all, &supersedes)?;
     // (3) Old index files.
     for id in plan.old_index.iter().chain(saver_index.iter()) {
         repo.storage().delete(&format!("index/{id}"))?;

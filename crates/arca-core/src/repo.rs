@@ -15,12 +15,18 @@ use crate::chunker::Chunker;
 use crate::crypto::{self, Crypto, MasterKey};
 use crate::error::{Error, Result};
 use crate::format::{
-    BINARY_VERSION, BlobEntry, ChunkerParams, Config, FORMAT_VERSION, IndexFile, KdfParams,
-    KeyFile, KeyKind, Snapshot, Tree,
+    BINARY_VERSION, BlobEntry, ChunkerParams, Config, FORMAT_VERSION, IndexFile, IndexPack,
+    KdfParams, KeyFile, KeyKind, Snapshot, Tree,
 };
 use crate::id::Id;
 use crate::index::{Index, decode_index, encode_index};
 use crate::pack::{self, HEADER_PROBE};
+
+/// Packs per index file written by [`Repository::save_index_files`] at most.
+pub const INDEX_FILE_PACKS: usize = 4096;
+/// Blobs per index file written by [`Repository::save_index_files`]: a file is closed once
+/// it holds this many (about 2 MB encoded).
+pub const INDEX_FILE_BLOBS: usize = 50_000;
 
 /// Options for `init`.
 #[derive(Debug, Clone)]
@@ -426,6 +432,31 @@ impl Repository {
 
     pub fn save_index_file(&self, file: &IndexFile) -> Result<Id> {
         self.save_sealed("index", &encode_index(file))
+    }
+
+    /// Writes `packs` as new index files that each supersede `supersedes`: a file holds
+    /// at most [`INDEX_FILE_PACKS`] packs and, once past [`INDEX_FILE_BLOBS`] blobs, no
+    /// further pack, so encoding one never needs more than a few MB whatever the
+    /// repository's size. The packs are moved, not copied. Returns how many were written.
+    pub fn save_index_files(&self, packs: Vec<IndexPack>, supersedes: &[Id]) -> Result<usize> {
+        let mut written = 0;
+        let mut file: Vec<IndexPack> = Vec::new();
+        let mut blobs = 0;
+        let mut packs = packs.into_iter().peekable();
+        while let Some(pack) = packs.next() {
+            blobs += pack.blobs.len();
+            file.push(pack);
+            if blobs >= INDEX_FILE_BLOBS || file.len() >= INDEX_FILE_PACKS || packs.peek().is_none()
+            {
+                self.save_index_file(&IndexFile {
+                    packs: std::mem::take(&mut file),
+                    supersedes: supersedes.to_vec(),
+                })?;
+                written += 1;
+                blobs = 0;
+            }
+        }
+        Ok(written)
     }
 
     pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {

@@ -101,3 +101,51 @@ fn wrong_password_and_newer_format_are_refused() {
     let err = Repository::open(storage, b"pw").unwrap_err();
     assert!(err.to_string().contains("version 99"), "{err}");
 }
+
+/// Large indexes are written as several index files of bounded size (so writing one never
+/// holds the whole index twice), each superseding the given files, and load back whole.
+#[test]
+fn index_files_are_split_by_blob_count_and_load_back() {
+    use arca_core::format::{BlobEntry, BlobKind, IndexPack};
+    use arca_core::repo::{INDEX_FILE_BLOBS, INDEX_FILE_PACKS};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = small_repo(dir.path(), 3);
+    let id = |n: u64| arca_core::Id::of_object(&n.to_le_bytes());
+    // Three packs of 0.6 x the blob limit: the first file closes after two of them.
+    let per_pack = INDEX_FILE_BLOBS * 3 / 5;
+    let packs: Vec<IndexPack> = (0..3u64)
+        .map(|p| IndexPack {
+            id: id(1_000_000_000 + p),
+            blobs: (0..per_pack as u64)
+                .map(|b| BlobEntry {
+                    kind: BlobKind::Data,
+                    id: id(p * 10_000_000 + b),
+                    offset: (b * 100) as u32,
+                    length: 100,
+                    raw_length: 0,
+                })
+                .collect(),
+        })
+        .collect();
+    let old = [id(42)];
+    assert_eq!(repo.save_index_files(packs, &old).unwrap(), 2);
+    // Many small packs: a file closes at the pack limit.
+    let small: Vec<IndexPack> = (0..INDEX_FILE_PACKS as u64 + 1)
+        .map(|p| IndexPack {
+            id: id(2_000_000_000 + p),
+            blobs: vec![],
+        })
+        .collect();
+    assert_eq!(repo.save_index_files(small, &[]).unwrap(), 2);
+    let files = repo.list_ids("index").unwrap();
+    assert_eq!(files.len(), 4);
+    let mut blobs = 0;
+    for (f, _) in &files {
+        let file = repo.load_index_file(f).unwrap();
+        let n: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+        assert!(n <= INDEX_FILE_BLOBS * 2 && file.packs.len() <= INDEX_FILE_PACKS);
+        blobs += n;
+    }
+    assert_eq!(blobs, per_pack * 3);
+    assert_eq!(repo.load_index().unwrap().len(), per_pack * 3);
+}

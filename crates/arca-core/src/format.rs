@@ -437,3 +437,66 @@ pub mod opt_bytes_or_str {
         Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `snapshot_json` fuzz target (10-minute run of 2026-11-26): a snapshot
+    /// whose `duration_secs` is a long decimal parsed to a float one step off its shortest
+    /// representation, so writing it again changed its JSON (and a copied snapshot's id).
+    /// serde_json's `float_roundtrip` parser makes every float read back exactly.
+    #[test]
+    fn snapshot_json_round_trips_floats_exactly() {
+        let input = r#"{
+  "version": 1,
+  "time": "2023-11-14T22:13:20Z",
+  "utc_offset_secs": 3600,
+  "host": "host",
+  "username": "user",
+  "paths": [
+    "/home/user"
+  ],
+  "tegs": [
+    "daily"
+  ],
+  "tree": "2e232e0404040404040404040404040404040404040404040404040404040404",
+  "type": "incremental",
+  "pa:rent": "050505050505050505",
+  "source": "flise",
+  "program_version": "0.1.0",
+  "summary": {
+    "files_new": 3,
+    "files_changed": 0,
+    "files_unmodified": 0,
+    "files_removed": 0,
+    "dirs": 0,
+    "other_entries": 0,
+    "bytes_read": 100,
+    "total_bytes": 0,
+    "blobs_added": 0,
+    "bytes_added": 0,
+    "bytes_added_raw": 0,
+"duration_secs": 16666666666666666666666666660.5
+  },
+  "parenterrors": [
+    {
+      "path": "/x",
+      "reason": "permission denied"
+    }
+  ],
+  "original": "0606060606060606060606060606060606060606060606060606060606060606",
+  "meta": {
+    "pg.timeline": "1"
+  }
+}"#;
+        let s: Snapshot = serde_json::from_str(input).unwrap();
+        let once = serde_json::to_vec(&s).unwrap();
+        let again: Snapshot = serde_json::from_slice(&once).unwrap();
+        assert_eq!(serde_json::to_vec(&again).unwrap(), once);
+        for x in [16666666666666666666666666660.5f64, 0.1, 1e-300, 123.456e200] {
+            let v: f64 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+            assert_eq!(v.to_bits(), x.to_bits(), "{x}");
+        }
+    }
+}

@@ -25,10 +25,12 @@ use arca_core::{Id, Repository};
 
 use arca_core::fsmeta::{OwnerNames, node_from_metadata};
 
-use super::basebackup::{BaseBackupOptions, ServerFacts, finish_meta, wait_for_primary_archive};
-use super::pgcontrol::{CONTROL_FILE, read_verified};
+use super::basebackup::{
+    BaseBackupOptions, ServerFacts, finish_meta, needed_segments, wait_for_primary_archive,
+};
+use super::pgcontrol::{CONTROL_FILE, read_verified, system_identifier};
 use super::tools::{ConnectionArg, Running, describe_target};
-use super::walname::{Lsn, segment_name};
+use super::walname::Lsn;
 use super::{Error, Result, SOURCE_BASEBACKUP};
 
 /// `pg.method` of a file-level base backup.
@@ -104,11 +106,7 @@ pub(crate) fn local_data_directory(facts: &ServerFacts) -> std::result::Result<P
             ));
         }
     };
-    let id = control
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-        .unwrap_or(0);
+    let id = system_identifier(&control).unwrap_or(0);
     if id.to_string() != facts.system_identifier {
         return Err(format!(
             "{} on this host belongs to another cluster (system identifier {id}, the \
@@ -528,7 +526,7 @@ pub(crate) fn file_base_backup(
         fixed_chunk_size: Some(FIXED_CHUNK),
     };
     let seg_size = facts.seg_size;
-    let system_identifier: u64 = facts.system_identifier.parse().map_err(|_| {
+    let cluster_id: u64 = facts.system_identifier.parse().map_err(|_| {
         Error::Invalid(format!(
             "the server reported a malformed system identifier {:?}",
             facts.system_identifier
@@ -575,17 +573,17 @@ pub(crate) fn file_base_backup(
                 )));
             }
             // pg_control last, after every other file, and only a copy that verifies.
-            let control = read_verified(pgdata, system_identifier).map_err(no_snapshot)?;
+            let control = read_verified(pgdata, cluster_id).map_err(no_snapshot)?;
+            let control_path = pgdata.join(CONTROL_FILE);
             if control.attempts > 1 {
                 progress.warning(
-                    &pgdata.join(CONTROL_FILE),
+                    &control_path,
                     &format!(
                         "read {} times until its CRC verified (the server was rewriting it)",
                         control.attempts
                     ),
                 );
             }
-            let control_path = pgdata.join(CONTROL_FILE);
             let (control_node, warnings) = node_from_metadata(
                 &control_path,
                 b"pg_control",
@@ -615,11 +613,9 @@ pub(crate) fn file_base_backup(
             add_files_to_tree(repo, &index_for_label, &indexes_before, snap, pgdata, files)?;
             let meta = finish_meta(label, stop, Some(map), seg_size).map_err(no_snapshot)?;
             // The backup is usable once its last segment is archived.
-            let timeline: u32 = meta
-                .get("pg.timeline")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(1);
-            let stop_seg = segment_name(timeline, stop.0.saturating_sub(1) / seg_size, seg_size);
+            let stop_seg = needed_segments(&meta, stop, seg_size)
+                .pop()
+                .unwrap_or_default();
             if archives_itself {
                 wait_archived(pgdata, &stop_seg, progress).map_err(no_snapshot)?;
             } else if in_recovery {

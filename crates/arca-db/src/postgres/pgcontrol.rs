@@ -99,6 +99,11 @@ impl std::fmt::Display for Rejection {
     }
 }
 
+/// The cluster's system identifier: the first field of pg_control.
+pub(crate) fn system_identifier(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
@@ -149,7 +154,7 @@ pub(crate) fn verify(
             found.ok_or(Rejection::NoCrcFound { version })?
         }
     };
-    let found = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
+    let found = self::system_identifier(bytes).unwrap_or_default();
     if system_identifier.is_some_and(|id| id != found) {
         return Err(Rejection::OtherCluster { found });
     }
@@ -210,15 +215,14 @@ mod tests {
     /// global/pg_control of a cluster made by PostgreSQL 15's initdb.
     const PG15: &[u8] = include_bytes!("testdata/pg_control-15");
 
-    fn system_identifier(bytes: &[u8]) -> u64 {
-        u64::from_le_bytes(bytes[..8].try_into().unwrap())
-    }
-
     #[test]
     fn a_real_pg_control_verifies_at_its_known_offset() {
         assert_eq!(PG15.len(), 8192);
         assert_eq!(u32_at(PG15, 8), Some(1300));
-        assert_eq!(verify(PG15, Some(system_identifier(PG15))), Ok(288));
+        assert_eq!(
+            verify(PG15, Some(system_identifier(PG15).unwrap())),
+            Ok(288)
+        );
         assert_eq!(verify(PG15, None), Ok(288));
     }
 
@@ -257,7 +261,7 @@ mod tests {
 
     #[test]
     fn other_clusters_short_files_and_unknown_formats() {
-        let id = system_identifier(PG15);
+        let id = system_identifier(PG15).unwrap();
         assert_eq!(
             verify(PG15, Some(id + 1)),
             Err(Rejection::OtherCluster { found: id })
@@ -292,7 +296,7 @@ mod tests {
                 std::fs::write(&path, PG15).unwrap();
             })
         };
-        let copy = read_verified_from(&path, Some(system_identifier(PG15))).unwrap();
+        let copy = read_verified_from(&path, Some(system_identifier(PG15).unwrap())).unwrap();
         writer.join().unwrap();
         assert_eq!(copy.bytes, PG15);
         assert!(copy.attempts > 1, "{}", copy.attempts);

@@ -375,20 +375,7 @@ fn restore(sb: &Sandbox, dir: &str, target: &[&str]) -> PathBuf {
 #[test]
 fn pitr_to_time_restore_point_and_latest() {
     let Some(sb) = Sandbox::new() else { return };
-    let mut c = sb.cluster("primary");
-    c.start("");
-    let out = sb
-        .tool("pgbench")
-        .args(["-i", "-s", "1", "-q"])
-        .arg(c.uri("postgres"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    sb.psql(&c, "postgres", "create table marks(v text)");
+    let c = primary_with_marks(&sb, 1);
     // The pg_basebackup stream (the file-level method has its own tests below).
     let bb = sb
         .arca(&[
@@ -489,13 +476,7 @@ fn wal_push_under_load_loses_no_segment() {
     let mut c = sb.cluster("primary");
     // Small segments: many of them under a short load.
     c.start("-c max_wal_size=64MB -c checkpoint_timeout=30s");
-    let out = sb
-        .tool("pgbench")
-        .args(["-i", "-s", "1", "-q"])
-        .arg(c.uri("postgres"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    pgbench_init(&sb, &c, 1);
     sb.arca(&["pg", "basebackup", "-d", &c.uri("postgres")])
         .ok();
     let out = sb
@@ -849,6 +830,16 @@ fn bad_input_fails_clearly_without_snapshots() {
     assert_eq!(sb.snapshot_count(), before, "a failed dump left a snapshot");
 }
 
+/// The cluster "primary", started, with pgbench tables of `scale` and an empty `marks`
+/// table (the rows a test commits to find them, or not, after a restore).
+fn primary_with_marks(sb: &Sandbox, scale: u32) -> Cluster {
+    let mut c = sb.cluster("primary");
+    c.start("");
+    pgbench_init(sb, &c, scale);
+    sb.psql(&c, "postgres", "create table marks(v text)");
+    c
+}
+
 fn pgbench_init(sb: &Sandbox, c: &Cluster, scale: u32) {
     let out = sb
         .tool("pgbench")
@@ -866,10 +857,7 @@ fn pgbench_init(sb: &Sandbox, c: &Cluster, scale: u32) {
 #[test]
 fn file_level_base_backup_restores_to_a_time_and_skips_unchanged_files() {
     let Some(sb) = Sandbox::new() else { return };
-    let mut c = sb.cluster("primary");
-    c.start("");
-    pgbench_init(&sb, &c, 2);
-    sb.psql(&c, "postgres", "create table marks(v text)");
+    let c = primary_with_marks(&sb, 2);
     sb.psql(&c, "postgres", "checkpoint");
     // Files written in the second before a base backup are read again by the next one
     // (a write in the same timestamp tick would not show): let them age.
@@ -1067,10 +1055,7 @@ fn wait_replayed(sb: &Sandbox, c: &Cluster, mark: &str) {
 #[test]
 fn file_level_base_backup_of_a_standby_waits_for_the_primary_archive_and_restores() {
     let Some(sb) = Sandbox::new() else { return };
-    let mut primary = sb.cluster("primary");
-    primary.start("");
-    pgbench_init(&sb, &primary, 1);
-    sb.psql(&primary, "postgres", "create table marks(v text)");
+    let primary = primary_with_marks(&sb, 1);
     sb.psql(&primary, "postgres", "insert into marks values ('A')");
     // A streaming replica (archive_mode = on, copied from the primary: it archives
     // nothing itself; the primary archives into the repository).

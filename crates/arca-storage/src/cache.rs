@@ -18,6 +18,9 @@
 //!   and is only counted ([`CacheStats`]).
 //! - Objects already read in this process can be handed in with [`CacheStorage::remember`]
 //!   (the repository `config`, read to find the cache directory).
+//! - Objects cached whole are also kept in memory once loaded and checked (up to
+//!   [`WHOLE_IN_MEMORY`] bytes, least recently used first out), so the many ranged reads of one
+//!   tree pack read and hash its cache file once, not once per tree.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -56,6 +59,56 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// Length of the hash at the start of each cache file.
 const HASH_LEN: usize = 32;
 
+/// Bytes of whole objects (tree packs) kept in memory for ranged reads.
+pub const WHOLE_IN_MEMORY: usize = 128 << 20;
+
+/// Whole objects in memory, the least recently used dropped first past a byte budget.
+#[derive(Default)]
+struct WholeInMemory {
+    objects: HashMap<String, (Arc<Vec<u8>>, u64)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl WholeInMemory {
+    fn get(&mut self, name: &str) -> Option<Arc<Vec<u8>>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.objects.get_mut(name).map(|(data, used)| {
+            *used = clock;
+            data.clone()
+        })
+    }
+
+    fn insert(&mut self, name: &str, data: Arc<Vec<u8>>, budget: usize) {
+        if data.len() > budget {
+            return;
+        }
+        self.clock += 1;
+        self.bytes += data.len();
+        if let Some((old, _)) = self.objects.insert(name.to_string(), (data, self.clock)) {
+            self.bytes -= old.len();
+        }
+        while self.bytes > budget {
+            let Some(oldest) = self
+                .objects
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(n, _)| n.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some((old, _)) = self.objects.remove(name) {
+            self.bytes -= old.len();
+        }
+    }
+}
+
 /// A storage with a local cache of its small immutable objects.
 pub struct CacheStorage<S> {
     inner: S,
@@ -64,6 +117,7 @@ pub struct CacheStorage<S> {
     policy: Arc<dyn CachePolicy>,
     whole: RwLock<HashSet<String>>,
     memo: Mutex<HashMap<String, Vec<u8>>>,
+    in_memory: Mutex<WholeInMemory>,
     stats: CacheStats,
 }
 
@@ -89,6 +143,7 @@ impl<S: Storage> CacheStorage<S> {
             policy,
             whole: RwLock::new(HashSet::new()),
             memo: Mutex::new(HashMap::new()),
+            in_memory: Mutex::new(WholeInMemory::default()),
             stats: CacheStats::default(),
         })
     }
@@ -195,6 +250,10 @@ impl<S: Storage> CacheStorage<S> {
         if let Ok(path) = self.cache_path(name) {
             let _ = fs::remove_file(path);
         }
+        self.in_memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.memo
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -293,7 +352,27 @@ impl<S: Storage> Storage for CacheStorage<S> {
         if !self.cached(name) {
             return self.inner.read_range(name, offset, length);
         }
-        let data = self.read_cached(name)?;
+        let held = self
+            .in_memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name);
+        let data = match held {
+            Some(d) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                d
+            }
+            None => {
+                let d = Arc::new(self.read_cached(name)?);
+                if self.is_whole(name) {
+                    self.in_memory
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name, d.clone(), WHOLE_IN_MEMORY);
+                }
+                d
+            }
+        };
         let size = data.len() as u64;
         match offset.checked_add(length) {
             Some(end) if end <= size => Ok(data[offset as usize..end as usize].to_vec()),
@@ -455,6 +534,55 @@ mod tests {
         assert!(s.read_range("data/cd/tree", 99_000, 1001).is_err());
         assert_eq!(s.inner().counts().reads, 1, "one whole read");
         assert_eq!(s.inner().counts().range_reads, 0);
+    }
+
+    #[test]
+    fn whole_objects_are_read_from_the_cache_file_once_per_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        {
+            let s = setup(dir.path());
+            s.create().unwrap();
+            s.write("data/cd/tree", &data).unwrap();
+        }
+        // A new process: the first range loads (and checks) the cache file, later ranges
+        // come from memory even when the file has meanwhile been removed.
+        let s = setup(dir.path());
+        s.cache_whole(["data/cd/tree".to_string()]);
+        assert_eq!(s.read_range("data/cd/tree", 0, 10).unwrap(), &data[..10]);
+        let path = s.cache_path("data/cd/tree").unwrap();
+        assert!(path.exists());
+        fs::remove_file(&path).unwrap();
+        for off in [100u64, 20_000, 49_990] {
+            assert_eq!(
+                s.read_range("data/cd/tree", off, 10).unwrap(),
+                &data[off as usize..off as usize + 10]
+            );
+        }
+        assert!(!path.exists(), "not read again");
+        assert_eq!(s.inner().counts().reads, 1);
+        // Deleting the object drops the copy in memory too.
+        s.delete("data/cd/tree").unwrap();
+        assert!(s.read_range("data/cd/tree", 0, 10).is_err());
+    }
+
+    #[test]
+    fn whole_objects_in_memory_keep_to_their_budget() {
+        let mut m = WholeInMemory::default();
+        m.insert("a", Arc::new(vec![1; 40]), 100);
+        m.insert("b", Arc::new(vec![2; 40]), 100);
+        assert!(m.get("a").is_some(), "a used after b");
+        m.insert("c", Arc::new(vec![3; 40]), 100);
+        assert!(m.get("b").is_none(), "the least recently used left");
+        assert!(m.get("a").is_some() && m.get("c").is_some());
+        assert_eq!(m.bytes, 80);
+        m.insert("big", Arc::new(vec![4; 101]), 100);
+        assert!(m.get("big").is_none(), "larger than the budget: not kept");
+        m.insert("a", Arc::new(vec![5; 10]), 100);
+        assert_eq!(m.bytes, 50);
+        m.remove("a");
+        m.remove("c");
+        assert_eq!(m.bytes, 0);
     }
 
     #[test]

@@ -288,8 +288,14 @@ impl Storage for RequestReport {
     fn read(&self, name: &str) -> StorageResult<Vec<u8>> {
         self.counting.read(name)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> StorageResult<Vec<u8>> {
-        self.counting.read_range(name, offset, length)
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> StorageResult<()> {
+        self.counting.read_range_into(name, offset, length, buf)
     }
     fn write(&self, name: &str, data: &[u8]) -> StorageResult<()> {
         self.counting.write(name, data)

@@ -114,30 +114,69 @@ pub fn open_blob(crypto: &Crypto, entry: &BlobEntry, sealed: &[u8]) -> Result<Ve
         .open(sealed, &id.0)
         .map_err(|e| PackError::BlobCrypto(id, e))?;
     let plain = if entry.raw_length > 0 {
-        if entry.raw_length > MAX_BLOB_RAW {
-            return Err(PackError::Decompress(id, "raw length too large".into()));
-        }
-        let out = DECOMPRESSOR
-            .with(|d| match &mut *d.borrow_mut() {
-                Some(d) => d.decompress(&data, entry.raw_length as usize),
-                None => zstd::bulk::decompress(&data, entry.raw_length as usize),
-            })
-            .map_err(|e| PackError::Decompress(id, e.to_string()))?;
-        if out.len() != entry.raw_length as usize {
-            return Err(PackError::Decompress(
-                id,
-                format!("expected {} bytes, got {}", entry.raw_length, out.len()),
-            ));
-        }
+        let mut out = Vec::new();
+        decompress_blob(entry, &data, &mut out)?;
         out
     } else {
         data
     };
-    let actual = crypto.blob_id(&plain);
-    if actual != id {
-        return Err(PackError::BlobHash { id, actual });
-    }
+    check_blob_id(crypto, &id, &plain)?;
     Ok(plain)
+}
+
+/// [`open_blob`] without allocating: decrypts `sealed` where it lies and decompresses into
+/// `scratch` (reused from blob to blob); returns the checked plaintext, which borrows from
+/// one of the two.
+pub fn open_blob_in_place<'a>(
+    crypto: &Crypto,
+    entry: &BlobEntry,
+    sealed: &'a mut [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], PackError> {
+    let id = entry.id;
+    let data = crypto
+        .open_in_place(sealed, &id.0)
+        .map_err(|e| PackError::BlobCrypto(id, e))?;
+    let plain: &[u8] = if entry.raw_length > 0 {
+        decompress_blob(entry, data, scratch)?;
+        scratch
+    } else {
+        data
+    };
+    check_blob_id(crypto, &id, plain)?;
+    Ok(plain)
+}
+
+/// Decompresses a blob's data into `out` (replacing its content), exactly `raw_length` bytes.
+fn decompress_blob(entry: &BlobEntry, data: &[u8], out: &mut Vec<u8>) -> Result<(), PackError> {
+    let id = entry.id;
+    if entry.raw_length > MAX_BLOB_RAW {
+        return Err(PackError::Decompress(id, "raw length too large".into()));
+    }
+    let raw = entry.raw_length as usize;
+    out.clear();
+    out.reserve(raw);
+    DECOMPRESSOR
+        .with(|d| match &mut *d.borrow_mut() {
+            Some(d) => d.decompress_to_buffer(data, out),
+            None => zstd::bulk::Decompressor::new()?.decompress_to_buffer(data, out),
+        })
+        .map_err(|e| PackError::Decompress(id, e.to_string()))?;
+    if out.len() != raw {
+        return Err(PackError::Decompress(
+            id,
+            format!("expected {raw} bytes, got {}", out.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_blob_id(crypto: &Crypto, id: &Id, plain: &[u8]) -> Result<(), PackError> {
+    let actual = crypto.blob_id(plain);
+    if actual != *id {
+        return Err(PackError::BlobHash { id: *id, actual });
+    }
+    Ok(())
 }
 
 /// Builds one pack in memory.
@@ -323,6 +362,15 @@ mod tests {
                 let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
                 prop_assert_eq!(&open_blob(&c, e, s).unwrap(), b);
             }
+            // In place, with one pack buffer and one scratch buffer reused across blobs of
+            // every size (the restorer's way): the same plaintexts.
+            let mut opened = bytes.clone();
+            let mut scratch = vec![0xAA; 5000];
+            for (e, b) in parsed.iter().zip(&blobs) {
+                let s = &mut opened[e.offset as usize..(e.offset + e.length) as usize];
+                let plain = open_blob_in_place(&c, e, s, &mut scratch).unwrap();
+                prop_assert_eq!(plain, &b[..]);
+            }
         }
 
         #[test]
@@ -387,7 +435,18 @@ mod tests {
             ..e
         };
         assert!(open_blob(&c, &other, &s).is_err());
+        let mut scratch = Vec::new();
+        assert!(open_blob_in_place(&c, &other, &mut s.clone(), &mut scratch).is_err());
+        // A raw length that lies (shorter or longer than the content) is refused in place.
+        for raw_length in [raw - 1, raw + 1] {
+            let lying = BlobEntry { raw_length, ..e };
+            assert!(matches!(
+                open_blob_in_place(&c, &lying, &mut s.clone(), &mut scratch),
+                Err(PackError::Decompress(..))
+            ));
+        }
         s[30] ^= 0x40;
         assert!(open_blob(&c, &e, &s).is_err());
+        assert!(open_blob_in_place(&c, &e, &mut s.clone(), &mut scratch).is_err());
     }
 }

@@ -25,7 +25,7 @@ use crate::fsmeta::{self, ApplyOptions};
 use crate::id::Id;
 use crate::index::Index;
 use crate::longpath::resolve as lp;
-use crate::pack::open_blob;
+use crate::pack::open_blob_in_place;
 use crate::progress::Progress;
 use crate::repo::{Repository, pack_name};
 
@@ -229,7 +229,9 @@ pub fn restore(
             });
     };
 
-    // Directories first (replacing anything that is not a directory).
+    // Directories first (replacing anything that is not a directory). Those that did not
+    // exist are remembered: nothing in them needs to be looked at before it is written.
+    let mut created_dirs: std::collections::HashSet<&Path> = std::collections::HashSet::new();
     for (path, _) in &plan.dirs {
         match lp(path).and_then(|r| fs::symlink_metadata(r.path())) {
             Ok(m) if m.is_dir() => {}
@@ -246,11 +248,12 @@ pub fn restore(
                     fail(path, format!("create directory: {e}"));
                 }
             }
-            Err(_) => {
-                if let Err(e) = lp(path).and_then(|r| fs::create_dir_all(r.path())) {
-                    fail(path, format!("create directory: {e}"));
+            Err(_) => match lp(path).and_then(|r| fs::create_dir_all(r.path())) {
+                Ok(()) => {
+                    created_dirs.insert(path);
                 }
-            }
+                Err(e) => fail(path, format!("create directory: {e}")),
+            },
         }
     }
 
@@ -265,7 +268,8 @@ pub fn restore(
         if f.link_to.is_some() {
             continue;
         }
-        match prepare_file(repo, index, f, opts.overwrite) {
+        let in_new_dir = f.path.parent().is_some_and(|d| created_dirs.contains(d));
+        match prepare_file(repo, index, f, opts.overwrite, in_new_dir) {
             Ok(FilePrep::Skip) => {
                 summary.files_unchanged += 1;
                 summary.bytes_unchanged += f.node.size;
@@ -332,11 +336,33 @@ pub fn restore(
         })
         .max(1);
     let written = AtomicU64::new(0);
+    let apply = ApplyOptions {
+        ownership: opts.ownership.unwrap_or_else(fsmeta::running_as_root),
+        xattrs: true,
+    };
+    // Files whose metadata a restoring thread set as soon as their last blob was written
+    // (the rest, and directories, get theirs at the end).
+    let meta_done: Vec<AtomicBool> = (0..plan.files.len())
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    let shared = PackRestore {
+        repo,
+        plan: &plan,
+        fresh: &fresh,
+        remaining: &remaining,
+        holes: &holes,
+        meta_done: &meta_done,
+        apply: &apply,
+        written: &written,
+        progress,
+        fail: &fail,
+    };
     let queue = Mutex::new(packs.into_iter());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 let mut open_files: HashMap<usize, File> = HashMap::new();
+                let mut buffers = ReadBuffers::default();
                 loop {
                     if progress.should_stop() {
                         break;
@@ -344,19 +370,7 @@ pub fn restore(
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
                     let Some((pack, mut blobs)) = next else { break };
                     blobs.sort_by_key(|(e, _)| e.offset);
-                    restore_pack(
-                        repo,
-                        &pack,
-                        &blobs,
-                        &plan,
-                        &fresh,
-                        &remaining,
-                        &holes,
-                        &mut open_files,
-                        &written,
-                        progress,
-                        &fail,
-                    );
+                    shared.restore_pack(&pack, &blobs, &mut open_files, &mut buffers);
                     if open_files.len() > 256 {
                         open_files.clear();
                     }
@@ -444,19 +458,16 @@ pub fn restore(
         }
     }
 
-    // Metadata: files and others, then directories deepest first.
-    let apply = ApplyOptions {
-        ownership: opts.ownership.unwrap_or_else(fsmeta::running_as_root),
-        xattrs: true,
-    };
+    // Metadata: files not done yet and others, then directories deepest first.
     let failed_paths: std::collections::HashSet<String> = errors
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .map(|e| e.path.clone())
         .collect();
-    for f in &plan.files {
+    for (i, f) in plan.files.iter().enumerate() {
         if f.link_to.is_none()
+            && !meta_done[i].load(Ordering::Relaxed)
             && !failed_paths.contains(f.path.to_string_lossy().as_ref())
             && let Err(e) = apply_at(&f.path, &f.node, &apply)
         {
@@ -615,6 +626,7 @@ fn prepare_file(
     index: &Index,
     f: &PlanFile,
     overwrite: Overwrite,
+    in_new_dir: bool,
 ) -> Result<FilePrep> {
     let node = &f.node;
     let mut layout = Vec::with_capacity(node.content.len());
@@ -625,9 +637,13 @@ fn prepare_file(
         layout.push((*id, off, len));
         off += len;
     }
-    let existing = lp(&f.path)
-        .and_then(|r| fs::symlink_metadata(r.path()))
-        .ok();
+    let existing = if in_new_dir {
+        None
+    } else {
+        lp(&f.path)
+            .and_then(|r| fs::symlink_metadata(r.path()))
+            .ok()
+    };
     match existing {
         Some(m) if m.is_file() => {
             if overwrite == Overwrite::Never {
@@ -717,113 +733,162 @@ fn apply_at(path: &Path, node: &Node, opts: &ApplyOptions) -> std::result::Resul
 /// Largest gap between needed blobs that is read through rather than skipped.
 const MAX_GAP: u64 = 1 << 20;
 
-#[allow(clippy::too_many_arguments)]
-fn restore_pack(
-    repo: &Repository,
-    pack: &Id,
-    blobs: &[(BlobEntry, Vec<(usize, u64)>)],
-    plan: &Plan,
-    fresh: &[bool],
-    remaining: &[AtomicU64],
-    holes: &[AtomicBool],
-    open_files: &mut HashMap<usize, File>,
-    written: &AtomicU64,
-    progress: &dyn Progress,
-    fail: &(dyn Fn(&Path, String) + Sync),
-) {
-    let name = pack_name(pack);
-    let mut i = 0;
-    while i < blobs.len() {
-        // Coalesce neighbouring blobs into one read.
-        let start = blobs[i].0.offset as u64;
-        let mut end = start + blobs[i].0.length as u64;
-        let mut j = i + 1;
-        while j < blobs.len()
-            && (blobs[j].0.offset as u64) <= end + MAX_GAP
-            && end - start < (32 << 20)
-        {
-            end = end.max(blobs[j].0.offset as u64 + blobs[j].0.length as u64);
-            j += 1;
-        }
-        let data = repo.storage().read_range(&name, start, end - start);
-        for (entry, targets) in &blobs[i..j] {
-            let plain = match &data {
-                Ok(d) => {
-                    let o = (entry.offset as u64 - start) as usize;
-                    open_blob(repo.crypto(), entry, &d[o..o + entry.length as usize])
-                        .map_err(|e| format!("{name}: {e}"))
-                }
-                // The read of several blobs failed (e.g. a truncated pack): each blob that
-                // can still be read on its own is restored.
-                Err(_) if j - i > 1 => repo
-                    .storage()
-                    .read_range(&name, entry.offset as u64, entry.length as u64)
-                    .map_err(|e| e.to_string())
-                    .and_then(|d| {
-                        open_blob(repo.crypto(), entry, &d).map_err(|e| format!("{name}: {e}"))
-                    }),
-                Err(e) => Err(e.to_string()),
-            };
-            let plain = match plain {
-                Ok(p) => p,
-                Err(e) => {
-                    for (fi, _) in targets {
-                        fail(
-                            &plan.files[*fi].path,
-                            format!("cannot restore blob {}: {e}", entry.id),
-                        );
+/// The buffers one restoring thread reuses from read to read: the sealed bytes of a range
+/// of a pack (decrypted where they lie) and a blob's decompressed plaintext.
+#[derive(Default)]
+struct ReadBuffers {
+    range: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// What the restoring threads share: the plan, per-file state, and where to report.
+struct PackRestore<'a> {
+    repo: &'a Repository,
+    plan: &'a Plan,
+    /// Files created by this restore (holes may be left in them).
+    fresh: &'a [bool],
+    /// Blob writes still to come per file.
+    remaining: &'a [AtomicU64],
+    /// Files in which a hole was left (their size is set when complete).
+    holes: &'a [AtomicBool],
+    meta_done: &'a [AtomicBool],
+    apply: &'a ApplyOptions,
+    written: &'a AtomicU64,
+    progress: &'a dyn Progress,
+    fail: &'a (dyn Fn(&Path, String) + Sync),
+}
+
+impl PackRestore<'_> {
+    /// Fetches the needed blobs of one pack (neighbours in one ranged read) and writes
+    /// them to their files; completes the files whose last blob this was.
+    fn restore_pack(
+        &self,
+        pack: &Id,
+        blobs: &[(BlobEntry, Vec<(usize, u64)>)],
+        open_files: &mut HashMap<usize, File>,
+        buffers: &mut ReadBuffers,
+    ) {
+        let PackRestore {
+            repo,
+            plan,
+            fresh,
+            remaining,
+            holes,
+            written,
+            progress,
+            fail,
+            ..
+        } = *self;
+        let name = pack_name(pack);
+        let mut i = 0;
+        while i < blobs.len() {
+            // Coalesce neighbouring blobs into one read.
+            let start = blobs[i].0.offset as u64;
+            let mut end = start + blobs[i].0.length as u64;
+            let mut j = i + 1;
+            while j < blobs.len()
+                && (blobs[j].0.offset as u64) <= end + MAX_GAP
+                && end - start < (32 << 20)
+            {
+                end = end.max(blobs[j].0.offset as u64 + blobs[j].0.length as u64);
+                j += 1;
+            }
+            let read =
+                repo.storage()
+                    .read_range_into(&name, start, end - start, &mut buffers.range);
+            for (entry, targets) in &blobs[i..j] {
+                let mut single = Vec::new();
+                let sealed = match &read {
+                    Ok(()) => {
+                        let o = (entry.offset as u64 - start) as usize;
+                        Ok(&mut buffers.range[o..o + entry.length as usize])
                     }
-                    continue;
-                }
-            };
-            let zero = plain.iter().all(|&b| b == 0);
-            for &(fi, off) in targets {
-                let path = &plan.files[fi].path;
-                progress.add_bytes(plain.len() as u64);
-                let file = match open_files.entry(fi) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        let mut o = OpenOptions::new();
-                        o.write(true);
-                        if fresh[fi] {
-                            o.create(true);
-                        }
-                        match lp(path).and_then(|r| o.open(r.path())) {
-                            Ok(f) => v.insert(f),
-                            Err(e) => {
-                                fail(path, format!("open for writing: {e}"));
-                                continue;
-                            }
-                        }
-                    }
+                    // The read of several blobs failed (e.g. a truncated pack): each blob that
+                    // can still be read on its own is restored.
+                    Err(_) if j - i > 1 => repo
+                        .storage()
+                        .read_range_into(
+                            &name,
+                            entry.offset as u64,
+                            entry.length as u64,
+                            &mut single,
+                        )
+                        .map(|()| &mut single[..])
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 };
-                if zero && fresh[fi] {
-                    // Leave a hole; the size is set when the file is complete.
-                    holes[fi].store(true, Ordering::Relaxed);
-                } else {
-                    let r = if fresh[fi] {
-                        write_sparse(file, &plain, off, &holes[fi])
-                    } else {
-                        file.write_all_at(&plain, off)
-                    };
-                    if let Err(e) = r {
-                        fail(path, format!("write: {e}"));
+                let plain = sealed.and_then(|sealed| {
+                    open_blob_in_place(repo.crypto(), entry, sealed, &mut buffers.plain)
+                        .map_err(|e| format!("{name}: {e}"))
+                });
+                let plain = match plain {
+                    Ok(p) => p,
+                    Err(e) => {
+                        for (fi, _) in targets {
+                            fail(
+                                &plan.files[*fi].path,
+                                format!("cannot restore blob {}: {e}", entry.id),
+                            );
+                        }
                         continue;
                     }
-                    written.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                }
-                if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if let Some(f) = open_files.remove(&fi)
-                        && holes[fi].load(Ordering::Relaxed)
-                        && let Err(e) = f.set_len(plan.files[fi].node.size)
-                    {
-                        fail(path, format!("set size: {e}"));
+                };
+                let zero = plain.iter().all(|&b| b == 0);
+                for &(fi, off) in targets {
+                    let path = &plan.files[fi].path;
+                    progress.add_bytes(plain.len() as u64);
+                    let file = match open_files.entry(fi) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let mut o = OpenOptions::new();
+                            o.write(true);
+                            if fresh[fi] {
+                                o.create(true);
+                            }
+                            match lp(path).and_then(|r| o.open(r.path())) {
+                                Ok(f) => v.insert(f),
+                                Err(e) => {
+                                    fail(path, format!("open for writing: {e}"));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    if zero && fresh[fi] {
+                        // Leave a hole; the size is set when the file is complete.
+                        holes[fi].store(true, Ordering::Relaxed);
+                    } else {
+                        let r = if fresh[fi] {
+                            write_sparse(file, plain, off, &holes[fi])
+                        } else {
+                            file.write_all_at(plain, off)
+                        };
+                        if let Err(e) = r {
+                            fail(path, format!("write: {e}"));
+                            continue;
+                        }
+                        written.fetch_add(plain.len() as u64, Ordering::Relaxed);
                     }
-                    progress.add_files(1);
+                    if remaining[fi].fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let sized = match open_files.remove(&fi) {
+                            Some(f) if holes[fi].load(Ordering::Relaxed) => {
+                                f.set_len(plan.files[fi].node.size)
+                            }
+                            _ => Ok(()),
+                        };
+                        match sized {
+                            Err(e) => fail(path, format!("set size: {e}")),
+                            Ok(()) => match apply_at(path, &plan.files[fi].node, self.apply) {
+                                Ok(()) => self.meta_done[fi].store(true, Ordering::Relaxed),
+                                Err(e) => fail(path, e),
+                            },
+                        }
+                        progress.add_files(1);
+                    }
                 }
             }
+            i = j;
         }
-        i = j;
     }
 }
 

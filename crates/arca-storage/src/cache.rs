@@ -348,9 +348,15 @@ impl<S: Storage> Storage for CacheStorage<S> {
         }
         self.inner.read(name)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         if !self.cached(name) {
-            return self.inner.read_range(name, offset, length);
+            return self.inner.read_range_into(name, offset, length, buf);
         }
         let held = self
             .in_memory
@@ -375,7 +381,11 @@ impl<S: Storage> Storage for CacheStorage<S> {
         };
         let size = data.len() as u64;
         match offset.checked_add(length) {
-            Some(end) if end <= size => Ok(data[offset as usize..end as usize].to_vec()),
+            Some(end) if end <= size => {
+                buf.clear();
+                buf.extend_from_slice(&data[offset as usize..end as usize]);
+                Ok(())
+            }
             _ => Err(range_error(name, offset, length, size)),
         }
     }

@@ -120,11 +120,17 @@ impl<S: Storage> Storage for CountingStorage<S> {
         bump(&self.c.bytes_read, d.len() as u64);
         Ok(d)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         bump(&self.c.range_reads, 1);
-        let d = self.inner.read_range(name, offset, length)?;
-        bump(&self.c.bytes_read, d.len() as u64);
-        Ok(d)
+        self.inner.read_range_into(name, offset, length, buf)?;
+        bump(&self.c.bytes_read, buf.len() as u64);
+        Ok(())
     }
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         bump(&self.c.writes, 1);

@@ -142,7 +142,20 @@ pub trait Storage: Send + Sync {
     /// Reads a whole object.
     fn read(&self, name: &str) -> Result<Vec<u8>>;
     /// Reads `length` bytes at `offset`; fails if the object is shorter.
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_range_into(name, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+    /// [`Storage::read_range`] into `buf`, whose content it replaces: a caller that reads
+    /// many ranges reuses one buffer (no fresh pages to fault in for every range).
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()>;
     /// Writes a whole object atomically and durably.
     fn write(&self, name: &str, data: &[u8]) -> Result<()>;
     /// Removes an object. Removing a missing object is `NotFound`.
@@ -163,8 +176,14 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         (**self).read(name)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        (**self).read_range(name, offset, length)
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        (**self).read_range_into(name, offset, length, buf)
     }
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         (**self).write(name, data)

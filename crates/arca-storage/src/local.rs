@@ -196,7 +196,13 @@ impl Storage for LocalStorage {
         })
     }
 
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let path = self.path(name)?;
         let file = File::open(&path).map_err(|e| StorageError::io("read", name, e))?;
         let size = file
@@ -213,10 +219,10 @@ impl Storage for LocalStorage {
         }
         let len = usize::try_from(length)
             .map_err(|_| StorageError::new(ErrorKind::Other, "read", name, "range too large"))?;
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|e| StorageError::io("read", name, e))?;
-        Ok(buf)
+        buf.clear();
+        buf.resize(len, 0);
+        file.read_exact_at(buf, offset)
+            .map_err(|e| StorageError::io("read", name, e))
     }
 
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {

@@ -454,7 +454,13 @@ impl Storage for OpendalStorage {
         })
     }
 
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         crate::check_name("read", name)?;
         let Some(end) = offset.checked_add(length) else {
             return Err(range_error(name, offset, length, u64::MAX));
@@ -465,14 +471,15 @@ impl Storage for OpendalStorage {
             if offset > size {
                 return Err(range_error(name, offset, length, size));
             }
-            return Ok(Vec::new());
+            buf.clear();
+            return Ok(());
         }
         let op = self.op.clone();
         let m = self.mapper();
         let path = name.to_string();
         let data = self.block("read", name, async move {
             match op.read_with(&path).range(offset..end).await {
-                Ok(b) => Ok(b.to_vec()),
+                Ok(b) => Ok(b),
                 Err(e) if e.kind() == OdKind::RangeNotSatisfied => {
                     let size = op.stat(&path).await.map(|m| m.content_length()).ok();
                     Err(range_error(&path, offset, length, size.unwrap_or(0)))
@@ -488,7 +495,13 @@ impl Storage for OpendalStorage {
                 offset + data.len() as u64,
             ));
         }
-        Ok(data)
+        // The response arrives in many chunks; they are copied into the caller's buffer.
+        buf.clear();
+        buf.reserve(data.len());
+        for chunk in data {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(())
     }
 
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {

@@ -152,8 +152,14 @@ impl<S: Storage> Storage for PowerCutStorage<S> {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         self.inner.read(name)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        self.inner.read_range(name, offset, length)
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.inner.read_range_into(name, offset, length, buf)
     }
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         let change = Change::Write {

@@ -180,8 +180,14 @@ impl<S: Storage> Storage for RetryStorage<S> {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         self.run(|| self.inner.read(name))
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        self.run(|| self.inner.read_range(name, offset, length))
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.run(|| self.inner.read_range_into(name, offset, length, buf))
     }
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         self.run(|| self.inner.write(name, data))
@@ -239,7 +245,7 @@ mod tests {
         fn read(&self, name: &str) -> Result<Vec<u8>> {
             self.fail("read", name)
         }
-        fn read_range(&self, name: &str, _: u64, _: u64) -> Result<Vec<u8>> {
+        fn read_range_into(&self, name: &str, _: u64, _: u64, _: &mut Vec<u8>) -> Result<()> {
             self.fail("read", name)
         }
         fn write(&self, name: &str, _: &[u8]) -> Result<()> {

@@ -51,6 +51,14 @@ fn round_trip_and_ranges(s: &dyn Storage) {
             .is_err(),
         "range past end must fail"
     );
+    // Into a reused buffer: its old content (longer or shorter) is replaced.
+    let mut buf = vec![0xEE; 10_000];
+    s.read_range_into("data/ab/large", 17, 100, &mut buf)
+        .expect("range into");
+    assert_eq!(buf, &data[17..117]);
+    s.read_range_into("data/ab/large", 2 << 20, 1 << 20, &mut buf)
+        .expect("range into, growing");
+    assert_eq!(buf, &data[2 << 20..3 << 20]);
     s.delete("data/ab/large").expect("delete large");
 }
 

@@ -142,9 +142,15 @@ impl<S: Storage> Storage for ThrottleStorage<S> {
         self.pace_download(data.len() as u64);
         Ok(data)
     }
-    fn read_range(&self, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+    fn read_range_into(
+        &self,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         self.pace_download(length);
-        self.inner.read_range(name, offset, length)
+        self.inner.read_range_into(name, offset, length, buf)
     }
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         self.pace_upload(data.len());

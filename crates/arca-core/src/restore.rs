@@ -327,6 +327,7 @@ pub fn restore(
             .unwrap_or((usize::MAX, u64::MAX));
         (first, *id)
     });
+    let packs = split_work(packs);
     // Fetches in flight: twice the cores, or the storage's connections if more.
     let threads = opts
         .threads
@@ -368,8 +369,7 @@ pub fn restore(
                         break;
                     }
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                    let Some((pack, mut blobs)) = next else { break };
-                    blobs.sort_by_key(|(e, _)| e.offset);
+                    let Some((pack, blobs)) = next else { break };
                     shared.restore_pack(&pack, &blobs, &mut open_files, &mut buffers);
                     if open_files.len() > 256 {
                         open_files.clear();
@@ -730,6 +730,35 @@ fn apply_at(path: &Path, node: &Node, opts: &ApplyOptions) -> std::result::Resul
     fsmeta::apply_metadata(r.path(), node, opts).map_err(|e| e.to_string())
 }
 
+/// Most plaintext bytes one unit of restore work writes: a pack of very compressible data
+/// (a database's pages) holds hundreds of MiB, and whole packs as units left one thread
+/// decompressing the last of them while the others idled.
+const WORK_PLAIN_BYTES: u64 = 16 << 20;
+
+/// Splits each pack's blobs (sorted by offset) into units of work of at most
+/// [`WORK_PLAIN_BYTES`] of plaintext (one blob at least), in the packs' order.
+fn split_work(packs: Vec<(Id, PackBlobs)>) -> Vec<(Id, PackBlobs)> {
+    let mut units = Vec::with_capacity(packs.len());
+    for (pack, mut blobs) in packs {
+        blobs.sort_by_key(|(e, _)| e.offset);
+        let mut unit: PackBlobs = Vec::new();
+        let mut plain = 0u64;
+        for blob in blobs {
+            let size = plain_length(&blob.0);
+            if !unit.is_empty() && plain + size > WORK_PLAIN_BYTES {
+                units.push((pack, std::mem::take(&mut unit)));
+                plain = 0;
+            }
+            plain += size;
+            unit.push(blob);
+        }
+        if !unit.is_empty() {
+            units.push((pack, unit));
+        }
+    }
+    units
+}
+
 /// Largest gap between needed blobs that is read through rather than skipped.
 const MAX_GAP: u64 = 1 << 20;
 
@@ -949,4 +978,55 @@ fn verify_file(repo: &Repository, index: &Index, f: &PlanFile) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::BlobKind;
+
+    fn blob(n: u8, offset: u32, raw_length: u32) -> (BlobEntry, Vec<(usize, u64)>) {
+        let entry = BlobEntry {
+            kind: BlobKind::Data,
+            id: Id([n; 32]),
+            offset,
+            length: 1000,
+            raw_length,
+        };
+        (entry, vec![(n as usize, 0)])
+    }
+
+    #[test]
+    fn work_is_split_by_plaintext_in_offset_order_and_keeps_every_blob() {
+        let mib = 1u32 << 20;
+        // A pack of very compressible blobs (4 MiB of plaintext each), listed out of order,
+        // and a pack with one blob larger than a unit.
+        let a = Id([1; 32]);
+        let b = Id([2; 32]);
+        let big: PackBlobs = (0..10u8)
+            .rev()
+            .map(|i| blob(i, u32::from(i) * 1000, 4 * mib))
+            .collect();
+        let huge: PackBlobs = vec![blob(20, 0, 40 * mib), blob(21, 1000, 0)];
+        let units = split_work(vec![(a, big), (b, huge)]);
+        let sizes: Vec<(Id, usize)> = units.iter().map(|(p, u)| (*p, u.len())).collect();
+        assert_eq!(sizes, vec![(a, 4), (a, 4), (a, 2), (b, 1), (b, 1)]);
+        for (_, unit) in &units {
+            let plain: u64 = unit.iter().map(|(e, _)| plain_length(e)).sum();
+            assert!(unit.len() == 1 || plain <= WORK_PLAIN_BYTES, "{plain}");
+            assert!(unit.windows(2).all(|w| w[0].0.offset < w[1].0.offset));
+        }
+        let mut ids: Vec<u8> = units
+            .iter()
+            .flat_map(|(_, u)| u.iter().map(|(e, _)| e.id.0[0]))
+            .collect();
+        assert_eq!(
+            ids[..10],
+            (0..10).collect::<Vec<u8>>()[..],
+            "pack order, then offsets"
+        );
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 12);
+    }
 }

@@ -346,6 +346,7 @@ pub fn restore(
     let meta_done: Vec<AtomicBool> = (0..plan.files.len())
         .map(|_| AtomicBool::new(false))
         .collect();
+    let write_locks: Vec<Mutex<()>> = (0..WRITE_LOCKS).map(|_| Mutex::new(())).collect();
     let shared = PackRestore {
         repo,
         plan: &plan,
@@ -353,6 +354,7 @@ pub fn restore(
         remaining: &remaining,
         holes: &holes,
         meta_done: &meta_done,
+        write_locks: &write_locks,
         apply: &apply,
         written: &written,
         progress,
@@ -759,6 +761,9 @@ fn split_work(packs: Vec<(Id, PackBlobs)>) -> Vec<(Id, PackBlobs)> {
     units
 }
 
+/// Stripes of the per-file write locks.
+const WRITE_LOCKS: usize = 64;
+
 /// Largest gap between needed blobs that is read through rather than skipped.
 const MAX_GAP: u64 = 1 << 20;
 
@@ -781,6 +786,8 @@ struct PackRestore<'a> {
     /// Files in which a hole was left (their size is set when complete).
     holes: &'a [AtomicBool],
     meta_done: &'a [AtomicBool],
+    /// Striped by file index: held while writing to a file.
+    write_locks: &'a [Mutex<()>],
     apply: &'a ApplyOptions,
     written: &'a AtomicU64,
     progress: &'a dyn Progress,
@@ -887,6 +894,13 @@ impl PackRestore<'_> {
                         // Leave a hole; the size is set when the file is complete.
                         holes[fi].store(true, Ordering::Relaxed);
                     } else {
+                        // One writer per file at a time: the file system serialises writes
+                        // to one file anyway (ext4 holds the inode's lock for the copy),
+                        // and a second writer would spin on that lock in the kernel,
+                        // burning the core another thread could decompress on.
+                        let _writing = self.write_locks[fi % WRITE_LOCKS]
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
                         let r = if fresh[fi] {
                             write_sparse(file, plain, off, &holes[fi])
                         } else {

@@ -335,6 +335,10 @@ pub struct RestoreArgs {
     /// Remove files in the target that are not in the snapshot
     #[arg(long)]
     pub delete: bool,
+    /// Write everything restored to disk before reporting success (one syncfs of the
+    /// target's file system)
+    #[arg(long)]
+    pub sync: bool,
     /// Show what would be restored
     #[arg(short = 'n', long)]
     pub dry_run: bool,

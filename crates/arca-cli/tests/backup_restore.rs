@@ -514,3 +514,66 @@ fn compare_trees_notices_differences() {
     fs::remove_file(b.join("f007.txt")).unwrap();
     expect("missing in the restore");
 }
+
+/// `restore --sync` writes back the target's file system (one syncfs on a descriptor of the
+/// target) before it reports success; without it no syncfs is made. Seen through strace;
+/// without strace the test skips, except under CI=true where it fails.
+#[test]
+fn restore_sync_writes_back_the_target_before_success() {
+    if !have_tool("strace") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "strace is missing (scripts/test installs it)"
+        );
+        eprintln!("skipping: strace is not installed");
+        return;
+    }
+    let env = Env::init();
+    let src = env.path("src");
+    small_tree(&src, 20, 7);
+    env.run_os(&[OsStr::new("backup"), OsStr::new("-q"), src.as_os_str()])
+        .ok();
+    for (name, extra, syncs) in [("synced", Some("--sync"), true), ("plain", None, false)] {
+        let target = env.path(name);
+        let log = env.path(&format!("{name}.strace"));
+        let c = env.cmd();
+        let mut s = Command::new("strace");
+        s.args(["-f", "-qq", "-e", "trace=syncfs,openat", "-o"])
+            .arg(&log)
+            .arg(c.get_program())
+            .args(["restore", "latest", "-q", "--target"])
+            .arg(&target)
+            .args(extra);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        let status = s.status().expect("run strace");
+        assert!(status.success(), "{name}: restore failed");
+        assert_same_tree(&src, &restored_path(&target, &src));
+        let trace = fs::read_to_string(&log).unwrap();
+        let calls: Vec<&str> = trace.lines().filter(|l| l.contains("syncfs(")).collect();
+        if syncs {
+            // The descriptor synced is the target directory's.
+            let fd = calls
+                .iter()
+                .find_map(|l| l.split("syncfs(").nth(1)?.split(')').next())
+                .unwrap_or_else(|| panic!("no syncfs in the trace:\n{trace}"));
+            let target_open = format!("\"{}\"", target.display());
+            assert!(
+                trace.lines().any(|l| l.contains("openat(")
+                    && l.contains(&target_open)
+                    && l.trim_end().ends_with(&format!("= {fd}"))),
+                "syncfs({fd}) is not on the target {target_open}:\n{trace}"
+            );
+            assert!(
+                calls.iter().all(|l| l.trim_end().ends_with("= 0")),
+                "{calls:?}"
+            );
+        } else {
+            assert!(calls.is_empty(), "syncfs without --sync: {calls:?}");
+        }
+    }
+}

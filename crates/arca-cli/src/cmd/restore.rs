@@ -30,6 +30,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         verify: a.verify,
         threads: g.threads,
         ownership: None,
+        sync: a.sync,
     };
     let progress = CliProgress::new(g, "restore");
     let result = restore(&repo, &index, &node, &sub_path, &a.target, &opts, &progress);

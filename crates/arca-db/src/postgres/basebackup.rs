@@ -714,7 +714,10 @@ pub fn restore_base_backup(
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(dir, e))?;
     let settings = write_recovery_settings(dir, snapshot, o, is_root)?;
-    sync_file_system(dir)?;
+    // Everything restored is on disk before the restore reports success (pgBackRest fsyncs
+    // every file it restores): a power cut after `arca pg restore` returned cannot leave an
+    // empty or torn relation file behind a `recovery.signal`.
+    arca_core::restore::sync_file_system(dir)?;
     Ok(RestorePlan {
         snapshot: snapshot.0,
         bytes,
@@ -916,15 +919,6 @@ fn write_recovery_settings(
         }
     }
     Ok(settings)
-}
-
-/// Writes back everything restored before the restore reports success (pgBackRest fsyncs
-/// every file it restores): one `syncfs` of the data directory's file system, cheaper than
-/// an fsync per file. A power cut after `arca pg restore` returned then cannot leave an
-/// empty or torn relation file behind a `recovery.signal`.
-fn sync_file_system(dir: &Path) -> Result<()> {
-    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-    nix::unistd::syncfs(&f).map_err(|e| Error::io(dir, std::io::Error::from(e)))
 }
 
 fn nix_is_root() -> bool {

@@ -520,12 +520,10 @@ fn compare_trees_notices_differences() {
 /// without strace the test skips, except under CI=true where it fails.
 #[test]
 fn restore_sync_writes_back_the_target_before_success() {
-    if !have_tool("strace") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "strace is missing (scripts/test installs it)"
-        );
-        eprintln!("skipping: strace is not installed");
+    if !tool_or_skip(
+        "strace",
+        "restore_sync_writes_back_the_target_before_success",
+    ) {
         return;
     }
     let env = Env::init();

@@ -342,12 +342,7 @@ fn parse_strace(text: &str) -> Vec<Call> {
 #[test]
 fn local_storage_syncs_in_the_order_the_format_needs() {
     let test = "local_storage_syncs_in_the_order_the_format_needs";
-    if !have_tool("strace") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "strace is missing (scripts/test installs it)"
-        );
-        eprintln!("{test}: skipped, strace is not installed");
+    if !tool_or_skip("strace", test) {
         return;
     }
     let env = common::Env::new();

@@ -340,6 +340,21 @@ pub fn have_tool(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether a tool a test needs is installed: false (after saying the test skips) when it is
+/// not, except under CI=true, where a missing tool fails the test (scripts/test installs
+/// every tool the tests need).
+pub fn tool_or_skip(name: &str, test: &str) -> bool {
+    if have_tool(name) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {name} is missing (scripts/test installs it)"
+    );
+    eprintln!("{test}: skipped, {name} is not installed");
+    false
+}
+
 /// Sets the mtime (and atime) of `path` without following symlinks, with nanoseconds.
 pub fn set_mtime(path: &Path, secs: i64, nsec: u32) {
     sh(Command::new("touch")

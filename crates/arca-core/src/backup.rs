@@ -223,6 +223,11 @@ pub struct PathsSource {
     /// pages), it finds the same blobs without the rolling hash and reads straight into
     /// each blob.
     pub fixed_chunk_size: Option<usize>,
+    /// Symlinks (absolute paths below the backed-up paths) walked as the directories
+    /// they point to, under their own names: a database's tablespaces, linked from its
+    /// data directory, are stored inside the data directory's tree, where the next
+    /// backup finds them in its parent.
+    pub follow_symlinks: Vec<PathBuf>,
 }
 
 /// [`backup_paths`] for another source kind. `finish` runs after the walk and before the
@@ -318,6 +323,7 @@ pub fn backup_paths_as(
             ancestors: Vec::new(),
             reuse_mtime_before_ns: kind.reuse_mtime_before_ns,
             changes_expected: kind.changes_expected,
+            follow_symlinks: &kind.follow_symlinks,
         };
         let walked = walker.walk_roots(&abs, parent_root.as_ref());
         drop(walker);
@@ -629,6 +635,7 @@ struct Walker<'a> {
     ancestors: Vec<(u64, u64, PathBuf)>,
     reuse_mtime_before_ns: Option<i64>,
     changes_expected: bool,
+    follow_symlinks: &'a [PathBuf],
 }
 
 #[derive(Default)]
@@ -855,7 +862,14 @@ impl Walker<'_> {
             if self.excludes.is_excluded(&path) {
                 continue;
             }
-            let md = match lp(&path).and_then(|r| fs::symlink_metadata(r.path())) {
+            let md = match lp(&path).and_then(|r| {
+                let md = fs::symlink_metadata(r.path())?;
+                if md.file_type().is_symlink() && self.follow_symlinks.contains(&path) {
+                    fs::metadata(r.path())
+                } else {
+                    Ok(md)
+                }
+            }) {
                 Ok(m) => m,
                 Err(e) => {
                     // Vanished between listing and stat: not an error worth failing for.

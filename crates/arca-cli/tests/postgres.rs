@@ -1,7 +1,10 @@
 //! PostgreSQL end to end, against real throwaway clusters: point-in-time restore (time,
 //! restore point, latest) from streamed and file-level base backups, file-level base
 //! backups under pgbench load, of an unchanged cluster and of a standby (waiting for its
-//! primary's archive), the fall back to the stream when arca cannot read the data directory, WAL archiving under pgbench load without loss, wal-push
+//! primary's archive), the fall back to the stream when arca cannot read the data
+//! directory, a cluster with a tablespace (backed up with the data directory, restored to
+//! its original, a mapped or a `--tablespace-map-all` location; refused by the stream and
+//! over a non-empty location), WAL archiving under pgbench load without loss, wal-push
 //! idempotence and wal-fetch exit codes, gap detection, WAL retention, logical dumps
 //! (custom, plain, parallel, --all) and the errors of bad input.
 //!
@@ -805,7 +808,8 @@ fn bad_input_fails_clearly_without_snapshots() {
     cmd.env("PATH", &bin)
         .args(["pg", "dump", "-d", &c.uri("postgres")]);
     run_cmd(cmd, None).fails().says("pg_dump not found");
-    // A cluster with a tablespace outside its data directory is refused by name.
+    // The pg_basebackup stream of a cluster with a tablespace outside its data directory
+    // is refused by name (the file method backs it up).
     let ts = sb.path("tablespace");
     std::fs::create_dir(&ts).unwrap();
     std::os::unix::fs::chown(&ts, Some(sb.uid), Some(sb.gid)).unwrap();
@@ -814,9 +818,16 @@ fn bad_input_fails_clearly_without_snapshots() {
         "postgres",
         &format!("create tablespace extra location '{}'", ts.display()),
     );
-    sb.arca(&["pg", "basebackup", "-d", &c.uri("postgres")])
-        .fails()
-        .says("tablespaces outside the data directory (extra)");
+    sb.arca(&[
+        "pg",
+        "basebackup",
+        "--method",
+        "stream",
+        "-d",
+        &c.uri("postgres"),
+    ])
+    .fails()
+    .says("has tablespace outside the data directory: extra (OID");
     // A data directory that is not empty is refused.
     sb.arca(&[
         "pg",
@@ -976,35 +987,11 @@ fn auto_streams_when_the_data_directory_is_not_readable_and_files_says_why() {
     sb.psql(&c, "postgres", "create table marks(v text)");
     // arca as `nobody`, with a repository of its own: the server (socket, trust) is
     // reachable, its data directory (0700 postgres) is not readable.
-    let nobody = nix::unistd::User::from_name("nobody")
-        .ok()
-        .flatten()
-        .expect("a nobody user");
-    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
-    let home = sb.path("nobody");
-    std::fs::create_dir(&home).unwrap();
-    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
-    let password_file = home.join("password");
-    std::fs::write(&password_file, format!("{}\n", common::PASSWORD)).unwrap();
-    std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(
         std::fs::read(c.data.join("global/pg_control")).is_ok(),
         "the test itself reads the data directory"
     );
-    let as_nobody = |args: &[&str]| {
-        let mut cmd = common::bare_cmd();
-        cmd.env("ARCA_REPOSITORY", home.join("repo"))
-            .env("ARCA_PASSWORD_FILE", &password_file)
-            .env("ARCA_INSECURE_TEST_KDF", "1")
-            .env("PATH", sb.search_path())
-            .env("HOME", &home)
-            .current_dir(&home)
-            .uid(uid)
-            .gid(gid)
-            .args(args);
-        run_cmd(cmd, None)
-    };
+    let as_nobody = nobody_arca(&sb);
     as_nobody(&["init"]).ok();
     let out = as_nobody(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")]).ok();
     let out = out.says(&format!(
@@ -1036,6 +1023,38 @@ fn auto_streams_when_the_data_directory_is_not_readable_and_files_says_why() {
     .says("--method stream");
     let snaps = as_nobody(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps.as_array().map(Vec::len), Some(1), "{snaps}");
+}
+
+/// `arca ARGS` as `nobody`, with a repository of its own (not initialised) in
+/// `SANDBOX/nobody`: it reaches servers through their socket but cannot read their data
+/// directories.
+fn nobody_arca(sb: &Sandbox) -> impl Fn(&[&str]) -> Out {
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("a nobody user");
+    let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    let home = sb.path("nobody");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    let password_file = home.join("password");
+    std::fs::write(&password_file, format!("{}\n", common::PASSWORD)).unwrap();
+    std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let search_path = sb.search_path();
+    move |args: &[&str]| {
+        let mut cmd = common::bare_cmd();
+        cmd.env("ARCA_REPOSITORY", home.join("repo"))
+            .env("ARCA_PASSWORD_FILE", &password_file)
+            .env("ARCA_INSECURE_TEST_KDF", "1")
+            .env("PATH", &search_path)
+            .env("HOME", &home)
+            .current_dir(&home)
+            .uid(uid)
+            .gid(gid)
+            .args(args);
+        run_cmd(cmd, None)
+    }
 }
 
 /// Waits until `c` (a standby) has replayed the primary's row `mark` into `marks`.
@@ -1282,4 +1301,252 @@ fn file_level_base_backups_under_pgbench_load_recover_consistently() {
         }
         r.stop();
     }
+}
+
+/// Names, sizes and mtimes of everything below `dir` (to show it was not written).
+fn tree_state(dir: &Path) -> Vec<String> {
+    common::walk(dir)
+        .into_iter()
+        .map(|(rel, md)| {
+            format!(
+                "{} {} {}",
+                common::show(&rel),
+                md.len(),
+                std::os::unix::fs::MetadataExt::mtime_nsec(&md)
+                    + std::os::unix::fs::MetadataExt::mtime(&md) * 1_000_000_000
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn file_level_base_backup_with_a_tablespace_restores_it_where_mapped() {
+    let Some(sb) = Sandbox::new() else { return };
+    let mut c = sb.cluster("primary");
+    c.start("");
+    let space = sb.path("space1");
+    std::fs::create_dir(&space).unwrap();
+    std::os::unix::fs::chown(&space, Some(sb.uid), Some(sb.gid)).unwrap();
+    sb.psql(
+        &c,
+        "postgres",
+        &format!("create tablespace ts1 location '{}'", space.display()),
+    );
+    let oid = sb.psql(
+        &c,
+        "postgres",
+        "select oid from pg_tablespace where spcname = 'ts1'",
+    );
+    // About 7 MB in the tablespace: a second backup that read it again would show.
+    sb.psql(
+        &c,
+        "postgres",
+        "create table t tablespace ts1 as \
+         select g as id, md5(g::text) as v from generate_series(1, 100000) g",
+    );
+    sb.psql(&c, "postgres", "checkpoint");
+    std::thread::sleep(Duration::from_millis(1200));
+
+    // The pg_basebackup stream cannot carry it: a clear error and no snapshot.
+    sb.arca(&[
+        "pg",
+        "basebackup",
+        "--method",
+        "stream",
+        "-d",
+        &c.uri("postgres"),
+    ])
+    .fails()
+    .says(&format!("ts1 (OID {oid}) at {}", space.display()))
+    .says("--method files");
+    assert_eq!(sb.snapshot_count(), 0);
+    // Nor can --method auto fall back to it when the data directory is not readable.
+    let as_nobody = nobody_arca(&sb);
+    as_nobody(&["init"]).ok();
+    as_nobody(&["pg", "basebackup", "-d", &c.uri("postgres")])
+        .fails()
+        .says(&format!("ts1 (OID {oid}) at {}", space.display()))
+        .says(&format!(
+            "arca cannot use it here because its data directory {} is not readable by this user",
+            c.data.display()
+        ));
+    let snaps = as_nobody(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(0), "{snaps}");
+
+    let first = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    let meta = &first["meta"];
+    assert_eq!(meta["pg.method"], "files", "{first}");
+    let listed: serde_json::Value =
+        serde_json::from_str(meta["pg.tablespaces"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([{"oid": oid.parse::<u32>().unwrap(), "name": "ts1",
+                            "location": space.to_string_lossy()}])
+    );
+    assert!(
+        meta["pg.tablespace_map"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("{oid} {}", space.display()))),
+        "{meta}"
+    );
+    // The tablespace is stored as pg_tblspc/OID, a directory holding its version directory.
+    let listing = sb
+        .arca(&["ls", first["snapshot_id"].as_str().unwrap()])
+        .ok()
+        .stdout_str();
+    let in_tree = format!("{}/pg_tblspc/{oid}/PG_15_", c.data.display());
+    assert!(listing.contains(&in_tree), "{listing}");
+    assert!(!listing.contains("/tablespace_map\n"), "{listing}");
+    // Unchanged, the tablespace's files are taken from the first backup, not read again.
+    let second = sb
+        .arca(&["pg", "basebackup", "--json", "-d", &c.uri("postgres")])
+        .ok()
+        .summary();
+    let read = |v: &serde_json::Value| v["bytes_read"].as_u64().unwrap();
+    assert!(
+        read(&second) < 3 << 20 && read(&first) > 25 << 20,
+        "second base backup read {} bytes, the first {}",
+        read(&second),
+        read(&first)
+    );
+
+    sb.psql(
+        &c,
+        "postgres",
+        "insert into t select g, md5(g::text) from generate_series(100001, 100100) g",
+    );
+    sb.switch_and_wait(&c);
+    sb.arca(&["pg", "check"]).ok().says("no gaps");
+    c.stop();
+    let original = tree_state(&space);
+    assert!(original.len() > 2, "{original:?}");
+
+    // No map while the original location holds the original tablespace: refused before
+    // anything is written.
+    let refused = sb.path("r_refused");
+    sb.arca(&[
+        "pg",
+        "restore",
+        "--pgdata",
+        &refused.to_string_lossy(),
+        "--target",
+        "latest",
+    ])
+    .fails()
+    .says(&format!(
+        "tablespace ts1 (OID {oid}) would be restored into {}, which exists and is not empty",
+        space.display()
+    ));
+    assert!(!refused.exists());
+    // An unknown tablespace in a map is an error too.
+    sb.arca(&[
+        "pg",
+        "restore",
+        "--pgdata",
+        &refused.to_string_lossy(),
+        "--target",
+        "latest",
+        "--tablespace-map",
+        &format!("nope={}", sb.path("nope").display()),
+    ])
+    .fails()
+    .says("has no tablespace with that OID or name (it has ts1");
+    assert!(!refused.exists() && !sb.path("nope").exists());
+    assert_eq!(tree_state(&space), original);
+
+    // Mapped by name: every row, before and after the backup, from the new location.
+    let moved = sb.path("space1_moved");
+    let data = restore(
+        &sb,
+        "r_ts",
+        &[
+            "--target",
+            "latest",
+            "--tablespace-map",
+            &format!("ts1={}", moved.display()),
+        ],
+    );
+    let link = data.join("pg_tblspc").join(&oid);
+    assert_eq!(std::fs::read_link(&link).unwrap(), moved);
+    let md = std::fs::metadata(&moved).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), sb.uid);
+    assert_eq!(
+        std::fs::read_to_string(data.join("tablespace_map")).unwrap(),
+        format!("{oid} {}\n", moved.display())
+    );
+    let mut r = sb.restored(&data);
+    start_recovered(&sb, &mut r);
+    assert_eq!(
+        sb.psql(&r, "postgres", "select count(*), max(id) from t"),
+        "100100|100100",
+        "log:\n{}",
+        r.log()
+    );
+    assert_eq!(
+        sb.psql(
+            &r,
+            "postgres",
+            "select pg_tablespace_location(oid) from pg_tablespace where spcname = 'ts1'"
+        ),
+        moved.to_string_lossy()
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), moved);
+    r.stop();
+    assert_eq!(
+        tree_state(&space),
+        original,
+        "the original tablespace changed"
+    );
+
+    // --tablespace-map-all puts it below DIR, by name, OID maps work as well.
+    let data = restore(
+        &sb,
+        "r_all",
+        &[
+            "--target",
+            "latest",
+            "--tablespace-map-all",
+            &sb.path("all").to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_link(data.join("pg_tblspc").join(&oid)).unwrap(),
+        sb.path("all/ts1")
+    );
+    assert!(std::fs::read_dir(sb.path("all/ts1")).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("PG_15_")
+    }));
+    let data = restore(
+        &sb,
+        "r_oid",
+        &[
+            "--target",
+            "latest",
+            "--tablespace-map",
+            &format!("{oid}={}", sb.path("by_oid").display()),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_link(data.join("pg_tblspc").join(&oid)).unwrap(),
+        sb.path("by_oid")
+    );
+    // Without a map, into the original location once that is free.
+    std::fs::rename(&space, sb.path("space1_old")).unwrap();
+    let data = restore(&sb, "r_orig", &["--target", "latest"]);
+    assert_eq!(
+        std::fs::read_link(data.join("pg_tblspc").join(&oid)).unwrap(),
+        space
+    );
+    // (The same content below the top directory, which the restore made.)
+    assert_eq!(
+        tree_state(&space)[1..],
+        tree_state(&sb.path("all/ts1"))[1..]
+    );
 }

@@ -1,7 +1,8 @@
 //! PostgreSQL: logical dumps (`pg_dump`/`pg_dumpall` streamed into snapshots and back
 //! through `pg_restore`/`psql`), base backups (the data directory read directly between
 //! `pg_backup_start` and `pg_backup_stop` when it is on this host, else
-//! `pg_basebackup -Ft -X none` streamed into a snapshot), continuous WAL archiving
+//! `pg_basebackup -Ft -X none` streamed into a snapshot; tablespaces outside the data
+//! directory only with the former, see `tablespace`), continuous WAL archiving
 //! (`wal-push`/`wal-fetch` over the archived-file catalog of [`arca_core::wal`]), WAL checks
 //! and retention, and point-in-time restore.
 //!
@@ -13,6 +14,7 @@ mod basebackup;
 mod dump;
 mod filebackup;
 mod pgcontrol;
+mod tablespace;
 mod tools;
 mod walarchive;
 mod walname;
@@ -23,6 +25,7 @@ pub use basebackup::{
     start_base_backup,
 };
 pub use dump::{DumpFormat, DumpOptions, dump, dump_all, restore_dump, restore_dump_set};
+pub use tablespace::{META_TABLESPACES, Tablespace, parse_mapping as parse_tablespace_mapping};
 pub use tools::{ServerInfo, Tools, server_info, with_dbname};
 pub use walarchive::{
     FetchOutcome, PushOptions, PushReport, SpoolState, WalCheckReport, check_wal, fetch,

@@ -135,6 +135,13 @@ pub struct RestoreArgs {
     /// Use this base backup instead of the newest one before the target
     #[arg(long)]
     pub snapshot: Option<String>,
+    /// Restore a tablespace into DIR instead of its original location (by OID or name;
+    /// repeatable). DIR must be absent or empty
+    #[arg(long, value_name = "OID_OR_NAME=DIR", value_parser = postgres::parse_tablespace_mapping)]
+    pub tablespace_map: Vec<(String, PathBuf)>,
+    /// Restore each tablespace not named by --tablespace-map into DIR/NAME
+    #[arg(long, value_name = "DIR")]
+    pub tablespace_map_all: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -465,6 +472,8 @@ fn restore(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         threads: g
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        tablespace_map: a.tablespace_map.clone(),
+        tablespace_map_all: a.tablespace_map_all.clone(),
     };
     let r = postgres::restore_base_backup(&repo, &index, &chosen, &opts, &progress);
     progress.finish();
@@ -570,4 +579,49 @@ fn forget_wal(g: &GlobalArgs, a: ForgetWalArgs) -> Result<i32> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Restore {
+        #[command(flatten)]
+        a: RestoreArgs,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<RestoreArgs, clap::Error> {
+        let mut v = vec!["restore", "--pgdata", "/d", "--target", "latest"];
+        v.extend_from_slice(args);
+        Restore::try_parse_from(v).map(|r| r.a)
+    }
+
+    #[test]
+    fn tablespace_map_flags_parse() {
+        let a = parse(&[
+            "--tablespace-map",
+            "ts1=/srv/ts1",
+            "--tablespace-map",
+            "16385=/srv/x=y",
+            "--tablespace-map-all",
+            "/srv/all",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.tablespace_map,
+            vec![
+                ("ts1".to_string(), PathBuf::from("/srv/ts1")),
+                ("16385".to_string(), PathBuf::from("/srv/x=y")),
+            ]
+        );
+        assert_eq!(a.tablespace_map_all, Some(PathBuf::from("/srv/all")));
+        let a = parse(&[]).unwrap();
+        assert!(a.tablespace_map.is_empty() && a.tablespace_map_all.is_none());
+        for bad in ["ts1", "=/x", "ts1="] {
+            let e = parse(&["--tablespace-map", bad]).unwrap_err().to_string();
+            assert!(e.contains("OID_OR_NAME=DIR"), "{bad}: {e}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -20,8 +20,10 @@ use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, bounded};
 
 use super::filebackup::{
-    FilesStarted, METHOD_FILES, file_base_backup, local_data_directory, start_files,
+    FilesStarted, METHOD_FILES, decode_hex_text, file_base_backup, glob_escape,
+    local_data_directory, start_files,
 };
+use super::tablespace::{self, Placement, Tablespace};
 use super::tools::{ConnectionArg, Running, Tools, describe_target, query};
 use super::walarchive::DEFAULT_SEGMENT_SIZE;
 use super::walname::{Lsn, segment_name};
@@ -226,33 +228,57 @@ pub(crate) struct ServerFacts {
     pub archives_itself: bool,
     /// A standby (`pg_is_in_recovery()`).
     pub in_recovery: bool,
+    /// `catalog_version_no`: names a tablespace's version directory
+    /// (`PG_MAJOR_CATVERSION`).
+    pub catalog_version: String,
+    /// Tablespaces other than `pg_default` and `pg_global`.
+    pub tablespaces: Vec<Tablespace>,
 }
 
-/// Asks the server for its versions and settings; refuses clusters with extra
-/// tablespaces or without WAL archiving.
+impl ServerFacts {
+    /// Tablespaces whose content is outside the data directory.
+    pub fn linked_tablespaces(&self) -> Vec<&Tablespace> {
+        self.tablespaces.iter().filter(|t| !t.in_place()).collect()
+    }
+}
+
+/// Why a cluster with tablespaces outside its data directory cannot be streamed.
+fn tablespaces_need_files(target: &str, linked: &[&Tablespace], why: Option<&str>) -> Error {
+    let names: Vec<String> = linked.iter().map(|t| t.describe()).collect();
+    let not_here = why
+        .map(|w| format!("; arca cannot use it here because {w}"))
+        .unwrap_or_default();
+    Error::Invalid(format!(
+        "the cluster at {target} has tablespace{} outside the data directory: {}. \
+         pg_basebackup cannot send more than one tablespace to standard output, so \
+         --method stream cannot back it up; the file method (--method files, the default \
+         when arca runs on the database host with read access to the data directory) backs \
+         up tablespaces{not_here}. No snapshot was written",
+        if linked.len() > 1 { "s" } else { "" },
+        names.join(", ")
+    ))
+}
+
+/// Asks the server for its versions, settings and tablespaces; refuses clusters without
+/// WAL archiving.
 pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
     let target = describe_target(&o.dbname);
-    let rows = query(
-        &o.tools,
-        &o.dbname,
+    let sql = format!(
         "select current_setting('server_version'), current_setting('server_version_num'), \
          (select system_identifier from pg_control_system()), \
          (select setting from pg_settings where name = 'wal_segment_size'), \
-         current_setting('archive_mode'), \
-         (select coalesce(string_agg(spcname, ','), '') from pg_tablespace \
-          where spcname not in ('pg_default', 'pg_global')), \
+         current_setting('archive_mode'), {}, \
          (select setting from pg_settings where name = 'data_directory'), \
-         pg_is_in_recovery()",
-    )?;
+         pg_is_in_recovery(), \
+         (select catalog_version_no from pg_control_system())",
+        tablespace::LIST_SQL
+    );
+    let rows = query(&o.tools, &o.dbname, &sql)?;
     let row = rows.into_iter().next().unwrap_or_default();
     let get = |i: usize| row.get(i).cloned().unwrap_or_default();
-    if !get(5).is_empty() {
-        return Err(Error::Invalid(format!(
-            "the cluster at {target} has tablespaces outside the data directory ({}); \
-             arca pg basebackup supports only clusters without extra tablespaces",
-            get(5)
-        )));
-    }
+    let tablespaces = decode_hex_text(&get(5))
+        .map_err(|_| Error::Invalid(format!("{target} listed its tablespaces malformed")))
+        .and_then(|json| tablespace::parse_list(&json))?;
     if get(4) == "off" {
         return Err(Error::Invalid(format!(
             "archive_mode is off on {target}: a base backup restores only with the WAL written \
@@ -277,6 +303,8 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
         data_directory: Some(get(6)).filter(|d| !d.is_empty()),
         archives_itself: get(4) == "always" || (get(4) == "on" && get(7) != "t"),
         in_recovery: get(7) == "t",
+        catalog_version: get(8),
+        tablespaces,
     })
 }
 
@@ -302,14 +330,31 @@ impl StartedBaseBackup {
 /// the server in backup mode (`pg_backup_start`).
 pub fn start_base_backup(o: &BaseBackupOptions) -> Result<StartedBaseBackup> {
     let facts = server_facts(o)?;
+    let linked = facts.linked_tablespaces();
     let local = match o.method {
-        BaseBackupMethod::Stream => Err(String::new()),
+        BaseBackupMethod::Stream => {
+            if !linked.is_empty() {
+                return Err(tablespaces_need_files(
+                    &describe_target(&o.dbname),
+                    &linked,
+                    None,
+                ));
+            }
+            Err(String::new())
+        }
         _ => local_data_directory(&facts),
     };
     let mut streams_because = None;
     let files = match (o.method, local) {
         (BaseBackupMethod::Files | BaseBackupMethod::Auto, Ok(dir)) => {
             Some(start_files(o, &facts, dir)?)
+        }
+        (BaseBackupMethod::Auto, Err(why)) if !linked.is_empty() => {
+            return Err(tablespaces_need_files(
+                &describe_target(&o.dbname),
+                &linked,
+                Some(&why),
+            ));
         }
         (BaseBackupMethod::Auto, Err(why)) => {
             streams_because = Some(why);
@@ -591,6 +636,11 @@ pub struct RestoreOptions {
     pub restore_command: String,
     /// Threads reading the repository.
     pub threads: usize,
+    /// Tablespaces restored elsewhere than their original location: (OID or name,
+    /// directory), from `--tablespace-map`.
+    pub tablespace_map: Vec<(String, PathBuf)>,
+    /// Tablespaces not in `tablespace_map` go to `DIR/NAME` (`--tablespace-map-all`).
+    pub tablespace_map_all: Option<PathBuf>,
 }
 
 /// What was restored.
@@ -674,8 +724,10 @@ fn quote_conf(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }
 
-/// Unpacks a base backup into `o.pgdata` (created empty, mode 0700) and writes
-/// `recovery.signal` and the recovery settings into `postgresql.auto.conf`.
+/// Unpacks a base backup into `o.pgdata` (created empty, mode 0700), its tablespaces
+/// into their original or mapped locations (absent or empty; created mode 0700), and
+/// writes `recovery.signal` and the recovery settings into `postgresql.auto.conf`.
+/// Every location is checked before anything is written.
 pub fn restore_base_backup(
     repo: &Repository,
     index: &Index,
@@ -684,7 +736,7 @@ pub fn restore_base_backup(
     progress: &dyn Progress,
 ) -> Result<RestorePlan> {
     let dir = &o.pgdata;
-    match std::fs::read_dir(dir) {
+    let exists = match std::fs::read_dir(dir) {
         Ok(mut rd) => {
             if rd.next().is_some() {
                 return Err(Error::Invalid(format!(
@@ -692,17 +744,26 @@ pub fn restore_base_backup(
                     dir.display()
                 )));
             }
+            true
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(Error::io(dir, e)),
+    };
+    let placements = tablespace::place(
+        &tablespace::from_meta(&snapshot.1.meta)?,
+        &o.tablespace_map,
+        o.tablespace_map_all.as_deref(),
+        dir,
+        &snapshot.0.short(),
+    )?;
+    if !exists {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(dir, e))?;
     let is_root = nix_is_root();
     let bytes = if snapshot.1.meta.get("pg.method").map(String::as_str) == Some(METHOD_FILES) {
-        restore_files(repo, index, snapshot, o, progress)?
+        restore_files(repo, index, snapshot, o, &placements, progress)?
     } else {
         restore_tar(repo, index, snapshot, o, progress)?
     };
@@ -716,8 +777,19 @@ pub fn restore_base_backup(
     let settings = write_recovery_settings(dir, snapshot, o, is_root)?;
     // Everything restored is on disk before the restore reports success (pgBackRest fsyncs
     // every file it restores): a power cut after `arca pg restore` returned cannot leave an
-    // empty or torn relation file behind a `recovery.signal`.
+    // empty or torn relation file behind a `recovery.signal`. Tablespaces may be on other
+    // file systems: one syncfs per file system.
     arca_core::restore::sync_file_system(dir)?;
+    let mut synced = vec![std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?.dev()];
+    for p in &placements {
+        let dev = std::fs::metadata(&p.target)
+            .map_err(|e| Error::io(&p.target, e))?
+            .dev();
+        if !synced.contains(&dev) {
+            arca_core::restore::sync_file_system(&p.target)?;
+            synced.push(dev);
+        }
+    }
     Ok(RestorePlan {
         snapshot: snapshot.0,
         bytes,
@@ -726,13 +798,24 @@ pub fn restore_base_backup(
 }
 
 /// Lays down a file-level base backup: the data directory through the parallel
-/// restorer, then `backup_label` (and `tablespace_map`) from the snapshot's metadata and
-/// the WAL directories the backup left out. Returns the bytes restored.
+/// restorer, each tablespace into its placement, then `backup_label` (and
+/// `tablespace_map`) from the snapshot's metadata and the WAL directories the backup left
+/// out. Returns the bytes restored.
+///
+/// Tablespaces: the data directory's pass leaves out `pg_tblspc/OID`, and each
+/// tablespace's subtree is then restored straight into its target by a pass of its own,
+/// after which `pg_tblspc/OID` becomes a symlink to it. A target is usually on another
+/// file system than the data directory (that is what tablespaces are for), where laying
+/// everything down in one pass and moving the directories afterwards would copy every
+/// byte a second time (rename does not cross devices); a pass per target writes each byte
+/// once, in parallel within the pass, and a cluster without tablespaces keeps the single
+/// pass it always had.
 fn restore_files(
     repo: &Repository,
     index: &Index,
     snapshot: &(Id, Snapshot),
     o: &RestoreOptions,
+    placements: &[Placement],
     progress: &dyn Progress,
 ) -> Result<u64> {
     let dir = &o.pgdata;
@@ -743,38 +826,75 @@ fn restore_files(
             "base backup {short} has no data directory or backup label in its metadata"
         )));
     };
-    let node = find_path(repo, index, &snap.tree, Path::new(pgdata))?;
+    let pgdata = Path::new(pgdata);
+    let node = find_path(repo, index, &snap.tree, pgdata)?;
+    let tblspc = pgdata.join("pg_tblspc");
     let opts = arca_core::restore::RestoreOptions {
         // Fetches in flight: reads overlap decompression and writes.
         threads: Some(o.threads.clamp(1, 16) * 2),
+        excludes: placements
+            .iter()
+            .map(|p| glob_escape(&tblspc.join(p.tablespace.oid.to_string())))
+            .collect(),
         ..Default::default()
     };
-    let summary =
-        arca_core::restore::restore(repo, index, &node, Path::new(pgdata), dir, &opts, progress)?;
-    if !summary.errors.is_empty() {
+    let failed = |summary: &arca_core::restore::RestoreSummary, into: &Path, what: &str| {
         let first: Vec<String> = summary
             .errors
             .iter()
             .take(3)
             .map(|e| format!("{}: {}", e.path, e.reason))
             .collect();
-        return Err(Error::Invalid(format!(
-            "restoring base backup {short} into {} failed for {} files ({}); the data \
-             directory is incomplete",
-            dir.display(),
+        Error::Invalid(format!(
+            "restoring base backup {short} into {} failed for {} files ({}); {what} is \
+             incomplete",
+            into.display(),
             summary.errors.len(),
             first.join("; ")
-        )));
+        ))
+    };
+    let summary = arca_core::restore::restore(repo, index, &node, pgdata, dir, &opts, progress)?;
+    if !summary.errors.is_empty() {
+        return Err(failed(&summary, dir, "the data directory"));
     }
+    let mut bytes = summary.total_bytes;
     let owner = std::fs::metadata(dir.join("PG_VERSION"))
         .ok()
         .filter(|_| nix_is_root());
     let chown = |p: &Path| {
         if let Some(md) = &owner {
-            use std::os::unix::fs::MetadataExt;
-            let _ = std::os::unix::fs::chown(p, Some(md.uid()), Some(md.gid()));
+            let _ = std::os::unix::fs::lchown(p, Some(md.uid()), Some(md.gid()));
         }
     };
+    let opts = arca_core::restore::RestoreOptions {
+        excludes: Vec::new(),
+        ..opts
+    };
+    let restored_tblspc = dir.join("pg_tblspc");
+    if !placements.is_empty() && !restored_tblspc.is_dir() {
+        std::fs::create_dir(&restored_tblspc).map_err(|e| Error::io(&restored_tblspc, e))?;
+        chown(&restored_tblspc);
+    }
+    for p in placements {
+        let oid = p.tablespace.oid.to_string();
+        let inside = tblspc.join(&oid);
+        let node = find_path(repo, index, &snap.tree, &inside)?;
+        create_tablespace_dir(&p.target)?;
+        chown(&p.target);
+        let summary =
+            arca_core::restore::restore(repo, index, &node, &inside, &p.target, &opts, progress)?;
+        if !summary.errors.is_empty() {
+            return Err(failed(
+                &summary,
+                &p.target,
+                &format!("tablespace {}", p.tablespace.name),
+            ));
+        }
+        bytes += summary.total_bytes;
+        let link = restored_tblspc.join(&oid);
+        std::os::unix::fs::symlink(&p.target, &link).map_err(|e| Error::io(&link, e))?;
+        chown(&link);
+    }
     // pg_wal as a symlink elsewhere comes back as a plain directory, as pg_basebackup does.
     let wal = dir.join("pg_wal");
     if std::fs::symlink_metadata(&wal).is_ok_and(|m| !m.is_dir()) {
@@ -789,7 +909,15 @@ fn restore_files(
         }
     }
     let mut files = vec![("backup_label", label.clone())];
-    if let Some(map) = snap.meta.get("pg.tablespace_map").filter(|m| !m.is_empty()) {
+    if !placements.is_empty() {
+        // PostgreSQL re-creates the pg_tblspc symlinks from this file when recovery
+        // starts: it names the locations chosen here, not the original ones.
+        let entries: Vec<(u32, &Path)> = placements
+            .iter()
+            .map(|p| (p.tablespace.oid, p.target.as_path()))
+            .collect();
+        files.push(("tablespace_map", tablespace::format_map(&entries)));
+    } else if let Some(map) = snap.meta.get("pg.tablespace_map").filter(|m| !m.is_empty()) {
         files.push(("tablespace_map", map.clone()));
     }
     for (name, text) in files {
@@ -799,7 +927,22 @@ fn restore_files(
             .map_err(|e| Error::io(&p, e))?;
         chown(&p);
     }
-    Ok(summary.total_bytes)
+    Ok(bytes)
+}
+
+/// Creates a tablespace's target (its parents as needed) or takes the empty directory
+/// that is there (checked by `tablespace::place`), mode 0700 as PostgreSQL makes it.
+fn create_tablespace_dir(target: &Path) -> Result<()> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    match std::fs::create_dir(target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => {}
+        Err(e) => return Err(Error::io(target, e)),
+    }
+    std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(target, e))
 }
 
 /// Unpacks `base.tar` (a `stream` base backup). Returns the bytes restored.

@@ -4,9 +4,11 @@
 //! backup by size, mtime, ctime and inode, as `arca backup` does), then `global/pg_control`
 //! on its own, last and only once its CRC verifies (see `pgcontrol`), then `pg_backup_stop()`,
 //! whose backup label (and tablespace map) go into the snapshot's metadata and, as files,
-//! into the data directory's tree. What pg_basebackup leaves out is left out here too. A
-//! restore lays the directory down with the parallel restorer and writes the backup label
-//! from the metadata.
+//! into the data directory's tree. What pg_basebackup leaves out is left out here too.
+//! Tablespaces outside the data directory are read through their `pg_tblspc/OID` symlinks
+//! and stored as directories of that name (only their `PG_MAJOR_CATVERSION` directory, as
+//! pg_basebackup sends), with the list in `pg.tablespaces`. A restore lays the directory
+//! down with the parallel restorer and writes the backup label from the metadata.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +31,7 @@ use super::basebackup::{
     BaseBackupOptions, ServerFacts, finish_meta, needed_segments, wait_for_primary_archive,
 };
 use super::pgcontrol::{CONTROL_FILE, read_verified, system_identifier};
+use super::tablespace::{self, META_TABLESPACES, Tablespace};
 use super::tools::{ConnectionArg, Running, describe_target};
 use super::walname::Lsn;
 use super::{Error, Result, SOURCE_BASEBACKUP};
@@ -119,7 +122,7 @@ pub(crate) fn local_data_directory(facts: &ServerFacts) -> std::result::Result<P
 }
 
 /// A glob pattern matching `path` literally.
-fn glob_escape(path: &Path) -> String {
+pub(crate) fn glob_escape(path: &Path) -> String {
     let mut out = String::new();
     for c in path.to_string_lossy().chars() {
         if "*?[]{}\\!".contains(c) {
@@ -235,7 +238,7 @@ impl Drop for Session {
     }
 }
 
-fn decode_hex_text(hex: &str) -> Result<String> {
+pub(crate) fn decode_hex_text(hex: &str) -> Result<String> {
     let hex = hex.trim();
     if !hex.len().is_multiple_of(2) {
         return Err(Error::Invalid(
@@ -451,6 +454,8 @@ fn wait_archived(pgdata: &Path, segment: &str, progress: &dyn Progress) -> Resul
 pub(crate) struct FilesStarted {
     session: Session,
     pgdata: PathBuf,
+    /// The tablespaces as listed in backup mode (those `pg_backup_stop`'s map names).
+    tablespaces: Vec<Tablespace>,
 }
 
 /// Opens the session and starts backup mode (`pg_backup_start`, a checkpoint).
@@ -476,7 +481,75 @@ pub(crate) fn start_files(
         }
         other => other,
     })?;
-    Ok(FilesStarted { session, pgdata })
+    // Listed again in backup mode: a tablespace created after `server_facts` asked is in
+    // the backup's tablespace map, and must be in this list.
+    let rows = session.query(&format!("select {}", tablespace::LIST_SQL))?;
+    let hex = rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or_default();
+    let tablespaces = decode_hex_text(&hex)
+        .map_err(|_| Error::Invalid("the server listed its tablespaces malformed".into()))
+        .and_then(|json| tablespace::parse_list(&json))?;
+    Ok(FilesStarted {
+        session,
+        pgdata,
+        tablespaces,
+    })
+}
+
+/// The directory inside a tablespace that belongs to this server version
+/// (`TABLESPACE_VERSION_DIRECTORY`), the only one pg_basebackup sends.
+fn tablespace_version_dir(facts: &ServerFacts) -> String {
+    let major = if facts.version_num >= 100000 {
+        (facts.version_num / 10000).to_string()
+    } else {
+        format!(
+            "{}.{}",
+            facts.version_num / 10000,
+            facts.version_num / 100 % 100
+        )
+    };
+    format!("PG_{major}_{}", facts.catalog_version.trim())
+}
+
+/// For each tablespace outside the data directory: its `pg_tblspc/OID` symlink, checked
+/// to lead to a directory (walked as that directory), and exclude patterns for whatever
+/// its location holds besides `version_dir`.
+fn tablespace_walk(
+    pgdata: &Path,
+    list: &[Tablespace],
+    version_dir: &str,
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let mut follow = Vec::new();
+    let mut excludes = Vec::new();
+    for t in list.iter().filter(|t| !t.in_place()) {
+        let link = pgdata.join("pg_tblspc").join(t.oid.to_string());
+        let md = std::fs::metadata(&link).map_err(|e| {
+            Error::Invalid(format!(
+                "tablespace {}: {} does not lead to its directory ({e}); no snapshot was                  written",
+                t.describe(),
+                link.display()
+            ))
+        })?;
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "tablespace {}: {} is not a directory; no snapshot was written",
+                t.describe(),
+                link.display()
+            )));
+        }
+        let rd = std::fs::read_dir(&link).map_err(|e| Error::io(&link, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(&link, e))?;
+            if entry.file_name() != version_dir {
+                excludes.push(glob_escape(&link.join(entry.file_name())));
+            }
+        }
+        follow.push(link);
+    }
+    Ok((follow, excludes))
 }
 
 /// PostgreSQL 15 renamed the low-level backup functions.
@@ -497,6 +570,7 @@ pub(crate) fn file_base_backup(
     let FilesStarted {
         mut session,
         pgdata,
+        tablespaces,
     } = started;
     let pgdata = pgdata.as_path();
     let pgdata_str = pgdata.to_string_lossy().into_owned();
@@ -519,11 +593,26 @@ pub(crate) fn file_base_backup(
         .insert("pg.method".to_string(), METHOD_FILES.to_string());
     opts.meta
         .insert("pg.pgdata".to_string(), pgdata_str.clone());
+    let (follow_symlinks, tablespace_excludes) =
+        tablespace_walk(pgdata, &tablespaces, &tablespace_version_dir(&facts))?;
+    opts.excludes.extend(tablespace_excludes);
+    if !tablespaces.is_empty() {
+        opts.meta.insert(
+            META_TABLESPACES.to_string(),
+            tablespace::to_meta(&tablespaces),
+        );
+    }
+    let linked: HashSet<String> = tablespaces
+        .iter()
+        .filter(|t| !t.in_place())
+        .map(|t| t.oid.to_string())
+        .collect();
     let kind = PathsSource {
         source: SOURCE_BASEBACKUP.to_string(),
         reuse_mtime_before_ns: Some(reuse_before.unwrap_or(i64::MAX)),
         changes_expected: true,
         fixed_chunk_size: Some(FIXED_CHUNK),
+        follow_symlinks,
     };
     let seg_size = facts.seg_size;
     let cluster_id: u64 = facts.system_identifier.parse().map_err(|_| {
@@ -601,8 +690,23 @@ pub(crate) fn file_base_backup(
                 .map_err(|e: String| no_snapshot(Error::Invalid(e)))?;
             let label = decode_hex_text(&get(1)).map_err(no_snapshot)?;
             let map = decode_hex_text(&get(2)).map_err(no_snapshot)?;
+            // Every tablespace the map names was read through its symlink.
+            if let Some((oid, _)) = tablespace::parse_map(&map)
+                .into_iter()
+                .find(|(oid, _)| !linked.contains(oid))
+            {
+                return Err(no_snapshot(Error::Invalid(format!(
+                    "tablespace OID {oid} appeared during the backup (it is in the \
+                     backup's tablespace map but was not read); run the backup again"
+                ))));
+            }
             let mut files = vec![label_file("backup_label", &label, &control_node)];
-            if !map.is_empty() {
+            // With tablespaces stored as directories under pg_tblspc, the tree keeps no
+            // tablespace_map: PostgreSQL would replace those directories with symlinks to
+            // the original locations. A plain restore of the tree then starts with its
+            // tablespaces inside the data directory; `arca pg restore` writes the map with
+            // the locations it chose, from `pg.tablespace_map`'s metadata.
+            if !map.is_empty() && linked.is_empty() {
                 files.push(label_file("tablespace_map", &map, &control_node));
             }
             files.push(AddedFile {

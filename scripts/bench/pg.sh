@@ -96,6 +96,26 @@ timed() {
   echo "$label $(echo "$t1 - $t0" | bc -l) $rss" | tee -a "$B/times"
 }
 
+# settle PATH...: removes restore targets and leaves the machine as if they had been deleted
+# long before the next restore, the same for both tools, which alternate who goes first.
+# sync: the deferred work of the deleted files and of dirty pages must not land in whichever
+# tool runs next. Then the page cache is dropped and the repositories, the cluster and both
+# programs are read back in: without a journal (this disk's ext4 has none), ext4 does not
+# reuse an inode deleted in the last 60 s while its inode-table block is cached
+# (fs/ext4/ialloc.c, recently_deleted), so each file created right after the removal of a
+# restored cluster (~1,600 files) scanned past all of them: the tool restoring second paid
+# 0.7-1.3 s more, and which one that was decided the ratio (docs/BENCHMARKS.md).
+settle() {
+  rm -rf "$@"; sync
+  [ -w /proc/sys/vm/drop_caches ] || return 0
+  echo 1 > /proc/sys/vm/drop_caches
+  find "$B/arca-repo" "$B/arca-stream" "$B/pgbr-repo" "$B/data" -type f -exec cat {} + >/dev/null 2>&1 || true
+  cat "$ARCA" "$(command -v pgbackrest)" >/dev/null
+  as_pg "$ARCA" --version >/dev/null 2>&1 || true
+  as_pg "${PGBR[@]}" version >/dev/null 2>&1 || true
+}
+du_of() { du -sb "$B/$1" | tr '\n' ' '; echo; }
+
 # bytes_added of the last arca --json summary in $B/cmd.out
 added() { python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]["bytes_added"])' "$B/cmd.out"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -144,18 +164,19 @@ for run in $(seq "$RUNS"); do
   timed pgbr_backup_incr "${PGBR[@]}" --type=incr backup
 
   echo "== restore run $run"
-  # sync after each removal: the file system's deferred work for deleted files and dirty
-  # pages must not land in whichever tool runs next; the tools alternate who goes first.
-  rm -rf "$B/restore-arca" "$B/restore-pgbr"; sync
   # pgBackRest restores the newest backup (the incremental): ask for the full one.
   FULL=$(as_pg "${PGBR[@]}" info --output=json | python3 -c 'import json,sys; print([b["label"] for b in json.load(sys.stdin)[0]["backup"] if b["type"]=="full"][-1])')
   restore_arca() { timed arca_restore "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest; }
   restore_pgbr() { timed pgbr_restore "${PGBR[@]}" --pg1-path="$B/restore-pgbr" --set="$FULL" --type=immediate restore; }
-  if (( run % 2 )); then restore_arca; sync; restore_pgbr; else restore_pgbr; sync; restore_arca; fi
-  du -sb "$B/restore-arca" "$B/restore-pgbr" | tr '\n' ' '; echo
-  rm -rf "$B/restore-arca" "$B/restore-pgbr"; sync
+  settle "$B/restore-arca" "$B/restore-pgbr"
+  if (( run % 2 )); then
+    restore_arca; du_of restore-arca; settle "$B/restore-arca"; restore_pgbr; du_of restore-pgbr
+  else
+    restore_pgbr; du_of restore-pgbr; settle "$B/restore-pgbr"; restore_arca; du_of restore-arca
+  fi
+  settle "$B/restore-arca" "$B/restore-pgbr"
   timed arca_restore_stream env ARCA_REPOSITORY="$B/arca-stream" "$ARCA" pg restore --pgdata "$B/restore-arca" --target latest
-  rm -rf "$B/restore-arca"; sync
+  settle "$B/restore-arca"
 done
 
 if [ "${SKIP_WAL:-0}" = 1 ]; then

@@ -133,6 +133,12 @@ impl Crypto {
         Id(*blake3::keyed_hash(&self.key.id_key, plaintext).as_bytes())
     }
 
+    /// A hasher that gives [`Crypto::blob_id`] of everything fed to it, for content read
+    /// in pieces.
+    pub fn blob_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.key.id_key)
+    }
+
     /// Seals `plaintext` with associated data `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -414,6 +420,17 @@ mod tests {
         assert_eq!(back.id_key, m.id_key);
         let wrong = derive_key(b"pw2", &p).unwrap();
         assert!(unwrap_master_key(&w, &wrong, b"repo").is_err());
+    }
+
+    #[test]
+    fn blob_hasher_in_pieces_gives_the_blob_id() {
+        let c = Crypto::new(MasterKey::generate());
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut h = c.blob_hasher();
+        for piece in data.chunks(1 << 20) {
+            h.update(piece);
+        }
+        assert_eq!(Id(*h.finalize().as_bytes()), c.blob_id(&data));
     }
 
     #[test]

@@ -20,8 +20,7 @@ use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, bounded};
 
 use super::filebackup::{
-    FilesStarted, METHOD_FILES, decode_hex_text, file_base_backup, glob_escape,
-    local_data_directory, start_files,
+    FilesStarted, METHOD_FILES, file_base_backup, glob_escape, local_data_directory, start_files,
 };
 use super::tablespace::{self, Placement, Tablespace};
 use super::tools::{ConnectionArg, Running, Tools, describe_target, query};
@@ -276,9 +275,7 @@ pub(crate) fn server_facts(o: &BaseBackupOptions) -> Result<ServerFacts> {
     let rows = query(&o.tools, &o.dbname, &sql)?;
     let row = rows.into_iter().next().unwrap_or_default();
     let get = |i: usize| row.get(i).cloned().unwrap_or_default();
-    let tablespaces = decode_hex_text(&get(5))
-        .map_err(|_| Error::Invalid(format!("{target} listed its tablespaces malformed")))
-        .and_then(|json| tablespace::parse_list(&json))?;
+    let tablespaces = tablespace::parse_listed(&get(5))?;
     if get(4) == "off" {
         return Err(Error::Invalid(format!(
             "archive_mode is off on {target}: a base backup restores only with the WAL written \

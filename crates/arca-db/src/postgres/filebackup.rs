@@ -489,9 +489,7 @@ pub(crate) fn start_files(
         .next()
         .and_then(|r| r.into_iter().next())
         .unwrap_or_default();
-    let tablespaces = decode_hex_text(&hex)
-        .map_err(|_| Error::Invalid("the server listed its tablespaces malformed".into()))
-        .and_then(|json| tablespace::parse_list(&json))?;
+    let tablespaces = tablespace::parse_listed(&hex)?;
     Ok(FilesStarted {
         session,
         pgdata,
@@ -528,7 +526,8 @@ fn tablespace_walk(
         let link = pgdata.join("pg_tblspc").join(t.oid.to_string());
         let md = std::fs::metadata(&link).map_err(|e| {
             Error::Invalid(format!(
-                "tablespace {}: {} does not lead to its directory ({e}); no snapshot was                  written",
+                "tablespace {}: {} does not lead to its directory ({e}); no snapshot was \
+                 written",
                 t.describe(),
                 link.display()
             ))

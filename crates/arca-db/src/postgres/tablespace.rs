@@ -46,6 +46,13 @@ pub(crate) const LIST_SQL: &str = "(select encode(convert_to(coalesce(jsonb_agg(
      jsonb_build_array(oid::text, spcname, pg_tablespace_location(oid)) order by oid)::text, \
      '[]'), 'UTF8'), 'hex') from pg_tablespace where spcname not in ('pg_default', 'pg_global'))";
 
+/// Parses the field [`LIST_SQL`] returns (hex-encoded JSON).
+pub(crate) fn parse_listed(hex: &str) -> Result<Vec<Tablespace>> {
+    let json = super::filebackup::decode_hex_text(hex)
+        .map_err(|_| Error::Invalid(format!("the server listed its tablespaces as {hex:?}")))?;
+    parse_list(&json)
+}
+
 /// Parses the decoded result of [`LIST_SQL`].
 pub(crate) fn parse_list(json: &str) -> Result<Vec<Tablespace>> {
     let bad = || Error::Invalid(format!("the server listed its tablespaces as {json:?}"));
@@ -339,6 +346,13 @@ mod tests {
         assert_eq!(from_meta(&meta).unwrap(), list);
         assert!(parse_list("[[\"x\", \"a\", \"/b\"]]").is_err());
         assert!(parse_list("").is_err());
+        // As the server returns it: hex of the JSON text.
+        let hex: String = r#"[["16384", "ts1", "/srv/a"]]"#
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(parse_listed(&hex).unwrap()[0].name, "ts1");
+        assert!(parse_listed("zz").is_err());
     }
 
     #[test]

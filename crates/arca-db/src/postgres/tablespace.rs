@@ -347,10 +347,8 @@ mod tests {
         assert!(parse_list("[[\"x\", \"a\", \"/b\"]]").is_err());
         assert!(parse_list("").is_err());
         // As the server returns it: hex of the JSON text.
-        let hex: String = r#"[["16384", "ts1", "/srv/a"]]"#
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String =
+            r#"[["16384", "ts1", "/srv/a"]]"#.bytes().map(|b| format!("{b:02x}")).collect();
         assert_eq!(parse_listed(&hex).unwrap()[0].name, "ts1");
         assert!(parse_listed("zz").is_err());
     }

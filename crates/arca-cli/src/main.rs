@@ -108,7 +108,7 @@ fn main() {
                 });
                 eprintln!("{msg}");
             } else {
-                eprintln!("arca: {err:#}");
+                eprintln!("arca: {}", output::safe_lines(&format!("{err:#}")));
             }
             code
         }

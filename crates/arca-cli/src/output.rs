@@ -1,8 +1,15 @@
 //! Progress display: a progress bar on a terminal, JSON status lines with --json, nothing
 //! otherwise. Implements the core's `Progress` trait. Also what happens when the reader of
 //! stdout or stderr goes away (`arca ls latest | head`): [`install_closed_output_exit`].
+//!
+//! Every repository string that text output prints (file names, link targets, hosts,
+//! tags, paths, error messages quoting them) goes through [`terminal_safe`]: a hostile
+//! file name must not reach a terminal as escape sequences. `--json` keeps the exact
+//! bytes instead ([`json_bytes`]).
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +19,124 @@ use arca_core::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::GlobalArgs;
+
+/// Whether `c` must not reach a terminal as it is: C0 controls, DEL, C1 controls, the
+/// backslash (the escape character itself), line and paragraph separators and the
+/// bidirectional overrides and isolates (which reorder what a terminal shows).
+fn needs_escape(c: char) -> bool {
+    matches!(c, '\\' | '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}'..='\u{2029}'
+        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Repository bytes as text safe for a terminal, the way `ls -b` (GNU escape quoting)
+/// shows them: `\\` for a backslash, `\n`, `\t`, `\r`, `\a`, `\b`, `\v`, `\f`, and
+/// `\xNN` for every other byte of a character [`needs_escape`] names (ESC is `\x1b`, the
+/// C1 control U+009B is `\xc2\x9b`) and for each byte that is not valid UTF-8. The result
+/// holds no byte below 0x20, no DEL and no C1 control, and [`unescape`] gives back the
+/// exact bytes. Used by every text renderer, whether or not stdout is a terminal (a pager
+/// or `watch` renders it too).
+pub fn terminal_safe(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && !text.chars().any(needs_escape)
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    let hex = |out: &mut String, b: u8| out.push_str(&format!("\\x{b:02x}"));
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{b}' => out.push_str("\\v"),
+                '\u{c}' => out.push_str("\\f"),
+                c if needs_escape(c) => {
+                    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                        hex(&mut out, b);
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for &b in chunk.invalid() {
+            hex(&mut out, b);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`terminal_safe`] of a path.
+pub fn safe_path(path: &Path) -> Cow<'_, str> {
+    terminal_safe(path.as_os_str().as_bytes())
+}
+
+/// [`terminal_safe`] of each line of `text`, the line breaks kept (an error message of
+/// several lines stays several lines; a name inside it cannot add any).
+pub fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| terminal_safe(l.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The inverse of [`terminal_safe`]: the exact bytes back from the escaped text. `None`
+/// when `text` holds an escape [`terminal_safe`] never writes. (What the tests check
+/// against; `tests/terminal_escapes.rs` has its own copy.)
+#[cfg(test)]
+pub fn unescape(text: &str) -> Option<Vec<u8>> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let (byte, len) = match *b.get(i + 1)? {
+            b'\\' => (b'\\', 2),
+            b'n' => (b'\n', 2),
+            b't' => (b'\t', 2),
+            b'r' => (b'\r', 2),
+            b'a' => (7, 2),
+            b'b' => (8, 2),
+            b'v' => (11, 2),
+            b'f' => (12, 2),
+            b'x' => {
+                let digits = b.get(i + 2..i + 4)?;
+                if !digits.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                let digits = std::str::from_utf8(digits).ok()?;
+                (u8::from_str_radix(digits, 16).ok()?, 4)
+            }
+            _ => return None,
+        };
+        out.push(byte);
+        i += len;
+    }
+    Some(out)
+}
+
+/// Repository bytes (a name, a path, a link target) in `--json` output, exactly: a JSON
+/// string when they are UTF-8 (control characters as JSON escapes such as `\u001b`),
+/// otherwise `{"hex": "..."}` with every byte, the encoding of the repository's own JSON
+/// objects (docs/FORMAT.md).
+pub fn json_bytes(bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::Value::String(text.to_string()),
+        Err(_) => serde_json::json!({ "hex": hex::encode(bytes) }),
+    }
+}
+
+/// [`json_bytes`] of a path.
+pub fn json_path(path: &Path) -> serde_json::Value {
+    json_bytes(path.as_os_str().as_bytes())
+}
 
 pub struct CliProgress {
     bar: Option<ProgressBar>,
@@ -124,7 +249,11 @@ impl Progress for CliProgress {
     }
     fn file_started(&self, path: &Path) {
         if self.bar.is_some() || self.json {
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = path.display().to_string();
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = if self.json {
+                path.display().to_string()
+            } else {
+                safe_path(path).into_owned()
+            };
             self.update_msg();
         }
     }
@@ -145,12 +274,12 @@ impl Progress for CliProgress {
         if self.json {
             let line = serde_json::json!({
                 "message_type": "error",
-                "item": path.display().to_string(),
+                "item": json_path(path),
                 "error": message,
             });
             eprintln!("{line}");
         } else if !self.quiet {
-            let text = format!("warning: {}: {message}", path.display());
+            let text = format!("warning: {}: {}", safe_path(path), safe_lines(message));
             match &self.bar {
                 Some(b) => b.println(text),
                 None => eprintln!("{text}"),
@@ -227,4 +356,50 @@ pub fn install_closed_output_exit() {
         }
         default_hook(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whether `text` holds a byte a terminal would act on: C0 controls, DEL, or a C1
+    /// control (U+0080..U+009F, encoded in UTF-8 as 0xC2 0x80..0x9F).
+    fn has_control(text: &str) -> bool {
+        text.bytes().any(|b| b < 0x20 || b == 0x7f)
+            || text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c))
+    }
+
+    #[test]
+    fn the_names_of_the_finding_are_escaped() {
+        let name = b"a\x1b]0;PWNED\x07\x1b[2J\n\tb\\c\xff\xc2\x9b";
+        let safe = terminal_safe(name);
+        assert_eq!(safe, "a\\x1b]0;PWNED\\a\\x1b[2J\\n\\tb\\\\c\\xff\\xc2\\x9b");
+        assert_eq!(unescape(&safe).as_deref(), Some(&name[..]));
+        assert!(matches!(
+            terminal_safe("plain ü name".as_bytes()),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(terminal_safe("x\u{202e}y".as_bytes()), "x\\xe2\\x80\\xaey");
+        assert_eq!(safe_lines("one \x1b\ntwo"), "one \\x1b\ntwo");
+        assert_eq!(json_bytes(b"\xff\x1b"), serde_json::json!({"hex": "ff1b"}));
+        assert_eq!(json_bytes(b"\x1b]0"), serde_json::json!("\u{1b}]0"));
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_names_hold_no_control_and_unescape_to_the_name(
+            name in proptest::collection::vec(any::<u8>(), 0..64),
+            text in "\\PC*|[\\x00-\\x{9f}\\\\]*",
+        ) {
+            for bytes in [&name[..], text.as_bytes()] {
+                let safe = terminal_safe(bytes);
+                prop_assert!(!has_control(&safe), "{safe:?}");
+                prop_assert_eq!(unescape(&safe), Some(bytes.to_vec()));
+                // A renderer's line: fields joined by its own tabs and newlines only.
+                let line = format!("{}\t{}\n", safe, safe_path(Path::new(std::ffi::OsStr::from_bytes(bytes))));
+                prop_assert_eq!(line.bytes().filter(|&b| b < 0x20).count(), 2);
+            }
+        }
+    }
 }

@@ -203,7 +203,11 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
                 snapshot.errors.len()
             );
             for e in &snapshot.errors {
-                eprintln!("  {}: {}", e.path, e.reason);
+                eprintln!(
+                    "  {}: {}",
+                    crate::output::terminal_safe(e.path.as_bytes()),
+                    crate::output::safe_lines(&e.reason)
+                );
             }
         }
     }

@@ -12,6 +12,7 @@ use arca_core::{Id, Repository};
 
 use crate::cli::{DiffArgs, GlobalArgs};
 use crate::common;
+use crate::output::{json_path, safe_path};
 
 #[derive(Default, serde::Serialize)]
 struct Counts {
@@ -34,9 +35,9 @@ impl Differ<'_> {
     fn report(&mut self, mark: &str, path: &Path) {
         if self.json {
             self.changes
-                .push(serde_json::json!({"change": mark, "path": path.to_string_lossy()}));
+                .push(serde_json::json!({"change": mark, "path": json_path(path)}));
         } else {
-            println!("{mark}  {}", path.display());
+            println!("{mark}  {}", safe_path(path));
         }
     }
 

@@ -9,6 +9,7 @@ use arca_core::walk::walk_tree;
 
 use crate::cli::{FindArgs, GlobalArgs};
 use crate::common;
+use crate::output::safe_path;
 
 pub fn run(g: &GlobalArgs, a: FindArgs) -> Result<i32> {
     let repo = common::open(g)?;
@@ -37,7 +38,7 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> Result<i32> {
                     v["snapshot"] = serde_json::json!(id);
                     out.push(v);
                 } else {
-                    println!("{} {}", id.short(), path.display());
+                    println!("{} {}", id.short(), safe_path(path));
                 }
             }
             Ok(true)

@@ -157,7 +157,7 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
                     if key.is_empty() {
                         "(all)".into()
                     } else {
-                        key.clone()
+                        crate::output::terminal_safe(key.as_bytes()).into_owned()
                     }
                 );
                 println!("  {:<8}  {:<19}  {:<6}  reasons", "id", "time", "action");
@@ -167,7 +167,7 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
                         d.id.short(),
                         common::local_time(d.time),
                         if d.keep { "keep" } else { "remove" },
-                        d.reasons.join(", ")
+                        crate::output::terminal_safe(d.reasons.join(", ").as_bytes())
                     );
                 }
                 let kept = decisions.iter().filter(|d| d.keep).count();

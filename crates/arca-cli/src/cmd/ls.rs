@@ -9,6 +9,7 @@ use arca_core::walk::walk_tree;
 
 use crate::cli::{GlobalArgs, LsArgs};
 use crate::common;
+use crate::output::{json_bytes, json_path, safe_path, terminal_safe};
 
 pub fn kind_char(k: NodeKind) -> char {
     match k {
@@ -55,8 +56,8 @@ pub fn mode_string(n: &Node) -> String {
 
 pub fn node_json(path: &Path, n: &Node) -> serde_json::Value {
     serde_json::json!({
-        "path": path.to_string_lossy(),
-        "name": n.name_lossy(),
+        "path": json_path(path),
+        "name": json_bytes(&n.name),
         "type": n.kind,
         "mode": n.mode,
         "uid": n.uid,
@@ -65,7 +66,7 @@ pub fn node_json(path: &Path, n: &Node) -> serde_json::Value {
         "group": n.group,
         "size": n.size,
         "mtime": jiff::Timestamp::from_nanosecond(n.mtime_ns as i128).ok(),
-        "link_target": n.link_target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+        "link_target": n.link_target.as_deref().map(json_bytes),
     })
 }
 
@@ -88,20 +89,24 @@ pub fn run(g: &GlobalArgs, a: LsArgs) -> Result<i32> {
             println!(
                 "{} {:>8} {:>8} {:>12} {} {}{}",
                 mode_string(n),
-                n.user.clone().unwrap_or_else(|| n.uid.to_string()),
-                n.group.clone().unwrap_or_else(|| n.gid.to_string()),
+                n.user
+                    .as_deref()
+                    .map_or_else(|| n.uid.to_string(), |u| terminal_safe(u.as_bytes()).into()),
+                n.group
+                    .as_deref()
+                    .map_or_else(|| n.gid.to_string(), |g| terminal_safe(g.as_bytes()).into()),
                 n.size,
                 jiff::Timestamp::from_nanosecond(n.mtime_ns as i128)
                     .map(common::local_time)
                     .unwrap_or_default(),
-                path.display(),
+                safe_path(path),
                 n.link_target
                     .as_ref()
-                    .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+                    .map(|t| format!(" -> {}", terminal_safe(t)))
                     .unwrap_or_default()
             );
         } else {
-            println!("{}", path.display());
+            println!("{}", safe_path(path));
         }
         Ok(!a.no_recursive)
     };

@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use crate::cli::{GlobalArgs, SnapshotsArgs};
 use crate::common;
+use crate::output::terminal_safe;
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<i32> {
     let repo = common::open(g)?;
@@ -48,11 +49,11 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<i32> {
             "{:<8}  {:<19}  {:<12}  {:<12}  {:<10}  {:>10}  {}{}",
             id.short(),
             common::local_time(s.time),
-            s.host,
+            terminal_safe(s.host.as_bytes()),
             s.backup_type.as_str(),
-            s.tags.join(","),
+            terminal_safe(s.tags.join(",").as_bytes()),
             common::human_bytes(s.summary.total_bytes),
-            s.paths.join(" "),
+            terminal_safe(s.paths.join(" ").as_bytes()),
             if s.is_incomplete() {
                 "  (incomplete)"
             } else {

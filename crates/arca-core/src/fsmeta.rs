@@ -61,7 +61,7 @@ pub enum FsError {
 }
 
 impl FsError {
-    fn io(op: &'static str, path: &Path, error: io::Error) -> FsError {
+    pub(crate) fn io(op: &'static str, path: &Path, error: io::Error) -> FsError {
         FsError::Io {
             op,
             path: path.to_path_buf(),

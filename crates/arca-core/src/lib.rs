@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod check;
 pub mod chunker;
+pub mod confined;
 pub mod copy;
 pub mod crypto;
 pub mod error;

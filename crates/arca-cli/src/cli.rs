@@ -31,6 +31,15 @@ pub struct GlobalArgs {
     /// Run this shell command and use its output as the password
     #[arg(long, env = "ARCA_PASSWORD_COMMAND", global = true)]
     pub password_command: Option<String>,
+    /// Kill the password command and fail (exit code 124) when it runs longer than this
+    #[arg(
+        long,
+        env = "ARCA_PASSWORD_COMMAND_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s",
+        global = true
+    )]
+    pub password_command_timeout: String,
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,

@@ -32,11 +32,24 @@ pub mod exit {
     pub const NO_REPOSITORY: i32 = 10;
     pub const LOCKED: i32 = 11;
     pub const WRONG_PASSWORD: i32 = 12;
+    /// A command arca waited for (a password command) ran past its timeout.
+    pub const TIMED_OUT: i32 = 124;
     pub const INTERRUPTED: i32 = 130;
 }
 
 fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<arca_daemon::child::ChildError>()
+            && e.is_timeout()
+        {
+            return exit::TIMED_OUT;
+        }
+        if let Some(arca_daemon::daemon::DaemonError::Instance(
+            arca_daemon::instance::InstanceError::AlreadyRunning { .. },
+        )) = cause.downcast_ref()
+        {
+            return exit::LOCKED;
+        }
         if let Some(e) = cause.downcast_ref::<arca_core::Error>() {
             return match e.kind() {
                 arca_core::ErrorKind::RepositoryNotFound => exit::NO_REPOSITORY,

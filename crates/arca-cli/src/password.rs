@@ -1,8 +1,8 @@
-//! Where passwords come from: ARCA_PASSWORD, a file, a command, or a terminal prompt.
+//! Where passwords come from: ARCA_PASSWORD, a file, a command, or a terminal prompt. A
+//! password command is killed after `--password-command-timeout` (60 s by default).
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -33,16 +33,11 @@ fn non_empty(p: Vec<u8>, source: &str) -> Result<Vec<u8>> {
 /// on a terminal (for new passwords).
 pub fn get(g: &GlobalArgs, confirm: bool) -> Result<Vec<u8>> {
     if let Some(cmd) = &g.password_command {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .with_context(|| format!("running password command {cmd:?}"))?;
-        if !out.status.success() {
-            bail!("password command {cmd:?} failed with {}", out.status);
-        }
-        return non_empty(first_line(&out.stdout), &format!("command {cmd:?}"));
+        let limit = arca_daemon::schedule::parse_duration(&g.password_command_timeout)
+            .map_err(anyhow::Error::msg)
+            .context("--password-command-timeout (ARCA_PASSWORD_COMMAND_TIMEOUT)")?;
+        let out = arca_daemon::child::output_within("password command", cmd, limit)?;
+        return non_empty(first_line(&out), &format!("command {cmd:?}"));
     }
     if let Some(p) = &g.password_file {
         return from_file(p);

@@ -90,6 +90,7 @@ struct RawRepository {
     password_file: Option<Spanned<String>>,
     password_command: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
+    password_command_timeout: Option<Spanned<String>>,
     media: Option<String>,
     #[serde(default)]
     offsite: bool,
@@ -315,6 +316,8 @@ pub struct RepositoryConfig {
     pub name: String,
     pub location: String,
     pub password: PasswordSource,
+    /// How long a password command may run before it is killed (default 60 s).
+    pub password_command_timeout: Duration,
     /// A free label (`disk`, `s3`, `tape`, ...): the 3-2-1 rule counts distinct labels.
     pub media: String,
     pub offsite: bool,
@@ -1006,6 +1009,11 @@ impl Checker<'_> {
             {
                 self.at(c, format!("{what} connections must be at least 1"));
             }
+            let password_command_timeout = r
+                .password_command_timeout
+                .as_ref()
+                .and_then(|t| self.duration(t, &format!("{what} password_command_timeout")))
+                .unwrap_or(Duration::from_secs(60));
             if let Some(password) = password {
                 repositories.insert(
                     name.clone(),
@@ -1013,6 +1021,7 @@ impl Checker<'_> {
                         name: name.clone(),
                         location: r.location.get_ref().clone(),
                         password,
+                        password_command_timeout,
                         media: r.media.clone().unwrap_or_else(|| "disk".into()),
                         offsite: r.offsite,
                         connections: r.connections.map(|c| c.into_inner()),

@@ -39,6 +39,8 @@ pub enum DaemonError {
     },
     #[error("{0}")]
     TestClock(String),
+    #[error(transparent)]
+    Instance(#[from] crate::instance::InstanceError),
 }
 
 /// How the caller controls a running daemon.
@@ -168,6 +170,9 @@ pub fn run(
 ) -> Result<(), DaemonError> {
     let config_path: PathBuf = config_path.to_path_buf();
     let config = Arc::new(Config::load(&config_path)?);
+    // Before the history is touched: a second daemon would mark the first one's runs
+    // abandoned and serve its slots.
+    let _instance = crate::instance::DaemonLock::acquire(&config.daemon.state)?;
     apply_daemon_limits(&config, events.as_ref());
     let history = Arc::new(History::open(&config.daemon.state)?);
     let abandoned = history.close_abandoned()?;

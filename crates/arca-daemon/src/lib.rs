@@ -5,11 +5,13 @@
 //! and the CLI decides how to show it.
 
 pub mod alerts;
+pub mod child;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod drill;
 pub mod history;
+pub mod instance;
 pub mod job_drill;
 pub mod limits;
 pub mod live;

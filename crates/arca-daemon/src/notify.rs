@@ -574,7 +574,13 @@ pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError>
     for (k, v) in &w.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let resp = req.send().map_err(|e| err(error_chain(&e)))?;
+    let resp = req.send().map_err(|e| {
+        if e.is_timeout() {
+            err(no_answer(w.timeout))
+        } else {
+            err(error_chain(&e))
+        }
+    })?;
     let status = resp.status();
     let text = resp.text().unwrap_or_default();
     if !status.is_success() {
@@ -596,6 +602,32 @@ pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError>
         }
     }
     Ok(())
+}
+
+/// The reason of a channel that did not answer in time.
+fn no_answer(timeout: Duration) -> String {
+    format!(
+        "timed out: no answer within {} (the channel's timeout)",
+        crate::drill::format_duration(timeout)
+    )
+}
+
+/// Whether `e` (or what caused it) is a network timeout: a connect that timed out, or a
+/// read or write past a socket timeout (`WouldBlock` on Linux).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            )
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -707,10 +739,13 @@ pub fn send_email(e: &EmailConfig, alert: &Alert) -> Result<(), NotifyError> {
         let password = email_password(e).map_err(err)?.unwrap_or_default();
         transport = transport.credentials(Credentials::new(user.clone(), password));
     }
-    transport
-        .build()
-        .send(&message)
-        .map_err(|x| err(error_chain(&x)))?;
+    transport.build().send(&message).map_err(|x| {
+        if x.is_timeout() || is_timeout(&x) {
+            err(no_answer(e.timeout))
+        } else {
+            err(error_chain(&x))
+        }
+    })?;
     Ok(())
 }
 

@@ -142,16 +142,10 @@ pub fn password(repo: &RepositoryConfig) -> Result<Vec<u8>, String> {
             format!("file {}", p.display()),
         ),
         PasswordSource::Command(c) => {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(c)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("running password command {c:?}: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("password command {c:?} failed with {}", out.status));
-            }
-            (first_line(&out.stdout), format!("command {c:?}"))
+            let out =
+                crate::child::output_within("password command", c, repo.password_command_timeout)
+                    .map_err(|e| e.to_string())?;
+            (first_line(&out), format!("command {c:?}"))
         }
         PasswordSource::Env(v) => (
             std::env::var(v)
@@ -301,7 +295,10 @@ pub fn run_hook(cmd: &str, timeout: Duration, env: &[(&str, String)]) -> HookRes
     let (ok, detail) = match (timed_out, status) {
         (true, _) => (
             false,
-            format!("timed out after {}s and was killed", timeout.as_secs()),
+            format!(
+                "timed out after {} and was killed",
+                crate::drill::format_duration(timeout)
+            ),
         ),
         (false, Some(s)) if s.success() => (true, "ok".to_string()),
         (false, Some(s)) => (false, format!("failed ({s})")),
@@ -1062,6 +1059,7 @@ mod tests {
             name: name.into(),
             location: "/x".into(),
             password: PasswordSource::Env("X".into()),
+            password_command_timeout: Duration::from_secs(60),
             media: media.into(),
             offsite,
             connections: None,

@@ -57,6 +57,9 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Seconds libpq waits for a connection to the server by default (`PGCONNECT_TIMEOUT`).
+pub const CONNECT_TIMEOUT_SECS: &str = "30";
+
 /// A running tool whose error output is collected (the last 64 KiB) on a thread.
 pub(crate) struct Running {
     pub tool: String,
@@ -65,9 +68,16 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Spawns `cmd` with stderr captured; stdout as the caller configured it.
+    /// Spawns `cmd` with stderr captured; stdout as the caller configured it. A server
+    /// that does not answer fails the connection after [`CONNECT_TIMEOUT_SECS`] unless
+    /// `PGCONNECT_TIMEOUT` is set (in arca's environment or by the caller).
     pub fn spawn(tool: &str, mut cmd: Command) -> Result<Running> {
         cmd.stderr(Stdio::piped());
+        if std::env::var_os("PGCONNECT_TIMEOUT").is_none()
+            && !cmd.get_envs().any(|(k, _)| k == "PGCONNECT_TIMEOUT")
+        {
+            cmd.env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECS);
+        }
         let mut child = cmd.spawn().map_err(|error| Error::Spawn {
             tool: tool.into(),
             error,
@@ -363,6 +373,21 @@ pub fn server_info(tools: &Tools, dbname: &str) -> Result<ServerInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_get_a_connect_timeout_unless_one_is_set() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "printf %s \"$PGCONNECT_TIMEOUT\""])
+            .stdout(Stdio::piped());
+        let expected =
+            std::env::var("PGCONNECT_TIMEOUT").unwrap_or_else(|_| CONNECT_TIMEOUT_SECS.to_string());
+        assert_eq!(output("sh", c, "test").ok(), Some(expected));
+        let mut c = Command::new("sh");
+        c.args(["-c", "printf %s \"$PGCONNECT_TIMEOUT\""])
+            .env("PGCONNECT_TIMEOUT", "7")
+            .stdout(Stdio::piped());
+        assert_eq!(output("sh", c, "test").ok().as_deref(), Some("7"));
+    }
 
     #[test]
     fn dbname_rewriting_and_hiding() {

@@ -317,8 +317,12 @@ pub struct DumpArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OverwriteArg {
+    /// Compare existing files with the snapshot blob by blob and rewrite what differs;
+    /// replace entries of the wrong type
     Always,
+    /// Trust files whose size and mtime (to the nanosecond) match; otherwise as always
     IfChanged,
+    /// Leave every existing entry as it is, content and metadata, and report it as skipped
     Never,
 }
 
@@ -338,10 +342,13 @@ pub struct RestoreArgs {
     /// Re-read restored files and compare with the snapshot
     #[arg(long)]
     pub verify: bool,
-    /// What to do with existing files
+    /// What to do with entries that already exist in the target. The restore never
+    /// follows a symlink in the target and never writes outside it
     #[arg(long, value_enum, default_value = "always")]
     pub overwrite: OverwriteArg,
-    /// Remove files in the target that are not in the snapshot
+    /// Remove entries in the target that are not in the snapshot, and non-empty
+    /// directories that stand where the snapshot has a file or link (without it such a
+    /// directory is a conflict: reported, left alone, exit 1)
     #[arg(long)]
     pub delete: bool,
     /// Write everything restored to disk before reporting success (one syncfs of the

@@ -399,6 +399,74 @@ impl Confined {
             .map_err(errno)
     }
 
+    /// Writes `bytes` as the regular file `rel` with permission bits `mode`, replacing a
+    /// file, symlink or special file that stands there (never writing through it).
+    pub fn write_file(&self, rel: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        if let Some(e) = self.lstat(rel)?
+            && e.kind != EntryKind::File
+        {
+            self.remove(rel, e.kind)?;
+        }
+        let mut f = self.open_file(rel, FileAccess::WriteCreate)?;
+        f.set_len(0)?;
+        f.write_all(bytes)?;
+        nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(mode & 0o7777)).map_err(errno)
+    }
+
+    /// The content of the regular file `rel`; `None` when nothing is there. Anything
+    /// else than a regular file (a symlink included) is an error.
+    pub fn read_file(&self, rel: &Path) -> io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        match self.open_file(rel, FileAccess::Read) {
+            Ok(mut f) => {
+                let mut out = Vec::new();
+                f.read_to_end(&mut out)?;
+                Ok(Some(out))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the owner of the entry `rel` itself (a symlink is not followed).
+    pub fn set_owner(&self, rel: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        nix::unistd::fchownat(
+            &dir,
+            name,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)
+    }
+
+    /// Sets the permission bits of the entry `rel` (not of a symlink: refused).
+    pub fn set_mode(&self, rel: &Path, mode: u32) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        nix::sys::stat::fchmodat(
+            &dir,
+            name,
+            Mode::from_bits_truncate(mode & 0o7777),
+            FchmodatFlags::NoFollowSymlink,
+        )
+        .map_err(errno)
+    }
+
+    /// Sets the access and modification times (ns) of the entry `rel` itself.
+    pub fn set_times(&self, rel: &Path, atime_ns: i64, mtime_ns: i64) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        nix::sys::stat::utimensat(
+            &dir,
+            name,
+            &timespec(atime_ns),
+            &timespec(mtime_ns),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(errno)
+    }
+
     /// Gives the entry at `rel` the metadata of `node` (see [`apply_to_file`] for the
     /// order). Files and directories through their own descriptor; symlinks and special
     /// files through their parent's, never following the last component.

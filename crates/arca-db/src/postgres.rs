@@ -14,17 +14,21 @@ mod basebackup;
 mod dump;
 mod filebackup;
 mod pgcontrol;
+mod pitr;
 mod tablespace;
 mod tools;
+mod untar;
 mod walarchive;
 mod walname;
 
 pub use basebackup::{
-    BaseBackupMethod, BaseBackupOptions, RecoveryTarget, RestoreOptions, RestorePlan,
-    StartedBaseBackup, base_backup, choose_base_backup, finish_base_backup, restore_base_backup,
+    BaseBackupMethod, BaseBackupOptions, StartedBaseBackup, base_backup, finish_base_backup,
     start_base_backup,
 };
 pub use dump::{DumpFormat, DumpOptions, dump, dump_all, restore_dump, restore_dump_set};
+pub use pitr::{
+    RecoveryTarget, RestoreOptions, RestorePlan, choose_base_backup, restore_base_backup,
+};
 pub use tablespace::{META_TABLESPACES, Tablespace, parse_mapping as parse_tablespace_mapping};
 pub use tools::{ServerInfo, Tools, server_info, with_dbname};
 pub use walarchive::{

@@ -9,6 +9,9 @@ use crate::cli::{GlobalArgs, OverwriteArg, RestoreArgs};
 use crate::common;
 use crate::output::CliProgress;
 
+/// Skipped entries listed by path in the text summary.
+const SKIPPED_SHOWN: usize = 20;
+
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
     let repo = common::open(g)?;
     let index = common::load_index(&repo)?;
@@ -64,6 +67,21 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
         }
         if s.deleted > 0 {
             println!("deleted {} entries not in the snapshot", s.deleted);
+        }
+        if s.skipped > 0 {
+            println!(
+                "skipped {} existing entries, left as they were (--overwrite never)",
+                s.skipped
+            );
+            for p in s.skipped_paths.iter().take(SKIPPED_SHOWN) {
+                println!("  skipped: {}", crate::output::terminal_safe(p.as_bytes()));
+            }
+            if s.skipped > SKIPPED_SHOWN as u64 {
+                println!(
+                    "  (and {} more; --json lists up to 1,000)",
+                    s.skipped - SKIPPED_SHOWN as u64
+                );
+            }
         }
     }
     if g.quiet && !g.json {

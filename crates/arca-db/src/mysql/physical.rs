@@ -3,6 +3,7 @@
 //! with `mbstream`/`xbstream` into an empty data directory and prepared with `--prepare`,
 //! so the server starts on it.
 
+use arca_core::confined::{Confined, EntryKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -129,24 +130,30 @@ fn prepare_target(datadir: &Path) -> Result<()> {
     }
 }
 
-/// Changes the owner of everything below `dir` (symlinks themselves, not their targets).
+/// Changes the owner of `dir` and everything below it, through a confined walk: symlinks
+/// are changed themselves and never followed, and nothing outside `dir` is reached even
+/// if the extracted backup holds links.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
         .map_err(|e| Error::io(format!("changing the owner of {}", dir.display()), e))?;
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-        let path = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .is_dir();
-        if is_dir {
-            chown_tree(&path, uid, gid)?;
-        } else {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
-                .map_err(|e| Error::io(format!("changing the owner of {}", path.display()), e))?;
+    let conf = Confined::open(dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    chown_below(&conf, Path::new(""), uid, gid)
+}
+
+fn chown_below(conf: &Confined, rel: &Path, uid: u32, gid: u32) -> Result<()> {
+    let shown = |p: &Path| conf.display(p).display().to_string();
+    let names = conf
+        .list(rel)
+        .map_err(|e| Error::io(format!("reading {}", shown(rel)), e))?;
+    for name in names {
+        let child = rel.join(name);
+        conf.set_owner(&child, uid, gid)
+            .map_err(|e| Error::io(format!("changing the owner of {}", shown(&child)), e))?;
+        let entry = conf
+            .lstat(&child)
+            .map_err(|e| Error::io(format!("reading {}", shown(&child)), e))?;
+        if entry.is_some_and(|e| e.kind == EntryKind::Dir) {
+            chown_below(conf, &child, uid, gid)?;
         }
     }
     Ok(())
@@ -230,9 +237,12 @@ pub fn restore_physical(
     if let Some((uid, gid)) = owner {
         chown_tree(datadir, uid, gid)?;
     }
+    // Read through the confined directory: a link there is not followed.
+    let conf = Confined::open(datadir).ok();
     let coordinates = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"]
         .iter()
-        .filter_map(|f| std::fs::read_to_string(datadir.join(f)).ok())
+        .filter_map(|f| conf.as_ref()?.read_file(Path::new(f)).ok().flatten())
+        .filter_map(|b| String::from_utf8(b).ok())
         .find_map(|t| parse_binlog_info(&t))
         .unwrap_or_default();
     Ok(PhysicalRestore {

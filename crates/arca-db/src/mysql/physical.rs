@@ -136,7 +136,8 @@ fn prepare_target(datadir: &Path) -> Result<()> {
 fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
         .map_err(|e| Error::io(format!("changing the owner of {}", dir.display()), e))?;
-    let conf = Confined::open(dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    let conf =
+        Confined::open(dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
     chown_below(&conf, Path::new(""), uid, gid)
 }
 

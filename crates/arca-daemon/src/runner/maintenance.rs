@@ -1,0 +1,131 @@
+//! Retention and prune after a run: the job's snapshots, forget by its policy, and prune
+//! when its own schedule says so.
+
+use super::*;
+
+pub(super) fn job_snapshots(repo: &Repository, tag: &str) -> Result<Vec<(Id, Snapshot)>, String> {
+    let (snaps, _bad) = repo
+        .list_snapshots()
+        .map_err(|e| format!("listing snapshots: {e}"))?;
+    Ok(snaps
+        .into_iter()
+        .filter(|(_, s)| s.tags.iter().any(|t| t == tag))
+        .collect())
+}
+
+/// Applies the job's retention to its snapshots in `repo`; returns how many were removed.
+pub(super) fn apply_retention(repo: &Arc<Repository>, job: &JobConfig) -> Result<usize, String> {
+    let Some(policy) = &job.retention else {
+        return Ok(0);
+    };
+    if repo.config().append_only {
+        return Err("the repository is append-only: retention is not applied".into());
+    }
+    let _lock = acquire_waiting(repo, true, "forget").map_err(|e| e.to_string())?;
+    let snaps = job_snapshots(repo, &job.job_tag())?;
+    let cands: Vec<Candidate> = snaps
+        .iter()
+        .map(|(id, s)| Candidate {
+            id: *id,
+            time: s.time,
+            utc_offset_secs: s.utc_offset_secs,
+            tags: s.tags.clone(),
+        })
+        .collect();
+    let mut removed = 0;
+    for d in apply_policy(policy, &cands) {
+        if !d.keep {
+            repo.storage()
+                .delete(&format!("snapshots/{}", d.id))
+                .map_err(|e| format!("removing snapshot {}: {e}", d.id.short()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+pub(super) fn prune_repo(repo: &Arc<Repository>, job: &JobConfig) -> Result<String, String> {
+    let Some(p) = &job.prune else {
+        return Ok(String::new());
+    };
+    if repo.config().append_only {
+        return Err("the repository is append-only: prune is refused".into());
+    }
+    let opts = arca_core::prune::PruneOptions {
+        max_unused: p.max_unused,
+        max_repack_bytes: None,
+        repack_cacheable_only: false,
+    };
+    let _lock = acquire_waiting(repo, true, "prune").map_err(|e| e.to_string())?;
+    let plan = arca_core::prune::plan(repo, &opts).map_err(|e| e.to_string())?;
+    let summary = format!(
+        "delete {} packs, repack {}, frees {} bytes",
+        plan.delete_packs.len(),
+        plan.repack_packs.len(),
+        plan.bytes_freed
+    );
+    if !plan.is_noop() {
+        arca_core::prune::execute(repo, plan).map_err(|e| e.to_string())?;
+    }
+    Ok(summary)
+}
+
+/// Runs prune on every repository of the job when a slot of its prune schedule passed
+/// since the last successful prune (or it never ran).
+pub(super) fn prune_if_due(
+    ctx: &RunContext<'_>,
+    job: &JobConfig,
+    log: &mut Log,
+) -> Result<(), RunError> {
+    let Some(p) = &job.prune else { return Ok(()) };
+    let now = ctx.clock.now();
+    let due = match ctx.history.last_prune(&job.name)? {
+        None => true,
+        Some(last) => p
+            .schedule
+            .next_after(last.start, &job.plan.tz)
+            .is_some_and(|s| s <= now),
+    };
+    if !due {
+        return Ok(());
+    }
+    let id = ctx
+        .history
+        .start_run(&job.name, "prune", None, "schedule", None, now)?;
+    let mut plog = Log {
+        text: String::new(),
+    };
+    let mut errors = Vec::new();
+    for name in &job.repositories {
+        let cfg = &ctx.config.repositories[name];
+        match open_repository(cfg, Some(job)).and_then(|r| prune_repo(&r, job)) {
+            Ok(s) => plog.line(ctx.clock, &format!("prune {name}: {s}")),
+            Err(e) => {
+                plog.line(ctx.clock, &format!("prune {name}: {e}"));
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    log.line(
+        ctx.clock,
+        &format!(
+            "prune: {}",
+            if errors.is_empty() { "done" } else { "failed" }
+        ),
+    );
+    ctx.history.finish_run(
+        id,
+        ctx.clock.now(),
+        &RunOutcome {
+            status: Some(if errors.is_empty() {
+                RunStatus::Success
+            } else {
+                RunStatus::Failed
+            }),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            log: plog.text,
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}

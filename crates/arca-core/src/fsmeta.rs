@@ -1,26 +1,21 @@
-//! Filesystem metadata on Linux: turning directory entries into [`Node`]s on the backup side
-//! and giving restored paths their recorded metadata back on the restore side.
+//! Filesystem metadata on Linux, backup side: turning directory entries into [`Node`]s
+//! (file kind, permission bits, ownership with the user/group names looked up for them,
+//! times with nanosecond precision, device numbers, symlink targets, extended attributes)
+//! and the "did this file change since the parent snapshot" test used by incremental
+//! backups. It never reads or writes file content and never touches directory listings.
+//! Giving restored entries their metadata back is [`crate::confined`]'s (through
+//! descriptors, beneath the target); [`ApplyOptions`] says what it sets.
 //!
-//! This module owns everything that touches inode metadata: file kind, permission bits,
-//! ownership (numeric ids and the user/group names looked up for them), times with nanosecond
-//! precision, device numbers, symlink targets and extended attributes, plus the creation of
-//! the entries that have no content (symlinks, fifos, sockets, devices) and the "did this file
-//! change since the parent snapshot" test used by incremental backups. It never reads or writes
-//! file content and never touches directory listings.
-//!
-//! Symlinks are never followed: metadata is read with `lstat`, extended attributes with the
-//! `l*xattr` calls, ownership is set with `lchown` and times with `utimensat(AT_SYMLINK_NOFOLLOW)`.
+//! Symlinks are never followed: metadata is read with `lstat` and extended attributes with
+//! the `l*xattr` calls.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{FileType, Metadata, Permissions};
+use std::fs::{FileType, Metadata};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use filetime::FileTime;
-use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::format::{Node, NodeKind, Xattr};
@@ -51,13 +46,6 @@ pub enum FsError {
         name: Vec<u8>,
         error: io::Error,
     },
-    /// The node cannot be created the way that was asked (e.g. `create_special` for a file).
-    #[error("{op} {}: {reason}", .path.display())]
-    Invalid {
-        op: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
 }
 
 impl FsError {
@@ -73,7 +61,6 @@ impl FsError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             FsError::Io { error, .. } | FsError::Xattr { error, .. } => Some(error),
-            FsError::Invalid { .. } => None,
         }
     }
 }
@@ -150,13 +137,6 @@ fn kind_of(ft: FileType) -> Option<NodeKind> {
 fn to_ns(secs: i64, nsec: i64) -> i64 {
     let ns = i128::from(secs) * 1_000_000_000 + i128::from(nsec);
     i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
-}
-
-fn to_filetime(ns: i64) -> FileTime {
-    let secs = ns.div_euclid(1_000_000_000);
-    // rem_euclid of a positive divisor is in 0..1e9, so it fits in u32.
-    let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).unwrap_or(0);
-    FileTime::from_unix_time(secs, nanos)
 }
 
 /// Size as recorded in a node: the length for files, 0 for everything else.
@@ -274,103 +254,6 @@ pub struct ApplyOptions {
     pub xattrs: bool,
 }
 
-/// Creates a special file (fifo, socket, char/block device) at `path` from `node` with mknod
-/// (a socket node is created with mknod `S_IFSOCK`). Devices need `CAP_MKNOD` (root); without
-/// it the kernel refuses with "Operation not permitted". The permission bits are set from the
-/// node (minus umask); [`apply_metadata`] sets the exact mode afterwards.
-pub fn create_special(path: &Path, node: &Node) -> Result<(), FsError> {
-    let (op, flag, dev) = match node.kind {
-        NodeKind::Fifo => ("create fifo", SFlag::S_IFIFO, 0),
-        NodeKind::Socket => ("create socket", SFlag::S_IFSOCK, 0),
-        NodeKind::CharDevice => ("create character device", SFlag::S_IFCHR, node.rdev),
-        NodeKind::BlockDevice => ("create block device", SFlag::S_IFBLK, node.rdev),
-        other => {
-            return Err(FsError::Invalid {
-                op: "create special file",
-                path: path.to_path_buf(),
-                reason: format!("a {other:?} node is not a special file"),
-            });
-        }
-    };
-    let perm = Mode::from_bits_truncate(node.mode & 0o777);
-    nix::sys::stat::mknod(path, flag, perm, dev).map_err(|e| FsError::io(op, path, e.into()))
-}
-
-/// Creates a symlink at `path` to `node.link_target` (raw bytes).
-pub fn create_symlink(path: &Path, node: &Node) -> Result<(), FsError> {
-    let Some(target) = node.link_target.as_deref() else {
-        return Err(FsError::Invalid {
-            op: "create symlink",
-            path: path.to_path_buf(),
-            reason: "the node has no link target".to_string(),
-        });
-    };
-    std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
-        .map_err(|e| FsError::io("create symlink", path, e))
-}
-
-fn keep_first(first: &mut Option<FsError>, result: Result<(), FsError>) {
-    if let Err(e) = result
-        && first.is_none()
-    {
-        *first = Some(e);
-    }
-}
-
-/// Applies metadata of `node` to the existing `path`, in this order: ownership (lchown, if
-/// `opts.ownership`), xattrs (if `opts.xattrs`; set only, attributes already on disk are left
-/// alone), mode (chmod, not for symlinks; after chown because chown clears setuid/setgid and
-/// after the xattrs so `security.capability` survives), then atime and mtime with nanoseconds
-/// (not following symlinks).
-///
-/// Returns the first error but still tries the remaining steps. Directories should get their
-/// metadata after their entries were restored, since creating entries changes the mtime.
-pub fn apply_metadata(path: &Path, node: &Node, opts: &ApplyOptions) -> Result<(), FsError> {
-    let mut first = None;
-    if opts.ownership {
-        keep_first(
-            &mut first,
-            std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-                .map_err(|e| FsError::io("set owner of", path, e)),
-        );
-    }
-    if opts.xattrs {
-        for x in &node.xattrs {
-            keep_first(
-                &mut first,
-                xattr::set(path, OsStr::from_bytes(&x.name), &x.value).map_err(|e| {
-                    FsError::Xattr {
-                        op: "set",
-                        path: path.to_path_buf(),
-                        name: x.name.clone(),
-                        error: e,
-                    }
-                }),
-            );
-        }
-    }
-    if node.kind != NodeKind::Symlink {
-        keep_first(
-            &mut first,
-            std::fs::set_permissions(path, Permissions::from_mode(node.mode & 0o7777))
-                .map_err(|e| FsError::io("set mode of", path, e)),
-        );
-    }
-    keep_first(
-        &mut first,
-        filetime::set_symlink_file_times(
-            path,
-            to_filetime(node.atime_ns),
-            to_filetime(node.mtime_ns),
-        )
-        .map_err(|e| FsError::io("set times of", path, e)),
-    );
-    match first {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
 /// Whether the current process runs as root (euid 0).
 pub fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -393,6 +276,19 @@ pub fn unchanged_since(node: &Node, md: &Metadata) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
+
+    use filetime::FileTime;
+    use nix::sys::stat::Mode;
+
+    fn to_filetime(ns: i64) -> FileTime {
+        let secs = ns.div_euclid(1_000_000_000);
+        // rem_euclid of a positive divisor is in 0..1e9, so it fits in u32.
+        let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).unwrap_or(0);
+        FileTime::from_unix_time(secs, nanos)
+    }
     use std::os::unix::fs::lchown;
 
     const ATIME_NS: i64 = 1_600_000_000_123_456_789;
@@ -412,6 +308,26 @@ mod tests {
 
     fn set_times(p: &Path) {
         filetime::set_symlink_file_times(p, to_filetime(ATIME_NS), to_filetime(MTIME_NS)).unwrap();
+    }
+
+    /// Gives `b/NAME` the metadata of `node` the way a restore does (through the
+    /// confined target).
+    fn apply_in(b: &Path, node: &Node) {
+        let target = crate::confined::Confined::open(b).unwrap();
+        let rel = Path::new(OsStr::from_bytes(&node.name));
+        target.apply_metadata(rel, node, &opts()).unwrap();
+    }
+
+    /// Creates the symlink or special file `b/NAME` of `node` as a restore does.
+    fn create_in(b: &Path, node: &Node) {
+        let target = crate::confined::Confined::open(b).unwrap();
+        let rel = Path::new(OsStr::from_bytes(&node.name));
+        match node.kind {
+            NodeKind::Symlink => target
+                .symlink(node.link_target.as_deref().unwrap(), rel)
+                .unwrap(),
+            kind => target.mknod(rel, kind, node.rdev).unwrap(),
+        }
     }
 
     fn opts() -> ApplyOptions {
@@ -491,7 +407,7 @@ mod tests {
 
         let dst = b.join("f");
         std::fs::write(&dst, b"hello").unwrap();
-        apply_metadata(&dst, &node, &opts()).unwrap();
+        apply_in(&b, &node);
         assert_same(&node, &capture(&dst));
     }
 
@@ -510,7 +426,7 @@ mod tests {
 
         let dst = b.join("d");
         std::fs::create_dir(&dst).unwrap();
-        apply_metadata(&dst, &node, &opts()).unwrap();
+        apply_in(&b, &node);
         assert_same(&node, &capture(&dst));
     }
 
@@ -528,8 +444,8 @@ mod tests {
         assert_eq!(node.size, 0);
 
         let dst = b.join("l");
-        create_symlink(&dst, &node).unwrap();
-        apply_metadata(&dst, &node, &opts()).unwrap();
+        create_in(&b, &node);
+        apply_in(&b, &node);
         assert_same(&node, &capture(&dst));
     }
 
@@ -546,8 +462,8 @@ mod tests {
         assert_eq!(node.mode, 0o640);
 
         let dst = b.join("p");
-        create_special(&dst, &node).unwrap();
-        apply_metadata(&dst, &node, &opts()).unwrap();
+        create_in(&b, &node);
+        apply_in(&b, &node);
         assert_same(&node, &capture(&dst));
     }
 
@@ -564,8 +480,8 @@ mod tests {
         assert_eq!(node.kind, NodeKind::Socket);
 
         let dst = b.join("s");
-        create_special(&dst, &node).unwrap();
-        apply_metadata(&dst, &node, &opts()).unwrap();
+        create_in(&b, &node);
+        apply_in(&b, &node);
         assert_same(&node, &capture(&dst));
     }
 
@@ -584,7 +500,7 @@ mod tests {
             wanted.mode = 0o666;
             wanted.rdev = dev;
             let src = a.join(name);
-            create_special(&src, &wanted).unwrap();
+            create_in(&a, &wanted);
             chown_src(&src);
             std::fs::set_permissions(&src, Permissions::from_mode(0o620)).unwrap();
             set_times(&src);
@@ -594,8 +510,8 @@ mod tests {
             assert_eq!(node.mode, 0o620);
 
             let dst = b.join(name);
-            create_special(&dst, &node).unwrap();
-            apply_metadata(&dst, &node, &opts()).unwrap();
+            create_in(&b, &node);
+            apply_in(&b, &node);
             assert_same(&node, &capture(&dst));
         }
     }
@@ -603,31 +519,28 @@ mod tests {
     #[test]
     fn fsmeta_create_special_rejects_other_kinds() {
         let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("x");
-        let err = create_special(&p, &Node::new(b"x".to_vec(), NodeKind::File)).unwrap_err();
-        assert!(err.to_string().starts_with("create special file "), "{err}");
-        let err = create_symlink(&p, &Node::new(b"x".to_vec(), NodeKind::Symlink)).unwrap_err();
-        assert!(err.to_string().contains("no link target"), "{err}");
-        assert!(!p.exists());
+        let target = crate::confined::Confined::open(tmp.path()).unwrap();
+        let err = target.mknod(Path::new("x"), NodeKind::File, 0).unwrap_err();
+        assert!(err.to_string().contains("not a special file"), "{err}");
+        assert!(!tmp.path().join("x").exists());
     }
 
     #[test]
     fn fsmeta_error_names_operation_and_path() {
         let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("missing");
+        let target = crate::confined::Confined::open(tmp.path()).unwrap();
         let node = Node::new(b"missing".to_vec(), NodeKind::File);
-        let err = apply_metadata(
-            &p,
-            &node,
-            &ApplyOptions {
-                ownership: true,
-                xattrs: true,
-            },
-        )
-        .unwrap_err();
+        let opts = ApplyOptions {
+            ownership: true,
+            xattrs: true,
+        };
+        let err = target
+            .apply_metadata(Path::new("missing"), &node, &opts)
+            .unwrap_err();
+        let p = tmp.path().join("missing");
         assert_eq!(
             err.to_string(),
-            format!("set owner of {}: No such file or directory", p.display())
+            format!("open {}: No such file or directory", p.display())
         );
         assert_eq!(
             err.io_error().map(io::Error::kind),
@@ -649,15 +562,14 @@ mod tests {
         node.mode = 0o2710;
         node.mtime_ns = MTIME_NS;
         node.atime_ns = ATIME_NS;
-        let err = apply_metadata(
-            &p,
-            &node,
-            &ApplyOptions {
-                ownership: false,
-                xattrs: true,
-            },
-        )
-        .unwrap_err();
+        let target = crate::confined::Confined::open(tmp.path()).unwrap();
+        let opts = ApplyOptions {
+            ownership: false,
+            xattrs: true,
+        };
+        let err = target
+            .apply_metadata(Path::new("f"), &node, &opts)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("set extended attribute bogus.attr of "),

@@ -139,12 +139,15 @@ fn special(kind: tar::EntryType) -> Option<NodeKind> {
 /// Creates the missing directories above `rel` (mode 0700), as an archive that lists a
 /// file before its directory needs.
 fn make_parents(target: &Confined, rel: &Path) -> std::io::Result<()> {
+    let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    // The usual case, the parent listed before: one look, not one per ancestor.
+    if target.lstat(parent)?.is_some() {
+        return Ok(());
+    }
     let mut dir = PathBuf::new();
-    let parents: Vec<_> = rel
-        .parent()
-        .map(|p| p.components().collect())
-        .unwrap_or_default();
-    for c in parents {
+    for c in parent.components() {
         dir.push(c);
         if target.lstat(&dir)?.is_none() {
             target.create_dir(&dir)?;

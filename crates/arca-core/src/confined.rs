@@ -194,6 +194,10 @@ impl Confined {
 
     /// `rel` under the target, for messages.
     pub fn display(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            // `join("")` would add a trailing separator to the root's own name.
+            return self.root_path.clone();
+        }
         self.root_path.join(rel)
     }
 

@@ -252,3 +252,11 @@ fn paths_past_path_max_resolve_in_pieces_without_following_links() {
     assert_eq!(c.remove_tree(Path::new(&name)).unwrap(), 27);
     victim_intact(&s);
 }
+
+#[test]
+fn messages_name_the_root_without_a_trailing_separator() {
+    let s = scene();
+    let c = Confined::open(&s.target).unwrap();
+    assert_eq!(c.display(Path::new("")), s.target);
+    assert_eq!(c.display(Path::new("a/b")), s.target.join("a/b"));
+}

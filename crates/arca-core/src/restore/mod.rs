@@ -14,6 +14,9 @@
 
 mod fetch;
 pub mod plan;
+mod plan_check;
+#[cfg(test)]
+mod plan_tests;
 mod target;
 
 use std::collections::HashMap;

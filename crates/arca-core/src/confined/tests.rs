@@ -33,6 +33,21 @@ fn scene() -> Scene {
     }
 }
 
+/// How directories on the way are opened: `openat2`, or the walk of kernels without it.
+#[derive(Clone, Copy)]
+enum Walk {
+    Openat2,
+    Stepwise,
+}
+
+fn opened(target: &Path, walk: Walk) -> Confined {
+    let c = Confined::open(target).unwrap();
+    if let Walk::Stepwise = walk {
+        c.openat2.store(false, Ordering::Relaxed);
+    }
+    c
+}
+
 fn victim_intact(s: &Scene) {
     let v = s.outside.join("victim");
     assert_eq!(fs::read(&v).unwrap(), b"secret");
@@ -45,10 +60,9 @@ fn victim_intact(s: &Scene) {
     assert_eq!(fs::read_dir(s.outside.join("inner")).unwrap().count(), 0);
 }
 
-#[test]
-fn nothing_is_reached_through_a_symlinked_directory() {
+fn nothing_is_reached_through_a_symlinked_directory(walk: Walk) {
     let s = scene();
-    let c = Confined::open(&s.target).unwrap();
+    let c = opened(&s.target, walk);
     let through = Path::new("link_dir/victim");
     assert!(c.lstat(through).is_err());
     let e = c.open_file(through, FileAccess::ReadWrite).unwrap_err();
@@ -69,10 +83,9 @@ fn nothing_is_reached_through_a_symlinked_directory() {
     victim_intact(&s);
 }
 
-#[test]
-fn a_symlink_as_last_component_is_neither_opened_nor_given_metadata() {
+fn a_symlink_as_last_component_is_neither_opened_nor_given_metadata(walk: Walk) {
     let s = scene();
-    let c = Confined::open(&s.target).unwrap();
+    let c = opened(&s.target, walk);
     let link = Path::new("link_file");
     for access in [
         FileAccess::Read,
@@ -126,10 +139,9 @@ fn a_symlink_as_last_component_is_neither_opened_nor_given_metadata() {
     victim_intact(&s);
 }
 
-#[test]
-fn remove_tree_removes_links_not_what_they_point_to() {
+fn remove_tree_removes_links_not_what_they_point_to(walk: Walk) {
     let s = scene();
-    let c = Confined::open(&s.target).unwrap();
+    let c = opened(&s.target, walk);
     symlink(&s.outside, s.target.join("dir/inner_link")).unwrap();
     fs::write(s.target.join("dir/f"), b"x").unwrap();
     assert_eq!(c.remove_tree(Path::new("dir")).unwrap(), 3);
@@ -157,10 +169,9 @@ fn plain_relative_paths_only() {
     victim_intact(&s);
 }
 
-#[test]
-fn files_dirs_links_and_metadata_inside_work() {
+fn files_dirs_links_and_metadata_inside_work(walk: Walk) {
     let s = scene();
-    let c = Confined::open(&s.target).unwrap();
+    let c = opened(&s.target, walk);
     c.create_dir(Path::new("dir/sub")).unwrap();
     let mut f = c
         .open_file(Path::new("dir/sub/a"), FileAccess::WriteCreate)
@@ -212,10 +223,9 @@ fn files_dirs_links_and_metadata_inside_work() {
     );
 }
 
-#[test]
-fn paths_past_path_max_resolve_in_pieces_without_following_links() {
+fn paths_past_path_max_resolve_in_pieces_without_following_links(walk: Walk) {
     let s = scene();
-    let c = Confined::open(&s.target).unwrap();
+    let c = opened(&s.target, walk);
     let name = "d".repeat(200);
     let mut rel = PathBuf::new();
     for _ in 0..25 {
@@ -259,4 +269,54 @@ fn messages_name_the_root_without_a_trailing_separator() {
     let c = Confined::open(&s.target).unwrap();
     assert_eq!(c.display(Path::new("")), s.target);
     assert_eq!(c.display(Path::new("a/b")), s.target.join("a/b"));
+}
+
+#[test]
+fn nothing_is_reached_through_a_symlinked_directory_with_openat2() {
+    nothing_is_reached_through_a_symlinked_directory(Walk::Openat2);
+}
+
+#[test]
+fn nothing_is_reached_through_a_symlinked_directory_stepwise() {
+    nothing_is_reached_through_a_symlinked_directory(Walk::Stepwise);
+}
+
+#[test]
+fn a_symlink_as_last_component_is_neither_opened_nor_given_metadata_with_openat2() {
+    a_symlink_as_last_component_is_neither_opened_nor_given_metadata(Walk::Openat2);
+}
+
+#[test]
+fn a_symlink_as_last_component_is_neither_opened_nor_given_metadata_stepwise() {
+    a_symlink_as_last_component_is_neither_opened_nor_given_metadata(Walk::Stepwise);
+}
+
+#[test]
+fn remove_tree_removes_links_not_what_they_point_to_with_openat2() {
+    remove_tree_removes_links_not_what_they_point_to(Walk::Openat2);
+}
+
+#[test]
+fn remove_tree_removes_links_not_what_they_point_to_stepwise() {
+    remove_tree_removes_links_not_what_they_point_to(Walk::Stepwise);
+}
+
+#[test]
+fn files_dirs_links_and_metadata_inside_work_with_openat2() {
+    files_dirs_links_and_metadata_inside_work(Walk::Openat2);
+}
+
+#[test]
+fn files_dirs_links_and_metadata_inside_work_stepwise() {
+    files_dirs_links_and_metadata_inside_work(Walk::Stepwise);
+}
+
+#[test]
+fn paths_past_path_max_resolve_in_pieces_without_following_links_with_openat2() {
+    paths_past_path_max_resolve_in_pieces_without_following_links(Walk::Openat2);
+}
+
+#[test]
+fn paths_past_path_max_resolve_in_pieces_without_following_links_stepwise() {
+    paths_past_path_max_resolve_in_pieces_without_following_links(Walk::Stepwise);
 }

@@ -41,6 +41,8 @@ pub enum DaemonError {
     TestClock(String),
     #[error(transparent)]
     Instance(#[from] crate::instance::InstanceError),
+    #[error(transparent)]
+    Token(#[from] crate::web::token_file::TokenFileError),
 }
 
 /// How the caller controls a running daemon.
@@ -169,6 +171,7 @@ pub fn run(
     events: Arc<dyn EventLog>,
 ) -> Result<(), DaemonError> {
     let config_path: PathBuf = config_path.to_path_buf();
+    crate::trace::install(events.clone());
     let config = Arc::new(Config::load(&config_path)?);
     // Before the history is touched: a second daemon would mark the first one's runs
     // abandoned and serve its slots.
@@ -196,6 +199,15 @@ pub fn run(
     let http_stop = Arc::new(AtomicBool::new(false));
     let mut http = None;
     if let Some(addr) = config.daemon.listen {
+        // A token is always required: made now when the configuration names none. Only
+        // its path is logged.
+        if let Some((path, made)) = crate::web::prepare_token(&config)? {
+            let how = if made { "made now" } else { "kept" };
+            events.event(
+                None,
+                &format!("dashboard token in {} ({how})", path.display()),
+            );
+        }
         let listener =
             TcpListener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
         let local = listener.local_addr().unwrap_or(addr);

@@ -21,4 +21,5 @@ pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod status;
+pub mod trace;
 pub mod web;

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// `[daemon] session_idle` when the file gives none.
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
 pub(super) struct Checker<'a> {
     pub(super) text: &'a str,
     pub(super) path: &'a Path,
@@ -275,6 +278,7 @@ impl Checker<'_> {
                         None
                     }
                 });
+        let mut token_file = None;
         let token = match (&daemon_raw.token_file, &daemon_raw.token_env) {
             (Some(f), Some(_)) => {
                 self.at(f, "[daemon] takes token_file or token_env, not both");
@@ -282,6 +286,7 @@ impl Checker<'_> {
             }
             (Some(f), None) => {
                 let path = self.resolve_path(f.get_ref());
+                token_file = Some(path.clone());
                 match std::fs::read_to_string(&path) {
                     Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
                     Ok(_) => {
@@ -318,9 +323,23 @@ impl Checker<'_> {
                 ),
             );
         }
+        let session_idle = daemon_raw
+            .session_idle
+            .as_ref()
+            .and_then(|d| {
+                let idle = self.duration(d, "[daemon] session_idle")?;
+                if idle.is_zero() {
+                    self.at(d, "[daemon] session_idle must be longer than 0s");
+                    return None;
+                }
+                Some(idle)
+            })
+            .unwrap_or(DEFAULT_SESSION_IDLE);
         let daemon = DaemonSettings {
             listen,
             token,
+            token_file,
+            session_idle,
             state: daemon_raw
                 .state
                 .as_deref()

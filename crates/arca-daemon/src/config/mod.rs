@@ -309,6 +309,11 @@ pub struct DaemonSettings {
     /// form); required when `listen` is not a loopback address.
     #[serde(skip)]
     pub token: Option<String>,
+    /// `token_file`, resolved: the web server reads it again on every request, so that
+    /// writing a new token into it ends every session made with the old one.
+    pub token_file: Option<PathBuf>,
+    /// A dashboard login session unused for this long ends (`session_idle`, 30 minutes).
+    pub session_idle: Duration,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

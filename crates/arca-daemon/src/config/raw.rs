@@ -14,6 +14,7 @@ pub(super) struct RawDaemon {
     pub(super) max_concurrent_runs: Option<Spanned<usize>>,
     pub(super) token_file: Option<Spanned<String>>,
     pub(super) token_env: Option<Spanned<String>>,
+    pub(super) session_idle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -199,3 +199,20 @@ fn full_example_parses() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(c.jobs.len() >= 3);
 }
+
+#[test]
+fn session_idle_defaults_to_30_minutes_and_takes_a_duration() {
+    assert_eq!(
+        check(MINIMAL).unwrap().daemon.session_idle,
+        Duration::from_secs(1800)
+    );
+    let short = MINIMAL.replace("[daemon]\n", "[daemon]\nsession_idle = \"2s\"\n");
+    assert_eq!(
+        check(&short).unwrap().daemon.session_idle,
+        Duration::from_secs(2)
+    );
+    let zero = MINIMAL.replace("[daemon]\n", "[daemon]\nsession_idle = \"0s\"\n");
+    has(&problems(&zero), 2, "session_idle");
+    let bad = MINIMAL.replace("[daemon]\n", "[daemon]\nsession_idle = \"soon\"\n");
+    has(&problems(&bad), 2, "session_idle");
+}

@@ -1,77 +1,67 @@
 //! Who may use the web server, and which POSTs are genuine.
 //!
-//! With `[daemon] token` set, every page and API (the login form aside) needs either
-//! `Authorization: Bearer TOKEN` or the session cookie that the login form sets after the
-//! token was typed in (`HttpOnly`, `SameSite=Strict`; its value is an HMAC of the token, so
-//! changing the token logs every browser out). Comparisons are constant-time. Without a
-//! token (the configuration allows that only on a loopback address) everything is open,
-//! but the `Host` header must be an IP address or `localhost`, so that a web page whose
-//! name was rebound to 127.0.0.1 cannot read the dashboard.
+//! A token is always required. It comes from `[daemon] token_file` or `token_env`, or,
+//! when the configuration names neither, from `dashboard.token` beside the state database,
+//! which the daemon makes itself ([`super::token_file`]). Every page and API (the login
+//! form aside) needs either `Authorization: Bearer TOKEN` (scripts, Prometheus) or a live
+//! login session ([`super::sessions`]): the login form takes the token and sets the
+//! `arca_session` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/`), which carries only the
+//! session's random id. Token comparisons are constant-time. The token is read again on
+//! every request, so that writing a new one into the token file ends every session.
+//!
+//! Wrong tokens (login form or bearer) are counted per client address by
+//! [`super::throttle`]: too many give 429 with `Retry-After`, and each one is logged
+//! through `tracing` with the client's address (never with the token that was tried).
 //!
 //! POSTs (run, drill, logout) must also prove they come from the dashboard itself: an
-//! `Origin` or `Referer` naming another host is refused, and the request must carry the
-//! bearer token, or the form token the dashboard puts in its forms, or an
+//! `Origin` or `Referer` naming another host is refused, and a request of a session must
+//! carry that session's form token (the hidden field of the dashboard's forms) or an
 //! `X-Arca-Request` header (which a cross-site page cannot send without a CORS preflight
-//! that this server never answers).
+//! that this server never answers). Bearer requests need neither.
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use super::{App, Shared, WebError, html};
+use super::sessions::{Live, fingerprint};
+use super::{Shared, WebError, html, token_file};
 
 /// The session cookie's name.
 const COOKIE: &str = "arca_session";
 
+/// Where `tracing` events of this module go (see [`crate::trace`]).
+const TARGET: &str = "arca::web";
+
 /// How a request was let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authed {
-    /// No token is configured.
-    Open,
+    /// `Authorization: Bearer TOKEN`.
     Bearer,
-    Cookie,
+    /// A login session (its id and form token).
+    Session(Live),
 }
 
-pub fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-        Ok(m) => m,
-        // HMAC takes keys of any length; this branch is never taken.
-        Err(_) => return [0; 32],
-    };
-    mac.update(message);
-    mac.finalize().into_bytes().into()
-}
+/// The client's address (unspecified when the server was started without connection
+/// info, which only tests do).
+pub struct Peer(pub IpAddr);
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
 
-/// The token (if any) and the values derived from it.
-pub struct Keys {
-    pub token: Option<String>,
-    /// The session cookie's value.
-    pub session: String,
-    /// The hidden form field of every POST form.
-    pub form: String,
-}
-
-impl Keys {
-    pub fn of(app: &App) -> Keys {
-        let token = app.state.config().daemon.token.clone();
-        let key: Vec<u8> = match &token {
-            Some(t) => t.as_bytes().to_vec(),
-            None => app.secret.to_vec(),
-        };
-        Keys {
-            session: hex(&hmac(&key, b"arca-dashboard-session")),
-            form: hex(&hmac(&key, b"arca-dashboard-form")),
-            token,
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer_of(&parts.extensions)))
     }
+}
+
+fn peer_of(ext: &axum::http::Extensions) -> IpAddr {
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
 fn equal(a: &str, b: &str) -> bool {
@@ -96,56 +86,26 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
-/// The host part of a `Host` header value (`[::1]:8080` gives `::1`).
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
-/// Why a request was not let in.
-#[derive(Debug)]
-pub enum Refusal {
-    /// No token, and the request was addressed to a name (DNS rebinding guard).
-    Host(String),
-    /// The token is required and was missing or wrong.
-    Unauthorized,
-}
-
-/// Whether the request may go on, and how it was let in.
-pub fn check(keys: &Keys, headers: &HeaderMap) -> Result<Authed, Refusal> {
-    let Some(token) = &keys.token else {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1");
-        let name = host_name(host);
-        if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok() {
-            return Ok(Authed::Open);
-        }
-        return Err(Refusal::Host(host.to_string()));
-    };
-    if let Some(given) = bearer(headers) {
-        if equal(given, token) {
-            return Ok(Authed::Bearer);
-        }
-    } else if let Some(given) = cookie(headers, COOKIE)
-        && equal(given, &keys.session)
-    {
-        return Ok(Authed::Cookie);
-    }
-    Err(Refusal::Unauthorized)
+/// The token in force now (read again each time; see the module doc).
+fn current_token(app: &Shared) -> Result<String, WebError> {
+    let cfg = app.state.config();
+    token_file::current(&cfg.daemon).map_err(|e| {
+        tracing::error!(target: TARGET, "dashboard: {e}");
+        WebError::Internal(format!("the dashboard has no usable token: {e}"))
+    })
 }
 
 /// 401: a login page for browsers, a line of text for everything else.
 fn unauthorized(headers: &HeaderMap, message: Option<&str>) -> Response {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
     let challenge = [(header::WWW_AUTHENTICATE, "Bearer realm=\"arca\"")];
-    if wants_html {
+    if wants_html(headers) {
         (
             StatusCode::UNAUTHORIZED,
             challenge,
@@ -156,27 +116,77 @@ fn unauthorized(headers: &HeaderMap, message: Option<&str>) -> Response {
         (
             StatusCode::UNAUTHORIZED,
             challenge,
-            "this arca daemon needs its token: Authorization: Bearer TOKEN\n",
+            "this arca daemon needs its token: Authorization: Bearer TOKEN, or log in at /login\n",
         )
             .into_response()
     }
 }
 
+/// 429 with `Retry-After` (whole seconds, rounded up).
+fn too_many(wait: Duration, headers: &HeaderMap) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let text = format!("too many wrong tokens from this address: try again in {secs} s");
+    let retry = [(header::RETRY_AFTER, secs.to_string())];
+    if wants_html(headers) {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            retry,
+            axum::response::Html(login_form(Some(&text))),
+        )
+            .into_response()
+    } else {
+        (StatusCode::TOO_MANY_REQUESTS, retry, format!("{text}\n")).into_response()
+    }
+}
+
+/// A wrong token from `ip`: logged (address only), counted, and answered with 401, or
+/// with 429 when this failure locked the address.
+fn failure(app: &Shared, ip: IpAddr, via: &'static str, headers: &HeaderMap) -> Response {
+    tracing::warn!(target: TARGET, peer = %ip, via, "dashboard: wrong token");
+    match app.throttle.failed(ip, Instant::now()) {
+        Some(lock) => {
+            tracing::warn!(
+                target: TARGET,
+                peer = %ip,
+                seconds = lock.as_secs(),
+                "dashboard: too many wrong tokens, address locked out"
+            );
+            too_many(lock, headers)
+        }
+        None => unauthorized(headers, Some("wrong token")),
+    }
+}
+
 /// The middleware in front of every page but the login form.
 pub async fn require(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
-    let keys = Keys::of(&app);
-    match check(&keys, req.headers()) {
-        Ok(how) => {
-            req.extensions_mut().insert(how);
-            next.run(req).await
+    let token = match current_token(&app) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let now = Instant::now();
+    let ip = peer_of(req.extensions());
+    let authed = if let Some(given) = bearer(req.headers()) {
+        if let Some(wait) = app.throttle.locked(ip, now) {
+            return too_many(wait, req.headers());
         }
-        Err(Refusal::Host(host)) => WebError::Forbidden(format!(
-            "this dashboard has no token, so it answers only requests addressed to an IP \
-             address or localhost, not to {host:?}"
-        ))
-        .into_response(),
-        Err(Refusal::Unauthorized) => unauthorized(req.headers(), None),
-    }
+        if !equal(given, &token) {
+            return failure(&app, ip, "bearer", req.headers());
+        }
+        // A right bearer token does not clear the address's failures: on loopback every
+        // local user shares 127.0.0.1, and a scraper's success must not reset a guesser.
+        Authed::Bearer
+    } else {
+        let idle = app.state.config().daemon.session_idle;
+        let live = cookie(req.headers(), COOKIE)
+            .and_then(|id| app.sessions.check(&fingerprint(&token), id, idle, now));
+        match live {
+            Some(live) => Authed::Session(live),
+            None => return unauthorized(req.headers(), None),
+        }
+    };
+    req.extensions_mut().insert(authed);
+    next.run(req).await
 }
 
 /// The authority (`host:port`) of an `Origin` or `Referer` value.
@@ -185,13 +195,8 @@ fn authority(url: &str) -> Option<&str> {
     Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
 }
 
-/// Refuses a POST that another site could have made (see the module doc).
-pub fn check_post(
-    keys: &Keys,
-    authed: Authed,
-    headers: &HeaderMap,
-    form_token: Option<&str>,
-) -> Result<(), WebError> {
+/// Refuses a request whose `Origin` (or, without one, `Referer`) names another host.
+fn same_origin(headers: &HeaderMap) -> Result<(), WebError> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -207,34 +212,51 @@ pub fn check_post(
             break;
         }
     }
-    if authed == Authed::Bearer || headers.contains_key("x-arca-request") {
+    Ok(())
+}
+
+/// Refuses a POST that another site could have made (see the module doc).
+pub fn check_post(
+    authed: &Authed,
+    headers: &HeaderMap,
+    form_token: Option<&str>,
+) -> Result<(), WebError> {
+    same_origin(headers)?;
+    let live = match authed {
+        Authed::Bearer => return Ok(()),
+        Authed::Session(live) => live,
+    };
+    if headers.contains_key("x-arca-request") {
         return Ok(());
     }
     match form_token {
-        Some(t) if equal(t, &keys.form) => Ok(()),
+        Some(t) if equal(t, &live.form) => Ok(()),
         _ => Err(WebError::Forbidden(
             "refused: the form token is missing or stale; reload the page and try again".into(),
         )),
     }
 }
 
-/// The hidden field of a POST form.
-pub fn form_field(keys: &Keys) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"form_token\" value=\"{}\">",
-        keys.form
-    )
+/// The hidden field of a POST form (nothing for bearer clients, which need none).
+pub fn form_field(authed: &Authed) -> String {
+    match authed {
+        Authed::Session(live) => format!(
+            "<input type=\"hidden\" name=\"form_token\" value=\"{}\">",
+            live.form
+        ),
+        Authed::Bearer => String::new(),
+    }
 }
 
-/// The logout button of the page header (nothing without a token).
-pub fn logout_button(keys: &Keys) -> String {
-    if keys.token.is_none() {
-        return String::new();
+/// The logout button of the page header (for a login session only).
+pub fn logout_button(authed: &Authed) -> String {
+    match authed {
+        Authed::Session(_) => format!(
+            "<form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Log out</button></form>",
+            form_field(authed)
+        ),
+        Authed::Bearer => String::new(),
     }
-    format!(
-        "<form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Log out</button></form>",
-        form_field(keys)
-    )
 }
 
 fn login_form(message: Option<&str>) -> String {
@@ -247,16 +269,14 @@ fn login_form(message: Option<&str>) -> String {
             "<h1>Log in</h1>{msg}<form method=\"post\" action=\"/login\">\
              <label>Token <input type=\"password\" name=\"token\" autofocus \
              autocomplete=\"current-password\"></label> <button type=\"submit\">Log in</button>\
-             </form><p class=\"muted\">The token is the daemon's <code>[daemon] token_file</code> \
-             or <code>token_env</code>.</p>"
+             </form><p class=\"muted\">The token is in the daemon's <code>[daemon] token_file</code> \
+             or <code>token_env</code>, or else in <code>{}</code> beside its state database.</p>",
+            token_file::FILE_NAME
         ),
     )
 }
 
-pub async fn login_page(State(app): State<Shared>) -> Response {
-    if Keys::of(&app).token.is_none() {
-        return Redirect::to("/").into_response();
-    }
+pub async fn login_page() -> Response {
     axum::response::Html(login_form(None)).into_response()
 }
 
@@ -268,32 +288,39 @@ pub struct LoginForm {
 
 pub async fn login(
     State(app): State<Shared>,
+    Peer(ip): Peer,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
-    let keys = Keys::of(&app);
-    let Some(token) = &keys.token else {
-        return Redirect::to("/").into_response();
-    };
+    let now = Instant::now();
+    // Locked: the token is not even compared, so a lock cannot be used to test guesses.
+    if let Some(wait) = app.throttle.locked(ip, now) {
+        return too_many(wait, &headers);
+    }
     // The login form is the one POST without a form token: only the Origin check applies.
-    if let Err(e) = check_post(&keys, Authed::Bearer, &headers, None) {
+    if let Err(e) = same_origin(&headers) {
         return e.into_response();
     }
-    if !equal(form.token.trim(), token) {
-        // Slows down guessing.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        return unauthorized(&headers, Some("wrong token"));
+    let token = match current_token(&app) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if !equal(form.token.trim(), &token) {
+        return failure(&app, ip, "login form", &headers);
     }
+    app.throttle.succeeded(ip);
+    let live = match app.sessions.create(&fingerprint(&token), now) {
+        Ok(l) => l,
+        Err(e) => return WebError::Internal(e.to_string()).into_response(),
+    };
+    tracing::info!(target: TARGET, peer = %ip, "dashboard: logged in");
     (
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, "/".to_string()),
             (
                 header::SET_COOKIE,
-                format!(
-                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                    keys.session
-                ),
+                format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", live.id),
             ),
         ],
     )
@@ -311,12 +338,11 @@ pub async fn logout(
     headers: HeaderMap,
     axum::Form(form): axum::Form<PostForm>,
 ) -> Result<Response, WebError> {
-    check_post(
-        &Keys::of(&app),
-        authed,
-        &headers,
-        form.form_token.as_deref(),
-    )?;
+    check_post(&authed, &headers, form.form_token.as_deref())?;
+    // The session ends on the server: its cookie, kept or copied, is refused from now on.
+    if let Authed::Session(live) = &authed {
+        app.sessions.remove(&live.id);
+    }
     Ok((
         StatusCode::SEE_OTHER,
         [
@@ -335,15 +361,6 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn keys(token: Option<&str>) -> Keys {
-        let key = token.map_or(b"secret".to_vec(), |t| t.as_bytes().to_vec());
-        Keys {
-            token: token.map(str::to_string),
-            session: hex(&hmac(&key, b"arca-dashboard-session")),
-            form: hex(&hmac(&key, b"arca-dashboard-form")),
-        }
-    }
-
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -352,50 +369,58 @@ mod tests {
         h
     }
 
+    fn session() -> Authed {
+        Authed::Session(Live {
+            id: "11".repeat(32),
+            form: "ab".repeat(32),
+        })
+    }
+
     #[test]
-    fn token_cookie_and_host_checks() {
-        let k = keys(Some("s3cret"));
-        assert!(check(&k, &headers(&[])).is_err());
-        assert!(check(&k, &headers(&[("authorization", "Bearer wrong")])).is_err());
-        assert_eq!(
-            check(&k, &headers(&[("authorization", "Bearer s3cret")])).unwrap(),
-            Authed::Bearer
-        );
-        let c = format!("a=b; {COOKIE}={}", k.session);
-        assert_eq!(
-            check(&k, &headers(&[("cookie", &c)])).unwrap(),
-            Authed::Cookie
-        );
-        assert!(check(&k, &headers(&[("cookie", "arca_session=00")])).is_err());
-        // No token: open to IP addresses and localhost only.
-        let open = keys(None);
-        for host in ["127.0.0.1:8080", "[::1]:80", "localhost:1", "localhost"] {
-            assert_eq!(
-                check(&open, &headers(&[("host", host)])).unwrap(),
-                Authed::Open,
-                "{host}"
-            );
-        }
-        assert!(check(&open, &headers(&[("host", "evil.example:8080")])).is_err());
+    fn bearer_and_cookie_are_found() {
+        let h = headers(&[("authorization", "Bearer s3cret")]);
+        assert_eq!(bearer(&h), Some("s3cret"));
+        assert_eq!(bearer(&headers(&[("authorization", "Basic x")])), None);
+        let h = headers(&[("cookie", "a=b; arca_session=00ff")]);
+        assert_eq!(cookie(&h, COOKIE), Some("00ff"));
+        assert_eq!(cookie(&headers(&[]), COOKIE), None);
+        assert!(equal("abc", "abc") && !equal("abc", "abd") && !equal("abc", "ab"));
     }
 
     #[test]
     fn cross_site_posts_are_refused() {
-        let k = keys(None);
-        let form = Some(k.form.as_str());
+        let k = session();
+        let form = Some("ab".repeat(32));
+        let form = form.as_deref();
         let same = headers(&[("host", "127.0.0.1:9"), ("origin", "http://127.0.0.1:9")]);
-        assert!(check_post(&k, Authed::Open, &same, form).is_ok());
-        assert!(check_post(&k, Authed::Open, &same, None).is_err());
-        assert!(check_post(&k, Authed::Open, &same, Some("00")).is_err());
+        assert!(check_post(&k, &same, form).is_ok());
+        assert!(check_post(&k, &same, None).is_err());
+        assert!(check_post(&k, &same, Some("00")).is_err());
         let other = headers(&[("host", "127.0.0.1:9"), ("origin", "http://evil.example")]);
-        assert!(check_post(&k, Authed::Open, &other, form).is_err());
+        assert!(check_post(&k, &other, form).is_err());
+        assert!(check_post(&Authed::Bearer, &other, None).is_err());
         let referer = headers(&[
             ("host", "127.0.0.1:9"),
             ("referer", "http://127.0.0.1:9/jobs/x?y"),
         ]);
-        assert!(check_post(&k, Authed::Cookie, &referer, form).is_ok());
+        assert!(check_post(&k, &referer, form).is_ok());
         let api = headers(&[("host", "127.0.0.1:9"), ("x-arca-request", "1")]);
-        assert!(check_post(&k, Authed::Open, &api, None).is_ok());
-        assert!(check_post(&k, Authed::Bearer, &headers(&[("host", "h")]), None).is_ok());
+        assert!(check_post(&k, &api, None).is_ok());
+        assert!(check_post(&Authed::Bearer, &headers(&[("host", "h")]), None).is_ok());
+    }
+
+    #[test]
+    fn forms_carry_the_session_form_token_only() {
+        assert!(form_field(&session()).contains(&"ab".repeat(32)));
+        assert_eq!(form_field(&Authed::Bearer), "");
+        assert!(logout_button(&session()).contains("/logout"));
+        assert_eq!(logout_button(&Authed::Bearer), "");
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        let r = too_many(Duration::from_millis(1500), &headers(&[]));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
     }
 }

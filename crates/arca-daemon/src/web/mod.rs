@@ -3,7 +3,11 @@
 //! snapshot browser with single-file downloads, `GET /api/status` (JSON) and `GET /metrics`
 //! (Prometheus text format).
 //!
-//! Submodules: [`auth`] (token, login cookie, cross-site POST checks), [`metrics`],
+//! Who may come in is [`auth`]'s (a token is always required: bearer, or a login session
+//! of [`sessions`]; [`token_file`] makes the token when the configuration names none;
+//! [`throttle`] slows down guessing). docs/SECURITY-dashboard.md explains the choice.
+//!
+//! Submodules: [`auth`] (token, login session, cross-site POST checks), [`metrics`],
 //! [`pages`] (overview and job pages), [`charts`] (SVG), [`snapshots`] (browse and
 //! download), [`refresh`] (the background thread that opens repositories to count snapshots
 //! and measure sizes, so that no request ever waits on storage for them), [`db`] (read-only
@@ -16,9 +20,12 @@ mod html;
 mod metrics;
 mod pages;
 mod refresh;
+mod sessions;
 mod snapshots;
+mod throttle;
+pub mod token_file;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -56,9 +63,10 @@ impl WebState {
 /// Everything the handlers share.
 pub(crate) struct App {
     pub state: WebState,
-    /// Key of the session cookie and the form tokens when no token is configured (random,
-    /// per process).
-    pub secret: [u8; 32],
+    /// Login sessions (in memory: a restart ends them all).
+    pub sessions: sessions::Sessions,
+    /// Wrong tokens per client address.
+    pub throttle: throttle::Throttle,
     /// Snapshot counts and repository sizes, as the refresher last found them.
     pub facts: refresh::Facts,
     /// Repositories opened for the snapshot browser (kept a short while).
@@ -115,19 +123,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| WebError::Internal(format!("a request handler failed: {e}")))?
-}
-
-fn random_secret() -> [u8; 32] {
-    use std::io::Read;
-    let mut key = [0u8; 32];
-    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
-    if filled.is_err() {
-        // No /dev/urandom: fall back on the clock and the pid (the key only guards forms
-        // of a dashboard that is bound to loopback without a token).
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        key = auth::hmac(seed.as_bytes(), b"arca-dashboard-fallback-secret");
-    }
-    key
 }
 
 async fn api_status(
@@ -205,6 +200,19 @@ fn router(app: Shared) -> Router {
         .with_state(app)
 }
 
+/// Makes sure the dashboard has a token before the server starts: with neither
+/// `token_file` nor `token_env` configured, the file beside the state database is made
+/// (or checked, when it exists). Returns its path (to be logged; the token never is) and
+/// whether it was made now; `None` when the configuration names the token.
+pub fn prepare_token(
+    config: &Config,
+) -> Result<Option<(std::path::PathBuf, bool)>, token_file::TokenFileError> {
+    if config.daemon.token_file.is_some() || config.daemon.token.is_some() {
+        return Ok(None);
+    }
+    token_file::ensure(&config.daemon.state).map(|(path, _, made)| Some((path, made)))
+}
+
 /// Serves requests on `listener` until `stopped` turns true. Runs on the caller's thread
 /// (the daemon gives it one); starts the refresher thread and stops it on the way out.
 pub fn serve(listener: TcpListener, state: WebState, stopped: Arc<AtomicBool>) {
@@ -221,7 +229,8 @@ pub fn serve(listener: TcpListener, state: WebState, stopped: Arc<AtomicBool>) {
     let db = db::HistoryReader::new(state.history.path());
     let app: Shared = Arc::new(App {
         state,
-        secret: random_secret(),
+        sessions: sessions::Sessions::default(),
+        throttle: throttle::Throttle::default(),
         facts: refresh::Facts::default(),
         browse: snapshots::OpenRepositories::default(),
         db,
@@ -241,7 +250,8 @@ pub fn serve(listener: TcpListener, state: WebState, stopped: Arc<AtomicBool>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
-            let _ = axum::serve(listener, router(app))
+            let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service)
                 .with_graceful_shutdown(signal)
                 .await;
         });

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 
-use super::auth::{self, Authed, Keys};
+use super::auth::{self, Authed};
 use super::charts::{self, Point};
 use super::html::{self, escape, url_component};
 use super::{App, Shared, WebError, blocking};
@@ -43,8 +43,8 @@ fn notice(n: &Notice) -> String {
     }
 }
 
-fn buttons(keys: &Keys, job: &str, back: &str) -> String {
-    let field = auth::form_field(keys);
+fn buttons(authed: &Authed, job: &str, back: &str) -> String {
+    let field = auth::form_field(authed);
     let path = url_component(job);
     let back = escape(back);
     format!(
@@ -200,10 +200,9 @@ fn alerts_cell(app: &App, job: &str) -> String {
     }
 }
 
-fn overview_html(app: &App, n: &Notice) -> Result<String, WebError> {
+fn overview_html(app: &App, authed: &Authed, n: &Notice) -> Result<String, WebError> {
     let config = app.state.config();
     let now = app.state.clock.now();
-    let keys = Keys::of(app);
     let statuses = crate::status::all_status(&config, &app.state.history, now).map_err(hist)?;
     let mut body = String::new();
     body.push_str(&notice(n));
@@ -242,7 +241,7 @@ fn overview_html(app: &App, n: &Notice) -> Result<String, WebError> {
                 &durations,
                 &format!("durations of the last runs of {}", s.job)
             ),
-            buttons(&keys, &s.job, "/"),
+            buttons(authed, &s.job, "/"),
         );
     }
     body.push_str("</tbody></table>");
@@ -296,15 +295,18 @@ fn overview_html(app: &App, n: &Notice) -> Result<String, WebError> {
     Ok(html::page_with_nav(
         "Overview",
         &body,
-        &auth::logout_button(&keys),
+        &auth::logout_button(authed),
     ))
 }
 
 pub async fn overview(
     State(app): State<Shared>,
+    axum::Extension(authed): axum::Extension<Authed>,
     Query(n): Query<Notice>,
 ) -> Result<Html<String>, WebError> {
-    blocking(move || overview_html(&app, &n)).await.map(Html)
+    blocking(move || overview_html(&app, &authed, &n))
+        .await
+        .map(Html)
 }
 
 fn opt_num(v: Option<u64>) -> String {
@@ -397,10 +399,9 @@ fn drill_html(d: &RunRecord) -> String {
     out
 }
 
-fn job_html(app: &App, job: &JobConfig, n: &Notice) -> Result<String, WebError> {
+fn job_html(app: &App, authed: &Authed, job: &JobConfig, n: &Notice) -> Result<String, WebError> {
     let name = job.name.as_str();
     let now = app.state.clock.now();
-    let keys = Keys::of(app);
     let status = crate::status::job_status(&app.state.history, job, now).map_err(hist)?;
     let mut body = notice(n);
     let repos: Vec<String> = job
@@ -423,7 +424,7 @@ fn job_html(app: &App, job: &JobConfig, n: &Notice) -> Result<String, WebError> 
          <tr><th>RPO</th><td>{}</td></tr><tr><th>RTO</th><td>{}</td></tr>\
          <tr><th>3-2-1</th><td>{}</td></tr><tr><th>Alerts</th><td>{}</td></tr></table>",
         escape(name),
-        buttons(&keys, name, &back),
+        buttons(authed, name, &back),
         escape(&status.source),
         escape(&status.schedule),
         escape(&status.timezone),
@@ -536,12 +537,13 @@ fn job_html(app: &App, job: &JobConfig, n: &Notice) -> Result<String, WebError> 
     Ok(html::page_with_nav(
         &format!("Job {name}"),
         &body,
-        &auth::logout_button(&keys),
+        &auth::logout_button(authed),
     ))
 }
 
 pub async fn job(
     State(app): State<Shared>,
+    axum::Extension(authed): axum::Extension<Authed>,
     Path(name): Path<String>,
     Query(n): Query<Notice>,
 ) -> Result<Html<String>, WebError> {
@@ -550,7 +552,7 @@ pub async fn job(
         let job = config
             .job(&name)
             .ok_or_else(|| WebError::NotFound(format!("no job {name:?} in the configuration")))?;
-        job_html(&app, job, &n)
+        job_html(&app, &authed, job, &n)
     })
     .await
     .map(Html)
@@ -576,14 +578,14 @@ fn safe_back(back: Option<&str>) -> String {
 
 fn queue(
     app: &Shared,
-    authed: Authed,
+    authed: &Authed,
     headers: &HeaderMap,
     form: Result<axum::Form<ActionForm>, FormRejection>,
     job: String,
     drill: bool,
 ) -> Result<Response, WebError> {
     let form = form.map(|f| f.0).unwrap_or_default();
-    auth::check_post(&Keys::of(app), authed, headers, form.form_token.as_deref())?;
+    auth::check_post(authed, headers, form.form_token.as_deref())?;
     if app.state.config().job(&job).is_none() {
         return Err(WebError::NotFound(format!(
             "no job {job:?} in the configuration"
@@ -608,7 +610,7 @@ pub async fn request_run(
     headers: HeaderMap,
     form: Result<axum::Form<ActionForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    queue(&app, authed, &headers, form, job, false)
+    queue(&app, &authed, &headers, form, job, false)
 }
 
 pub async fn request_drill(
@@ -618,7 +620,7 @@ pub async fn request_drill(
     headers: HeaderMap,
     form: Result<axum::Form<ActionForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    queue(&app, authed, &headers, form, job, true)
+    queue(&app, &authed, &headers, form, job, true)
 }
 
 #[cfg(test)]

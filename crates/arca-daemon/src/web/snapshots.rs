@@ -22,6 +22,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
+use super::auth::Authed;
 use super::html::{self, escape, url_component, url_path};
 use super::{App, Shared, WebError, blocking};
 
@@ -82,7 +83,7 @@ fn resolve(
         .map_err(|e| WebError::NotFound(format!("repository {name}: snapshot {reference}: {e}")))
 }
 
-fn list_html(app: &App, name: &str) -> Result<String, WebError> {
+fn list_html(app: &App, authed: &Authed, name: &str) -> Result<String, WebError> {
     let (repo, _) = app.browse.get(app, name)?;
     let mut snaps = snapshots_of(&repo, name)?;
     snaps.reverse();
@@ -128,15 +129,18 @@ fn list_html(app: &App, name: &str) -> Result<String, WebError> {
     Ok(html::page_with_nav(
         &format!("Snapshots of {name}"),
         &body,
-        &super::auth::logout_button(&super::auth::Keys::of(app)),
+        &super::auth::logout_button(authed),
     ))
 }
 
 pub async fn list(
     State(app): State<Shared>,
+    axum::Extension(authed): axum::Extension<Authed>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, WebError> {
-    blocking(move || list_html(&app, &name)).await.map(Html)
+    blocking(move || list_html(&app, &authed, &name))
+        .await
+        .map(Html)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -167,7 +171,13 @@ fn mtime(n: &Node) -> String {
         .unwrap_or_default()
 }
 
-fn browse_html(app: &App, name: &str, id: &str, path: PathBuf) -> Result<String, WebError> {
+fn browse_html(
+    app: &App,
+    authed: &Authed,
+    name: &str,
+    id: &str,
+    path: PathBuf,
+) -> Result<String, WebError> {
     let (repo, index) = app.browse.get(app, name)?;
     let (snap_id, snap) = resolve(&repo, name, id)?;
     let node = arca_core::restore::find_path(&repo, &index, &snap.tree, &path)
@@ -275,17 +285,18 @@ fn browse_html(app: &App, name: &str, id: &str, path: PathBuf) -> Result<String,
     Ok(html::page_with_nav(
         &format!("Snapshot {}", snap_id.short()),
         &body,
-        &super::auth::logout_button(&super::auth::Keys::of(app)),
+        &super::auth::logout_button(authed),
     ))
 }
 
 pub async fn browse(
     State(app): State<Shared>,
+    axum::Extension(authed): axum::Extension<Authed>,
     Path((name, id)): Path<(String, String)>,
     Query(q): Query<PathQuery>,
 ) -> Result<Html<String>, WebError> {
     let path = snapshot_path(&q);
-    blocking(move || browse_html(&app, &name, &id, path))
+    blocking(move || browse_html(&app, &authed, &name, &id, path))
         .await
         .map(Html)
 }

@@ -51,12 +51,14 @@ fn repo_cmd(location: &str, args: &[&str]) -> common::Out {
     run_cmd(c, None)
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+/// GET `path` with `Authorization: Bearer TOKEN` (the dashboard always needs its token).
+fn http_get(addr: &str, path: &str, token: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut resp = String::new();
@@ -160,12 +162,16 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
         backups_with(&config, "dump", "failed").len() >= 2
     });
 
-    // /api/status answers while the daemon runs.
-    let (code, body) = http_get(&addr, "/api/status");
+    // /api/status answers while the daemon runs, with the token the daemon made (no
+    // token_file or token_env in this configuration).
+    let token = std::fs::read_to_string(env.path("state/dashboard.token")).unwrap();
+    let token = token.trim();
+    assert_eq!(http_get(&addr, "/api/status", "wrong").0, 401);
+    let (code, body) = http_get(&addr, "/api/status", token);
     assert_eq!(code, 200, "{body}");
     let api: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(api["jobs"].as_array().unwrap().len(), 2, "{api}");
-    assert_eq!(http_get(&addr, "/nothing").0, 404);
+    assert_eq!(http_get(&addr, "/nothing", token).0, 404);
 
     // SIGHUP with a bad file: refused, the old configuration stays.
     std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + "\n[jobs.docs2]\nsources = [\"/x\"]\nrepositories = [\"nowhere\"]\nschedule = \"every 2s\"\n").unwrap();

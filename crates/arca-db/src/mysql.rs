@@ -13,6 +13,7 @@ mod physical;
 mod scan;
 mod server;
 mod tools;
+pub mod xbstream;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,14 @@ pub enum Error {
         "data directory {0} is not empty; restore-physical only writes into an empty or new directory"
     )]
     DirectoryNotEmpty(PathBuf),
+    #[error(
+        "refusing the backup stream of snapshot {snapshot}: {source}; nothing was extracted past that chunk into {datadir}"
+    )]
+    HostileStream {
+        snapshot: String,
+        datadir: PathBuf,
+        source: xbstream::StreamError,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -313,6 +313,35 @@ fn read_ahead<'s, 'a: 's>(
     order_rx
 }
 
+/// A check of the bytes `feed_child` passes to a child, each block before the child gets
+/// it: an error stops the feed and kills the child.
+pub(crate) trait StreamCheck {
+    fn feed(&mut self, data: &[u8]) -> Result<()>;
+    /// The stream is complete.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// Passes every byte (a logical dump is SQL the server checks itself).
+pub(crate) struct NoCheck;
+
+impl StreamCheck for NoCheck {
+    fn feed(&mut self, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The child `feed_child` writes to: the tool (for messages), what it restores into, and
+/// the check its input passes first.
+pub(crate) struct ChildReader<'a> {
+    pub(crate) child: Child,
+    pub(crate) tool: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) check: &'a mut dyn StreamCheck,
+}
+
 /// Copies a snapshot file into a child's stdin (blobs read ahead in parallel), then waits
 /// for the child. A child that exits early (broken pipe) or non-zero is reported with its
 /// stderr.
@@ -320,11 +349,15 @@ pub(crate) fn feed_child(
     repo: &Repository,
     index: &Index,
     node: &arca_core::format::Node,
-    mut child: Child,
-    tool: &str,
-    target: &str,
+    reader: ChildReader<'_>,
     progress: &dyn Progress,
 ) -> Result<u64> {
+    let ChildReader {
+        mut child,
+        tool,
+        target,
+        check,
+    } = reader;
     let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
         let _ = child.kill();
         let _ = child.wait();
@@ -343,6 +376,7 @@ pub(crate) fn feed_child(
             let data = pending
                 .recv()
                 .map_err(|_| Error::Invalid("a blob reader stopped".into()))??;
+            check.feed(&data)?;
             match stdin.write_all(&data) {
                 Ok(()) => {}
                 // The child stopped reading: its exit status and stderr say why.
@@ -352,7 +386,7 @@ pub(crate) fn feed_child(
             bytes += data.len() as u64;
             progress.add_bytes(data.len() as u64);
         }
-        Ok(())
+        check.finish()
     });
     drop(stdin);
     if let Err(e) = copied {
@@ -415,7 +449,14 @@ pub fn restore_dump(
     })?;
     progress.set_total(1, node.size);
     progress.file_started(&path);
-    let bytes = feed_child(repo, index, &node, child, &tool, &conn.describe(), progress)?;
+    let target = conn.describe();
+    let reader = ChildReader {
+        child,
+        tool: &tool,
+        target: &target,
+        check: &mut NoCheck,
+    };
+    let bytes = feed_child(repo, index, &node, reader, progress)?;
     progress.add_files(1);
     Ok(RestoreSummary {
         bytes,

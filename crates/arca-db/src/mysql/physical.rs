@@ -17,10 +17,11 @@ use arca_core::progress::Progress;
 use arca_core::{Id, Repository};
 
 use super::connection::{Connection, scrub_environment};
-use super::dump::{feed_child, finish_child, stream_node};
+use super::dump::{ChildReader, StreamCheck, feed_child, finish_child, stream_node};
 use super::scan::{BinlogCoordinates, capture_stderr, join_log, parse_binlog_info};
 use super::server::{add_server_meta, server_info_with};
 use super::tools::{Tool, extractor_for, find_named, find_tool, tool_name};
+use super::xbstream::{StreamError, StreamNames};
 use super::{Error, Result, SOURCE_BACKUP};
 
 /// Streams a physical backup of the server into a new snapshot with source
@@ -102,6 +103,32 @@ pub fn backup_physical(
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .unwrap_or(Error::Core(e))),
+    }
+}
+
+/// The names of the stream checked on their way to the extractor (see [`super::xbstream`]).
+struct CheckedNames<'a> {
+    names: StreamNames,
+    snapshot: String,
+    datadir: &'a Path,
+}
+
+impl CheckedNames<'_> {
+    fn refuse(&self, source: StreamError) -> Error {
+        Error::HostileStream {
+            snapshot: self.snapshot.clone(),
+            datadir: self.datadir.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl StreamCheck for CheckedNames<'_> {
+    fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.names.feed(data).map_err(|e| self.refuse(e))
+    }
+    fn finish(&mut self) -> Result<()> {
+        self.names.finish().map_err(|e| self.refuse(e))
     }
 }
 
@@ -229,7 +256,18 @@ pub fn restore_physical(
     progress.set_total(1, node.size);
     progress.file_started(&path);
     let target = datadir.display().to_string();
-    let bytes = feed_child(repo, index, &node, child, &tool, &target, progress)?;
+    let mut names = CheckedNames {
+        names: StreamNames::default(),
+        snapshot: snapshot_id.to_string(),
+        datadir,
+    };
+    let reader = ChildReader {
+        child,
+        tool: &tool,
+        target: &target,
+        check: &mut names,
+    };
+    let bytes = feed_child(repo, index, &node, reader, progress)?;
     progress.add_files(1);
 
     let mut target_arg = std::ffi::OsString::from("--target-dir=");

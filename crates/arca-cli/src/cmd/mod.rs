@@ -6,6 +6,7 @@ pub mod cat;
 pub mod check;
 pub mod copy;
 pub mod daemon;
+pub mod db_args;
 pub mod diff;
 pub mod drill;
 pub mod dump;

@@ -13,6 +13,7 @@ use arca_db::mysql::{self, Connection, DumpSelection};
 use clap::{Args, Subcommand};
 
 use crate::cli::GlobalArgs;
+use crate::cmd::db_args::DbConnectArgs;
 use crate::common;
 use crate::output::CliProgress;
 
@@ -54,6 +55,8 @@ pub struct ConnectionArgs {
     /// Read client options only from this option file (like the tools' --defaults-file)
     #[arg(long, value_name = "FILE", env = "ARCA_MYSQL_DEFAULTS_FILE")]
     pub defaults_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub timeout: DbConnectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +156,7 @@ fn connection(a: &ConnectionArgs) -> Result<Connection> {
         user: a.user.clone().filter(|u| !u.is_empty()),
         password: password(a)?,
         defaults_file: a.defaults_file.clone(),
+        connect_timeout: Some(a.timeout.limit()?),
     })
 }
 

@@ -12,6 +12,7 @@ use arca_db::postgres::{
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::GlobalArgs;
+use crate::cmd::db_args::DbConnectArgs;
 use crate::common;
 use crate::output::CliProgress;
 
@@ -38,6 +39,15 @@ pub struct ToolArgs {
     /// Directory of the PostgreSQL client tools (default: PATH)
     #[arg(long, env = "ARCA_PG_BINDIR")]
     pub pg_bindir: Option<PathBuf>,
+    #[command(flatten)]
+    pub timeout: DbConnectArgs,
+}
+
+impl ToolArgs {
+    /// The client tools, with the connection timeout.
+    fn tools(&self) -> Result<Tools> {
+        Ok(Tools::new(self.pg_bindir.clone()).with_connect_timeout(Some(self.timeout.limit()?)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -217,7 +227,7 @@ fn print_result(g: &GlobalArgs, what: &str, r: &BackupResult) -> Result<()> {
 }
 
 fn dump(g: &GlobalArgs, a: DumpArgs) -> Result<i32> {
-    let tools = Tools::new(a.tools.pg_bindir.clone());
+    let tools = a.tools.tools()?;
     // A missing tool is reported before the repository is opened.
     tools
         .find(if a.all { "pg_dumpall" } else { "pg_dump" })
@@ -261,7 +271,7 @@ fn dump(g: &GlobalArgs, a: DumpArgs) -> Result<i32> {
 }
 
 fn restore_dump(g: &GlobalArgs, a: RestoreDumpArgs) -> Result<i32> {
-    let tools = Tools::new(a.tools.pg_bindir.clone());
+    let tools = a.tools.tools()?;
     let repo = common::open(g)?;
     let index = common::load_index(&repo)?;
     let snaps = common::all_snapshots(&repo)?;
@@ -287,7 +297,7 @@ fn restore_dump(g: &GlobalArgs, a: RestoreDumpArgs) -> Result<i32> {
 }
 
 fn basebackup(g: &GlobalArgs, a: BasebackupArgs) -> Result<i32> {
-    let tools = Tools::new(a.tools.pg_bindir.clone());
+    let tools = a.tools.tools()?;
     if !matches!(a.method, MethodArg::Files) {
         tools.find("pg_basebackup").map_err(db_err)?;
     }

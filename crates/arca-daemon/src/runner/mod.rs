@@ -302,6 +302,7 @@ fn backup(
                 user: user.clone(),
                 password,
                 defaults_file: defaults_file.clone(),
+                connect_timeout: None,
             };
             let selection = if *all_databases {
                 DumpSelection::AllDatabases

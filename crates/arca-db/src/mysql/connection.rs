@@ -15,6 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use super::{Error, Result};
 
@@ -37,7 +38,13 @@ pub struct Connection {
     pub password: Option<String>,
     /// An option file used instead of the global ones (`--defaults-file`).
     pub defaults_file: Option<PathBuf>,
+    /// How long the connection check waits for the server to answer
+    /// ([`DEFAULT_CONNECT_TIMEOUT_SECS`] when unset).
+    pub connect_timeout: Option<Duration>,
 }
+
+/// Seconds the SQL client waits for a server to answer by default (`--connect-timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 30;
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,6 +55,7 @@ impl fmt::Debug for Connection {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("defaults_file", &self.defaults_file)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -104,6 +112,12 @@ pub(crate) fn quote_option_value(value: &str) -> String {
 }
 
 impl Connection {
+    /// The connection timeout in whole seconds, at least 1 (the tools take no fractions).
+    pub fn connect_timeout_secs(&self) -> u64 {
+        self.connect_timeout
+            .map_or(DEFAULT_CONNECT_TIMEOUT_SECS, |d| d.as_secs().max(1))
+    }
+
     /// Where the tools will connect, for messages ("socket /run/mysqld/mysqld.sock").
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -244,6 +258,7 @@ mod tests {
             user: Some("backup".into()),
             password: password.map(String::from),
             defaults_file: None,
+            connect_timeout: None,
         }
     }
 

@@ -34,17 +34,12 @@ pub(crate) fn query(
     sql: &str,
 ) -> Result<Vec<Vec<String>>> {
     let mut c = conn.command(client, option_file);
-    c.args([
-        "--batch",
-        "--skip-column-names",
-        "--raw",
-        "--connect-timeout=20",
-        "-e",
-        sql,
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    c.args(["--batch", "--skip-column-names", "--raw"])
+        .arg(format!("--connect-timeout={}", conn.connect_timeout_secs()))
+        .args(["-e", sql])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let tool = tool_name(client);
     let out = c.output().map_err(|source| Error::Spawn {
         tool: tool.clone(),
@@ -76,6 +71,15 @@ pub(crate) fn query(
         .collect())
 }
 
+/// Whether the client's error says the server did not answer in time (errno 110,
+/// ETIMEDOUT: "Lost connection to server at 'handshake: reading initial communication
+/// packet', system error: 110", or "Can't connect to server on 'h' (110)").
+fn is_timeout(message: &str) -> bool {
+    message.contains("system error: 110")
+        || message.contains("(110)")
+        || message.to_ascii_lowercase().contains("timed out")
+}
+
 /// Connects and reads the server's version, binary logging state and GTID position.
 /// A failure here is reported as [`Error::Connect`].
 pub(crate) fn server_info_with(
@@ -91,9 +95,16 @@ pub(crate) fn server_info_with(
          ('version','version_comment','log_bin','gtid_binlog_pos','gtid_executed','datadir')",
     )
     .map_err(|e| match e {
-        Error::ToolFailed { message, .. } => Error::Connect {
+        Error::ToolFailed { tool, message, .. } => Error::Connect {
             server: conn.describe(),
-            message,
+            message: if is_timeout(&message) {
+                format!(
+                    "{tool}: no answer within {}s (--db-connect-timeout, ARCA_DB_CONNECT_TIMEOUT): {message}",
+                    conn.connect_timeout_secs()
+                )
+            } else {
+                message
+            },
         },
         other => other,
     })?;

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::{Error, Result};
 
@@ -13,11 +14,36 @@ use super::{Error, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Tools {
     pub bindir: Option<PathBuf>,
+    /// The default of `PGCONNECT_TIMEOUT` ([`CONNECT_TIMEOUT_SECS`] when unset); a
+    /// `PGCONNECT_TIMEOUT` in arca's environment wins.
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Tools {
     pub fn new(bindir: Option<PathBuf>) -> Tools {
-        Tools { bindir }
+        Tools {
+            bindir,
+            connect_timeout: None,
+        }
+    }
+
+    /// The same tools with a connection timeout.
+    pub fn with_connect_timeout(mut self, limit: Option<Duration>) -> Tools {
+        self.connect_timeout = limit;
+        self
+    }
+
+    /// The connection timeout the tools get, in whole seconds (at least 1), and where it
+    /// comes from.
+    pub fn effective_connect_timeout(&self) -> (String, &'static str) {
+        if let Some(v) = std::env::var_os("PGCONNECT_TIMEOUT") {
+            return (v.to_string_lossy().into_owned(), "PGCONNECT_TIMEOUT");
+        }
+        let secs = self.connect_timeout.map_or_else(
+            || CONNECT_TIMEOUT_SECS.to_string(),
+            |d| d.as_secs().max(1).to_string(),
+        );
+        (secs, "--db-connect-timeout, ARCA_DB_CONNECT_TIMEOUT")
     }
 
     /// The path of `tool`, or a clear error naming where it was looked for.
@@ -48,6 +74,9 @@ impl Tools {
     pub fn command(&self, tool: &str) -> Result<Command> {
         let mut c = Command::new(self.find(tool)?);
         c.stdin(Stdio::null());
+        if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
+            c.env("PGCONNECT_TIMEOUT", self.effective_connect_timeout().0);
+        }
         Ok(c)
     }
 }
@@ -64,6 +93,8 @@ pub const CONNECT_TIMEOUT_SECS: &str = "30";
 pub(crate) struct Running {
     pub tool: String,
     pub child: Child,
+    /// The connection timeout the tool got, in seconds, and where it came from.
+    connect_timeout: (String, &'static str),
     stderr: Option<JoinHandle<Vec<u8>>>,
 }
 
@@ -73,11 +104,21 @@ impl Running {
     /// `PGCONNECT_TIMEOUT` is set (in arca's environment or by the caller).
     pub fn spawn(tool: &str, mut cmd: Command) -> Result<Running> {
         cmd.stderr(Stdio::piped());
-        if std::env::var_os("PGCONNECT_TIMEOUT").is_none()
-            && !cmd.get_envs().any(|(k, _)| k == "PGCONNECT_TIMEOUT")
-        {
-            cmd.env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECS);
-        }
+        let given = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "PGCONNECT_TIMEOUT")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+        let connect_timeout = match (std::env::var("PGCONNECT_TIMEOUT"), given) {
+            (Ok(v), _) => (v, "PGCONNECT_TIMEOUT"),
+            (Err(_), Some(v)) => (v, "--db-connect-timeout, ARCA_DB_CONNECT_TIMEOUT"),
+            (Err(_), None) => {
+                cmd.env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECS);
+                (
+                    CONNECT_TIMEOUT_SECS.to_string(),
+                    "--db-connect-timeout, ARCA_DB_CONNECT_TIMEOUT",
+                )
+            }
+        };
         let mut child = cmd.spawn().map_err(|error| Error::Spawn {
             tool: tool.into(),
             error,
@@ -101,6 +142,7 @@ impl Running {
         Ok(Running {
             tool: tool.into(),
             child,
+            connect_timeout,
             stderr,
         })
     }
@@ -122,19 +164,22 @@ impl Running {
     /// Waits and fails unless the tool succeeded; returns its error output (notices).
     pub fn finish(self, target: &str) -> Result<String> {
         let tool = self.tool.clone();
+        let (secs, from) = self.connect_timeout.clone();
         let (status, err) = self.wait()?;
         if status.success() {
             Ok(err)
         } else {
             Err(Error::ToolFailed {
-                tool,
                 status: status.to_string(),
                 target: target.into(),
                 message: if err.is_empty() {
                     "no error output".into()
+                } else if err.contains("timeout expired") {
+                    format!("{tool}: no answer within {secs}s ({from}): {err}")
                 } else {
                     err
                 },
+                tool,
             })
         }
     }

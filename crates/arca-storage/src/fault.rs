@@ -2,7 +2,11 @@
 //!
 //! [`FaultStorage`] wraps any storage. It can fail a share of requests with transient
 //! errors (deterministically, from a seed), refuse every write after a budget of writes
-//! (a crash or a full disk at a chosen point), or be switched off entirely (server down).
+//! (a crash or a full disk at a chosen point), fail one chosen write and let the others
+//! through (a lost upload), or be switched off entirely (server down). The write faults
+//! count every write, or only writes of one kind of object ([`FaultStorage::counting_only`],
+//! e.g. `data/` for packs); [`FaultStorage::writes`] says how many were counted, so a test
+//! can first run an operation to learn its writes and then fail each of them in turn.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +27,11 @@ pub struct FaultStorage<S> {
     rng: Mutex<u64>,
     writes_left: AtomicU64,
     write_fault: WriteFault,
+    /// The counted write (1-based) that fails alone, if any.
+    failing_write: Option<u64>,
+    /// Only writes of names with this prefix are counted (and fail); empty: every write.
+    counted_prefix: String,
+    writes: AtomicU64,
     down: AtomicBool,
     injected: AtomicU64,
 }
@@ -35,6 +44,9 @@ impl<S: Storage> FaultStorage<S> {
             rng: Mutex::new(0x9e37_79b9_7f4a_7c15),
             writes_left: AtomicU64::new(u64::MAX),
             write_fault: WriteFault::NoSpace,
+            failing_write: None,
+            counted_prefix: String::new(),
+            writes: AtomicU64::new(0),
             down: AtomicBool::new(false),
             injected: AtomicU64::new(0),
         }
@@ -54,6 +66,31 @@ impl<S: Storage> FaultStorage<S> {
             write_fault: fault,
             ..self
         }
+    }
+
+    /// Fails the `n`th counted write (1-based) with `fault` and lets every other write
+    /// through: one upload lost among many that succeed.
+    pub fn with_failing_write(self, n: u64, fault: WriteFault) -> Self {
+        FaultStorage {
+            failing_write: Some(n),
+            write_fault: fault,
+            ..self
+        }
+    }
+
+    /// Counts (for the budget, the failing write and [`FaultStorage::writes`]) only writes
+    /// of names starting with `prefix`, e.g. `data/` (packs), `index/`, `snapshots/`;
+    /// other writes pass untouched.
+    pub fn counting_only(self, prefix: &str) -> Self {
+        FaultStorage {
+            counted_prefix: prefix.to_string(),
+            ..self
+        }
+    }
+
+    /// How many writes were counted so far, failed ones included.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Makes every request fail (true) or succeed again (false).
@@ -127,11 +164,15 @@ impl<S: Storage> Storage for FaultStorage<S> {
     }
     fn write(&self, name: &str, data: &[u8]) -> Result<()> {
         self.check("write", name)?;
+        if !name.starts_with(&self.counted_prefix) {
+            return self.inner.write(name, data);
+        }
+        let nth = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let spent = self
             .writes_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_err();
-        if spent {
+        if spent || self.failing_write == Some(nth) {
             self.injected.fetch_add(1, Ordering::SeqCst);
             let (kind, msg) = match self.write_fault {
                 WriteFault::NoSpace => (ErrorKind::NoSpace, "injected fault: no space left"),
@@ -170,6 +211,26 @@ mod tests {
         assert_eq!(s.write("c", b"1").unwrap_err().kind, ErrorKind::NoSpace);
         assert!(s.read("c").is_err());
         assert_eq!(s.injected(), 1);
+    }
+
+    #[test]
+    fn one_failing_write_of_one_kind() {
+        let s = FaultStorage::new(crate::memory::MemoryStorage::default())
+            .counting_only("data/")
+            .with_failing_write(2, WriteFault::Transient);
+        s.create().unwrap();
+        s.write("data/a", b"1").unwrap();
+        s.write("index/a", b"1").unwrap();
+        assert!(s.write("data/b", b"1").unwrap_err().is_transient());
+        s.write("data/c", b"1").unwrap();
+        s.write("index/b", b"1").unwrap();
+        assert_eq!(s.writes(), 3, "only data/ is counted");
+        assert_eq!(s.injected(), 1);
+        assert!(s.read("data/b").unwrap_err().is_not_found());
+        assert_eq!(
+            s.inner().names(),
+            ["data/a", "data/c", "index/a", "index/b"]
+        );
     }
 
     #[test]

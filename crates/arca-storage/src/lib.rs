@@ -4,9 +4,14 @@
 //! (`config`, `keys/ID`, `data/XX/ID`, ...), its local-disk implementation, and layers that
 //! wrap any storage: retries with backoff ([`RetryStorage`]), bandwidth limits
 //! ([`ThrottleStorage`]), a local cache of hot objects ([`CacheStorage`]), append-only mode
-//! ([`AppendOnlyStorage`]), request counting and fault injection for tests. It knows nothing
-//! of the repository format (the cache learns what to cache and how to verify it from a
+//! ([`AppendOnlyStorage`]) and request counting ([`CountingStorage`]). It knows nothing of
+//! the repository format (the cache learns what to cache and how to verify it from a
 //! [`CachePolicy`]).
+//!
+//! For tests, the `testing` feature adds an in-memory storage (`memory`), the conformance
+//! suite every backend passes (`suite`), fault injection (`fault`) and power-cut replay
+//! (`powercut`). Production builds leave them out; a crate whose tests use them enables the
+//! feature in its `[dev-dependencies]`.
 //!
 //! The trait is synchronous on purpose: the engines above run their own thread pools and keep
 //! many requests in flight by calling from several threads; object-store backends
@@ -17,13 +22,18 @@
 pub mod append_only;
 pub mod cache;
 pub mod counting;
+#[cfg(any(test, feature = "testing"))]
 pub mod fault;
 pub mod local;
 pub mod location;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 pub mod opendal;
+#[cfg(any(test, feature = "testing"))]
 pub mod powercut;
 pub mod process;
 pub mod retry;
+#[cfg(any(test, feature = "testing"))]
 pub mod suite;
 pub mod throttle;
 

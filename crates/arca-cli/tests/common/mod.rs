@@ -2,7 +2,9 @@
 //! repository, parsing its JSON output, generating deterministic data, and comparing trees.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
+pub mod http;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;

@@ -19,8 +19,8 @@ use crate::id::Id;
 use crate::index::Index;
 use crate::repo::Repository;
 
-/// Where a restore plan gets trees from.
-pub trait TreeLoader {
+/// Where a restore plan gets trees from (shared with the planning thread).
+pub trait TreeLoader: Sync {
     fn load_tree(&self, id: &Id) -> Result<Tree>;
 }
 
@@ -117,6 +117,15 @@ fn globset(patterns: &[String]) -> Result<Option<GlobSet>> {
     })?))
 }
 
+/// Deepest nesting of directories a plan follows. Real trees stay far below it; a hostile
+/// snapshot nested deeper (or, through a damaged or forged listing, in a cycle) gets an
+/// error for the directory where the limit is reached instead of exhausting the stack.
+pub const MAX_DEPTH: usize = 2048;
+
+/// Stack of the planning thread: room for [`MAX_DEPTH`] levels of the recursive walk
+/// even in a debug build (a level takes a few KiB there); pages never touched cost nothing.
+const PLANNER_STACK: usize = 64 << 20;
+
 /// Plans the restore of `node` (a directory's content, or one entry) found at
 /// `snapshot_prefix` inside the snapshot.
 pub fn plan(
@@ -130,9 +139,20 @@ pub fn plan(
         filters,
         plan: Plan::default(),
         links: HashMap::new(),
+        depth: 0,
     };
     if node.kind == NodeKind::Dir {
-        planner.dir(node, snapshot_prefix, None, false)?;
+        // The walk recurses once per level: it runs on a stack sized for the limit, not on
+        // whatever thread called (a daemon worker's is 2 MiB).
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("restore-plan".into())
+                .stack_size(PLANNER_STACK)
+                .spawn_scoped(scope, || planner.dir(node, snapshot_prefix, None, false))
+                .map_err(|e| Error::Invalid(format!("cannot start the planning thread: {e}")))?
+                .join()
+                .map_err(|_| Error::Invalid("the planning thread panicked".into()))?
+        })?;
     } else if node.has_safe_name() {
         let rel = PathBuf::from(OsStr::from_bytes(&node.name));
         planner.entry(node.clone(), rel, None);
@@ -151,6 +171,8 @@ struct Planner<'a> {
     plan: Plan,
     /// (device, inode) of files seen with more than one link -> their index.
     links: HashMap<(u64, u64), usize>,
+    /// How many directories deep the planner is.
+    depth: usize,
 }
 
 impl Planner<'_> {
@@ -218,13 +240,25 @@ impl Planner<'_> {
                     .is_none_or(|g| g.is_match(&sp));
             let rel = self.plan.dir_rel(dir).join(name);
             if child.kind == NodeKind::Dir {
+                if self.depth >= MAX_DEPTH {
+                    let reason = format!(
+                        "refusing {:?}: directories nested deeper than {MAX_DEPTH} levels",
+                        child.name_lossy()
+                    );
+                    self.refuse(dir, reason);
+                    complete = false;
+                    continue;
+                }
                 let index = self.plan.dirs.len();
                 self.plan.dirs.push(PlanDir {
                     rel,
                     node: child.clone(),
                     parent: dir,
                 });
-                let sub = self.dir(&child, &sp, Some(index), included)?;
+                self.depth += 1;
+                let sub = self.dir(&child, &sp, Some(index), included);
+                self.depth -= 1;
+                let sub = sub?;
                 if !(sub || included) {
                     // Nothing below was planned, so this directory is the last one.
                     self.plan.dirs.truncate(index);

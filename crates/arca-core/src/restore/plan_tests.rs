@@ -126,3 +126,36 @@ fn a_plan_with_an_escaping_path_fails_the_check() {
     p.files.push(p.files[0].clone());
     assert!(p.check().is_err(), "a repeated path passed");
 }
+
+#[test]
+fn a_listing_that_contains_itself_stops_at_the_depth_limit() {
+    use super::plan::MAX_DEPTH;
+    // A forged listing whose directory is the listing itself: without a limit the planner
+    // would recurse until the stack ran out.
+    let id = Id([7u8; 32]);
+    let mut dir = Node::new(b"d".to_vec(), NodeKind::Dir);
+    dir.subtree = Some(id);
+    let file = Node::new(b"f".to_vec(), NodeKind::File);
+    let trees = MadeUp(HashMap::from([(
+        id,
+        Tree {
+            nodes: vec![dir, file],
+        },
+    )]));
+    let mut root = Node::new(Vec::new(), NodeKind::Dir);
+    root.subtree = Some(id);
+    let filters = Filters::new(&[], &[]).unwrap();
+    // Test threads have small stacks: this runs where restores run, in a spawned thread.
+    let p = std::thread::spawn(move || plan(&trees, &root, "".as_ref(), &filters).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(p.dirs.len(), MAX_DEPTH);
+    assert_eq!(p.files.len(), MAX_DEPTH + 1);
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    assert!(
+        p.errors[0]
+            .reason
+            .contains("nested deeper than 2048 levels")
+    );
+    p.check().unwrap();
+}

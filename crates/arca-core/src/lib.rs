@@ -25,6 +25,7 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod saver;
+pub mod units;
 pub mod wal;
 pub mod walk;
 

@@ -30,6 +30,36 @@ pub enum MaxUnused {
     Unlimited,
 }
 
+impl std::str::FromStr for MaxUnused {
+    type Err = crate::units::UnitError;
+
+    /// `unlimited`, a percentage of the repository (`5%`, 0 to 100), or a size (`100M`, in
+    /// the grammar of [`crate::units::parse_size`]).
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let t = s.trim();
+        if t == "unlimited" {
+            return Ok(MaxUnused::Unlimited);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(MaxUnused::Percent(v)),
+                _ => Err(crate::units::UnitError {
+                    what: "max-unused",
+                    input: t.to_string(),
+                    reason: "a percentage is 0% to 100%".into(),
+                }),
+            };
+        }
+        crate::units::parse_size(t)
+            .map(MaxUnused::Bytes)
+            .map_err(|_| crate::units::UnitError {
+                what: "max-unused",
+                input: t.to_string(),
+                reason: "use a percentage (5%), a size (100M) or unlimited".into(),
+            })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneOptions {
     pub max_unused: MaxUnused,

@@ -496,10 +496,10 @@ pub struct ForgetArgs {
 pub struct PruneOpts {
     /// Unused space to tolerate in partly used packs: PERCENT%, SIZE (e.g. 100M) or unlimited
     #[arg(long, default_value = "5%")]
-    pub max_unused: String,
+    pub max_unused: arca_core::prune::MaxUnused,
     /// Repack at most this much data (e.g. 2G)
     #[arg(long)]
-    pub max_repack_size: Option<String>,
+    pub max_repack_size: Option<arca_core::units::Size>,
     /// Only repack tree packs
     #[arg(long)]
     pub repack_cacheable_only: bool,

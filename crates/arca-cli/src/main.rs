@@ -6,6 +6,7 @@ mod cmd;
 mod common;
 mod output;
 mod password;
+mod render;
 
 use clap::Parser;
 
@@ -39,7 +40,12 @@ pub mod exit {
 
 fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<arca_daemon::child::ChildError>()
+        if let Some(e) = cause.downcast_ref::<arca_ops::command::ChildError>()
+            && e.is_timeout()
+        {
+            return exit::TIMED_OUT;
+        }
+        if let Some(e) = cause.downcast_ref::<arca_ops::PasswordError>()
             && e.is_timeout()
         {
             return exit::TIMED_OUT;
@@ -50,7 +56,14 @@ fn exit_code(err: &anyhow::Error) -> i32 {
         {
             return exit::LOCKED;
         }
-        if let Some(e) = cause.downcast_ref::<arca_core::Error>() {
+        // The operations' errors wrap the engines' transparently.
+        let core = cause.downcast_ref::<arca_core::Error>().or_else(|| {
+            match cause.downcast_ref::<arca_ops::prune::MaintenanceError>() {
+                Some(arca_ops::prune::MaintenanceError::Repository(e)) => Some(e),
+                _ => None,
+            }
+        });
+        if let Some(e) = core {
             return match e.kind() {
                 arca_core::ErrorKind::RepositoryNotFound => exit::NO_REPOSITORY,
                 arca_core::ErrorKind::WrongPassword => exit::WRONG_PASSWORD,

@@ -1,51 +1,48 @@
 //! Where passwords come from: ARCA_PASSWORD, a file, a command, or a terminal prompt. A
-//! password command is killed after `--password-command-timeout` (60 s by default).
+//! password command is killed after `--password-command-timeout` (60 s by default). The
+//! rules are arca-ops' ([`PasswordSource`]); this module maps the flags to a source.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
+use arca_ops::{PasswordError, PasswordSource};
 
 use crate::cli::GlobalArgs;
 
-fn first_line(bytes: &[u8]) -> Vec<u8> {
-    let end = bytes
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .unwrap_or(bytes.len());
-    bytes[..end].to_vec()
-}
-
+/// The first line of a password file (for `key add --new-password-file`).
 pub fn from_file(path: &Path) -> Result<Vec<u8>> {
-    let raw =
-        std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
-    non_empty(first_line(&raw), &format!("file {}", path.display()))
+    Ok(PasswordSource::File(path.to_path_buf()).read()?)
 }
 
-fn non_empty(p: Vec<u8>, source: &str) -> Result<Vec<u8>> {
-    if p.is_empty() {
-        bail!("the password from {source} is empty; an empty password is not allowed");
-    }
-    Ok(p)
-}
-
-/// The repository password from the sources in order of precedence. `confirm` asks twice
-/// on a terminal (for new passwords).
-pub fn get(g: &GlobalArgs, confirm: bool) -> Result<Vec<u8>> {
-    if let Some(cmd) = &g.password_command {
-        let limit = arca_daemon::schedule::parse_duration(&g.password_command_timeout)
-            .map_err(anyhow::Error::msg)
+/// The password source that the flags and `ARCA_*` variables name, in order of
+/// precedence: a command, a file, `ARCA_PASSWORD`, the terminal. `confirm` asks twice on a
+/// terminal (for new passwords).
+pub fn source(g: &GlobalArgs, confirm: bool) -> Result<PasswordSource> {
+    if let Some(command) = &g.password_command {
+        let timeout = arca_core::units::parse_elapsed(&g.password_command_timeout)
             .context("--password-command-timeout (ARCA_PASSWORD_COMMAND_TIMEOUT)")?;
-        let out = arca_daemon::child::output_within("password command", cmd, limit)?;
-        return non_empty(first_line(&out), &format!("command {cmd:?}"));
+        return Ok(PasswordSource::Command {
+            command: command.clone(),
+            timeout,
+        });
     }
     if let Some(p) = &g.password_file {
-        return from_file(p);
+        return Ok(PasswordSource::File(p.clone()));
     }
-    if let Ok(p) = std::env::var("ARCA_PASSWORD") {
-        return non_empty(p.into_bytes(), "ARCA_PASSWORD");
+    if std::env::var_os("ARCA_PASSWORD").is_some() {
+        return Ok(PasswordSource::Env("ARCA_PASSWORD".into()));
     }
-    prompt(confirm, "repository password")
+    Ok(PasswordSource::Prompt(Arc::new(move || {
+        prompt(confirm, "repository password").map_err(|e| PasswordError::Prompt(e.to_string()))
+    })))
+}
+
+/// The repository password from the sources in order of precedence.
+pub fn get(g: &GlobalArgs, confirm: bool) -> Result<Vec<u8>> {
+    Ok(source(g, confirm)?.read()?)
 }
 
 /// Asks on the terminal; fails when there is none.

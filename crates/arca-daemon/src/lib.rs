@@ -5,7 +5,8 @@
 //! and the CLI decides how to show it.
 
 pub mod alerts;
-pub mod child;
+/// Bounded commands (password commands) live in the operations layer.
+pub use arca_ops::command as child;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -1,48 +1,24 @@
 //! `arca forget` (retention) and `arca prune`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use arca_core::Id;
 use arca_core::format::Snapshot;
-use arca_core::prune::{MaxUnused, PruneOptions};
+use arca_core::prune::PruneOptions;
 use arca_core::retention::{
     Candidate, RetentionPolicy, apply_policy, parse_duration, parse_tag_list,
 };
-use arca_core::{Id, Repository};
 
 use crate::cli::{ForgetArgs, GlobalArgs, PruneArgs, PruneOpts};
 use crate::common;
 
-fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last() {
-        Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
-        Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
-        Some('t' | 'T') => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    let n: f64 = num.parse().with_context(|| format!("bad size {s:?}"))?;
-    Ok((n * mult as f64) as u64)
-}
-
-fn prune_options(o: &PruneOpts) -> Result<PruneOptions> {
-    let max_unused = if o.max_unused == "unlimited" {
-        MaxUnused::Unlimited
-    } else if let Some(p) = o.max_unused.strip_suffix('%') {
-        MaxUnused::Percent(
-            p.parse()
-                .with_context(|| format!("bad --max-unused {:?}", o.max_unused))?,
-        )
-    } else {
-        MaxUnused::Bytes(parse_size(&o.max_unused)?)
-    };
-    Ok(PruneOptions {
-        max_unused,
-        max_repack_bytes: o.max_repack_size.as_deref().map(parse_size).transpose()?,
+fn prune_options(o: &PruneOpts) -> PruneOptions {
+    PruneOptions {
+        max_unused: o.max_unused,
+        max_repack_bytes: o.max_repack_size.map(|s| s.0),
         repack_cacheable_only: o.repack_cacheable_only,
-    })
+    }
 }
 
 fn policy(a: &ForgetArgs) -> Result<RetentionPolicy> {
@@ -195,68 +171,20 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
     }
     if a.prune && !a.dry_run {
         drop(_lock);
-        return do_prune(g, &repo, &a.prune_opts, false);
+        drop(repo);
+        return do_prune(g, &a.prune_opts, false);
     }
     Ok(crate::exit::OK)
 }
 
 pub fn prune(g: &GlobalArgs, a: PruneArgs) -> Result<i32> {
-    let repo = common::open(g)?;
-    do_prune(g, &repo, &a.opts, a.dry_run)
+    do_prune(g, &a.opts, a.dry_run)
 }
 
-fn do_prune(g: &GlobalArgs, repo: &Arc<Repository>, o: &PruneOpts, dry_run: bool) -> Result<i32> {
-    common::ensure_may_delete(repo, "prune")?;
-    let opts = prune_options(o)?;
-    let _lock = common::lock(g, repo, true, "prune")?;
-    let temp_files = if dry_run {
-        0
-    } else {
-        crate::cmd::key::remove_abandoned_temp_files(g)?
-    };
-    let plan = arca_core::prune::plan(repo, &opts)?;
-    if g.json {
-        let mut v = serde_json::to_value(&plan)?;
-        v["dry_run"] = serde_json::json!(dry_run);
-        v["temporary_files_removed"] = serde_json::json!(temp_files);
-        common::print_json(&v)?;
-    } else if !g.quiet {
-        if temp_files > 0 {
-            println!("removed {temp_files} temporary files of interrupted writes");
-        }
-        println!(
-            "used: {} blobs, {}; unused: {} blobs, {}",
-            plan.blobs_used,
-            common::human_bytes(plan.bytes_used),
-            plan.blobs_unused,
-            common::human_bytes(plan.bytes_unused)
-        );
-        println!(
-            "plan: delete {} packs, repack {} packs ({}), delete {} unindexed packs, keep {} packs; frees {}",
-            plan.delete_packs.len(),
-            plan.repack_packs.len(),
-            common::human_bytes(plan.bytes_repacked),
-            plan.delete_unindexed.len(),
-            plan.packs_kept,
-            common::human_bytes(plan.bytes_freed)
-        );
-    }
-    if dry_run || plan.is_noop() {
-        if !g.quiet && !g.json {
-            println!(
-                "{}",
-                if dry_run {
-                    "dry run: nothing changed"
-                } else {
-                    "nothing to prune"
-                }
-            );
-        }
-        return Ok(crate::exit::OK);
-    }
-    arca_core::prune::execute(repo, plan)?;
-    if !g.quiet && !g.json {
-        println!("prune done");
-    }
+fn do_prune(g: &GlobalArgs, o: &PruneOpts, dry_run: bool) -> Result<i32> {
+    let session = common::session(g)?;
+    let report =
+        arca_ops::prune::prune(&session, &prune_options(o), dry_run, &common::interrupted)?;
+    crate::render::prune(g, &report)?;
     Ok(crate::exit::OK)
 }

@@ -114,10 +114,7 @@ pub fn unlock(g: &GlobalArgs, a: UnlockArgs) -> Result<i32> {
 /// whose writer is gone from this host, or older than a day; object stores have none).
 /// Returns how many were removed.
 pub(crate) fn remove_abandoned_temp_files(g: &GlobalArgs) -> Result<usize> {
-    match arca_storage::parse_location(&common::location(g)?)? {
-        arca_storage::Location::Local(root) => Ok(arca_storage::LocalStorage::new(root)
-            .remove_abandoned_temp_files()
-            .context("removing temporary files of interrupted writes")?),
-        _ => Ok(0),
-    }
+    Ok(arca_ops::prune::remove_abandoned_temp_files(
+        &common::location(g)?,
+    )?)
 }

@@ -432,6 +432,17 @@ impl Checker<'_> {
                 .as_ref()
                 .and_then(|t| self.duration(t, &format!("{what} password_command_timeout")))
                 .unwrap_or(Duration::from_secs(60));
+            let lock_wait = r
+                .lock_wait
+                .as_ref()
+                .and_then(|t| self.duration(t, &format!("{what} lock_wait")))
+                .unwrap_or(DEFAULT_LOCK_WAIT);
+            if r.cache == Some(false)
+                && let Some(d) = &r.cache_dir
+            {
+                self.at(d, format!("{what} cache_dir is set but cache = false"));
+            }
+            let cache_dir = r.cache_dir.as_ref().map(|d| self.resolve_path(d.get_ref()));
             if let Some(password) = password {
                 repositories.insert(
                     name.clone(),
@@ -445,6 +456,10 @@ impl Checker<'_> {
                         connections: r.connections.map(|c| c.into_inner()),
                         upload_limit_kib: r.upload_limit_kib,
                         download_limit_kib: r.download_limit_kib,
+                        append_only: r.append_only,
+                        cache: r.cache.unwrap_or(true),
+                        cache_dir,
+                        lock_wait,
                     },
                 );
             }

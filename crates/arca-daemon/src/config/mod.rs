@@ -99,7 +99,19 @@ pub struct RepositoryConfig {
     pub connections: Option<usize>,
     pub upload_limit_kib: Option<u64>,
     pub download_limit_kib: Option<u64>,
+    /// Refuse deletes from this host (`append_only = true`), as `--append-only` does.
+    pub append_only: bool,
+    /// Whether runs keep a local cache of an object store (`cache = false` turns it off).
+    pub cache: bool,
+    /// Where the cache lives (else `ARCA_CACHE_DIR`, `$XDG_CACHE_HOME/arca`, `~/.cache/arca`).
+    pub cache_dir: Option<PathBuf>,
+    /// How long a run waits for another process's conflicting lock (default 2 minutes).
+    #[serde(with = "arca_core::units::elapsed_str")]
+    pub lock_wait: Duration,
 }
+
+/// How long a run waits for a conflicting repository lock when the config does not say.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// What a job backs up.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -31,6 +31,11 @@ pub(super) struct RawRepository {
     pub(super) connections: Option<Spanned<usize>>,
     pub(super) upload_limit_kib: Option<u64>,
     pub(super) download_limit_kib: Option<u64>,
+    #[serde(default)]
+    pub(super) append_only: bool,
+    pub(super) cache: Option<bool>,
+    pub(super) cache_dir: Option<Spanned<String>>,
+    pub(super) lock_wait: Option<Spanned<String>>,
 }
 
 /// A string or a list of strings (`window = "22:00-06:00"` or `window = ["..", ".."]`).

@@ -14,14 +14,18 @@ pub(super) fn job_snapshots(repo: &Repository, tag: &str) -> Result<Vec<(Id, Sna
 }
 
 /// Applies the job's retention to its snapshots in `repo`; returns how many were removed.
-pub(super) fn apply_retention(repo: &Arc<Repository>, job: &JobConfig) -> Result<usize, String> {
+pub(super) fn apply_retention(
+    repo: &Arc<Repository>,
+    job: &JobConfig,
+    lock_wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<usize, String> {
     let Some(policy) = &job.retention else {
         return Ok(0);
     };
-    if repo.config().append_only {
-        return Err("the repository is append-only: retention is not applied".into());
-    }
-    let _lock = acquire_waiting(repo, true, "forget").map_err(|e| e.to_string())?;
+    arca_ops::prune::ensure_may_delete(repo, "retention (forget)").map_err(|e| e.to_string())?;
+    let _lock =
+        acquire_waiting(repo, true, "forget", lock_wait, stop).map_err(|e| e.to_string())?;
     let snaps = job_snapshots(repo, &job.job_tag())?;
     let cands: Vec<Candidate> = snaps
         .iter()
@@ -44,28 +48,34 @@ pub(super) fn apply_retention(repo: &Arc<Repository>, job: &JobConfig) -> Result
     Ok(removed)
 }
 
-pub(super) fn prune_repo(repo: &Arc<Repository>, job: &JobConfig) -> Result<String, String> {
+/// Prunes one repository of the job with the job's prune settings: the prune operation of
+/// arca-ops (append-only refusal with its delete probe, exclusive lock, removal of
+/// abandoned temporary files, plan and execution), as `arca prune` runs it.
+pub(super) fn prune_repo(
+    session: &arca_ops::Session,
+    job: &JobConfig,
+    stop: &dyn Fn() -> bool,
+) -> Result<String, String> {
     let Some(p) = &job.prune else {
         return Ok(String::new());
     };
-    if repo.config().append_only {
-        return Err("the repository is append-only: prune is refused".into());
-    }
     let opts = arca_core::prune::PruneOptions {
         max_unused: p.max_unused,
         max_repack_bytes: None,
         repack_cacheable_only: false,
     };
-    let _lock = acquire_waiting(repo, true, "prune").map_err(|e| e.to_string())?;
-    let plan = arca_core::prune::plan(repo, &opts).map_err(|e| e.to_string())?;
-    let summary = format!(
+    let r = arca_ops::prune::prune(session, &opts, false, stop).map_err(|e| e.to_string())?;
+    let mut summary = format!(
         "delete {} packs, repack {}, frees {} bytes",
-        plan.delete_packs.len(),
-        plan.repack_packs.len(),
-        plan.bytes_freed
+        r.plan.delete_packs.len(),
+        r.plan.repack_packs.len(),
+        r.plan.bytes_freed
     );
-    if !plan.is_noop() {
-        arca_core::prune::execute(repo, plan).map_err(|e| e.to_string())?;
+    if r.temporary_files_removed > 0 {
+        summary.push_str(&format!(
+            "; removed {} temporary files of interrupted writes",
+            r.temporary_files_removed
+        ));
     }
     Ok(summary)
 }
@@ -98,7 +108,10 @@ pub(super) fn prune_if_due(
     let mut errors = Vec::new();
     for name in &job.repositories {
         let cfg = &ctx.config.repositories[name];
-        match open_repository(cfg, Some(job)).and_then(|r| prune_repo(&r, job)) {
+        let pruned = open_session(cfg, Some(job))
+            .map_err(|e| e.to_string())
+            .and_then(|s| prune_repo(&s, job, ctx.stop));
+        match pruned {
             Ok(s) => plog.line(ctx.clock, &format!("prune {name}: {s}")),
             Err(e) => {
                 plog.line(ctx.clock, &format!("prune {name}: {e}"));

@@ -172,25 +172,17 @@ impl Log {
     }
 }
 
-/// How long a run waits for another job's lock on a shared repository.
-const LOCK_WAIT: Duration = Duration::from_secs(120);
-
-/// Takes a repository lock, waiting (up to [`LOCK_WAIT`]) while another run holds a
-/// conflicting one: jobs that share a repository take turns instead of failing.
+/// Takes a repository lock, waiting (up to the repository's `lock_wait`, 2 minutes by
+/// default) while another run holds a conflicting one: jobs that share a repository take
+/// turns instead of failing.
 fn acquire_waiting(
     repo: &Arc<Repository>,
     exclusive: bool,
     operation: &str,
+    lock_wait: Duration,
+    stop: &dyn Fn() -> bool,
 ) -> arca_core::Result<lock::LockGuard> {
-    let started = Instant::now();
-    loop {
-        match lock::acquire(repo, exclusive, operation) {
-            Err(e) if e.kind() == arca_core::ErrorKind::Locked && started.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            other => return other,
-        }
-    }
+    lock::acquire_waiting(repo, exclusive, operation, lock_wait, stop)
 }
 
 /// The result of the backup step.
@@ -200,7 +192,7 @@ struct Backed {
 }
 
 fn backup(
-    repo: &Arc<Repository>,
+    session: &arca_ops::Session,
     job: &JobConfig,
     backup_type: BackupType,
     progress: &RunProgress<'_>,
@@ -238,8 +230,11 @@ fn backup(
             e.to_string(),
         )
     };
-    let _lock = acquire_waiting(repo, false, "backup").map_err(err)?;
-    let mut index = repo.load_index().map_err(err)?;
+    let repo = session.repository();
+    let _lock = session
+        .lock(false, "backup", &|| progress.should_stop())
+        .map_err(err)?;
+    let mut index = session.load_index().map_err(err)?;
     let adopted = repo.adopt_unindexed_packs(&mut index).map_err(err)?;
     if adopted > 0 {
         let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -512,9 +507,14 @@ pub fn run_job(
                 job.source.describe()
             ),
         );
-        let primary = open_repository(primary_cfg, Some(job)).map_err(|e| (false, e))?;
+        let primary_session =
+            open_session(primary_cfg, Some(job)).map_err(|e| (false, e.to_string()))?;
+        for w in primary_session.warnings() {
+            log.line(ctx.clock, &format!("warning: {w}"));
+        }
+        let primary = primary_session.repository().clone();
         let engine_log = Mutex::new(String::new());
-        let b = backup(&primary, job, backup_type, &progress, &engine_log);
+        let b = backup(&primary_session, job, backup_type, &progress, &engine_log);
         log.text
             .push_str(&engine_log.into_inner().unwrap_or_else(|p| p.into_inner()));
         let b = b?;
@@ -546,7 +546,7 @@ pub fn run_job(
             primary_name.clone(),
             serde_json::json!({"snapshot": origin.to_string()}),
         );
-        match apply_retention(&primary, job) {
+        match apply_retention(&primary, job, primary_cfg.lock_wait, ctx.stop) {
             Ok(n) if n > 0 => log.line(
                 ctx.clock,
                 &format!("retention on {primary_name}: removed {n} snapshots"),
@@ -567,7 +567,8 @@ pub fn run_job(
                 }
                 let selected = job_snapshots(&primary, &job.job_tag())?;
                 let summary = {
-                    let _l = acquire_waiting(&dst, false, "copy").map_err(|e| e.to_string())?;
+                    let _l = acquire_waiting(&dst, false, "copy", cfg.lock_wait, ctx.stop)
+                        .map_err(|e| e.to_string())?;
                     arca_core::copy::copy_snapshots(&primary, &dst, &selected, &progress)
                         .map_err(|e| e.to_string())?
                 };
@@ -580,7 +581,7 @@ pub fn run_job(
                         summary.bytes_added
                     ),
                 );
-                let removed = apply_retention(&dst, job)?;
+                let removed = apply_retention(&dst, job, cfg.lock_wait, ctx.stop)?;
                 if removed > 0 {
                     log.line(
                         ctx.clock,

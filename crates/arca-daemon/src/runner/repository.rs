@@ -1,77 +1,83 @@
-//! Opening a job's repositories: the password from its source, the storage stack, and
-//! the progress a run reports through.
+//! Opening a job's repositories: the description of a configured repository (with the
+//! job's connection and bandwidth limits) opened as an arca-ops session, the one storage
+//! stack the CLI uses too (cache, client-side append-only, request counts), and the
+//! progress a run reports through.
 
 use super::*;
 
-/// Reads a repository's password from its configured source.
-pub fn password(repo: &RepositoryConfig) -> Result<Vec<u8>, String> {
-    let first_line = |b: &[u8]| -> Vec<u8> {
-        let end = b
-            .iter()
-            .position(|&c| c == b'\n' || c == b'\r')
-            .unwrap_or(b.len());
-        b[..end].to_vec()
-    };
-    let (pw, from) = match &repo.password {
-        PasswordSource::File(p) => (
-            first_line(
-                &std::fs::read(p)
-                    .map_err(|e| format!("reading password file {}: {e}", p.display()))?,
-            ),
-            format!("file {}", p.display()),
-        ),
-        PasswordSource::Command(c) => {
-            let out =
-                crate::child::output_within("password command", c, repo.password_command_timeout)
-                    .map_err(|e| e.to_string())?;
-            (first_line(&out), format!("command {c:?}"))
-        }
-        PasswordSource::Env(v) => (
-            std::env::var(v)
-                .map_err(|_| format!("environment variable {v} (password_env) is not set"))?
-                .into_bytes(),
-            format!("environment variable {v}"),
-        ),
-    };
-    if pw.is_empty() {
-        return Err(format!("the password from {from} is empty"));
-    }
-    Ok(pw)
+use arca_ops::{Access, CacheSetting, OpenError, RepositorySpec, Session};
+
+/// A configured repository that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("repository {name} ({location}): {source}")]
+pub struct RepositoryError {
+    pub name: String,
+    pub location: String,
+    pub source: Box<OpenError>,
 }
 
-/// Opens a configured repository with the job's connection and bandwidth limits.
+/// The password source of a configured repository.
+pub fn password_source(repo: &RepositoryConfig) -> arca_ops::PasswordSource {
+    match &repo.password {
+        PasswordSource::File(p) => arca_ops::PasswordSource::File(p.clone()),
+        PasswordSource::Command(c) => arca_ops::PasswordSource::Command {
+            command: c.clone(),
+            timeout: repo.password_command_timeout,
+        },
+        PasswordSource::Env(v) => arca_ops::PasswordSource::Env(v.clone()),
+    }
+}
+
+/// Reads a repository's password from its configured source.
+pub fn password(repo: &RepositoryConfig) -> Result<Vec<u8>, arca_ops::PasswordError> {
+    password_source(repo).read()
+}
+
+/// The description of a configured repository, with the job's limits over the
+/// repository's own.
+pub fn repository_spec(repo: &RepositoryConfig, job: Option<&JobConfig>) -> RepositorySpec {
+    let limits = job.map(|j| &j.limits);
+    let cache = match (&repo.cache_dir, repo.cache) {
+        (_, false) => CacheSetting::Off,
+        (Some(d), true) => CacheSetting::Dir(d.clone()),
+        (None, true) => CacheSetting::Default,
+    };
+    RepositorySpec {
+        location: repo.location.clone(),
+        password: password_source(repo),
+        connections: limits.and_then(|l| l.connections).or(repo.connections),
+        upload_limit_kib: limits
+            .and_then(|l| l.upload_limit_kib)
+            .or(repo.upload_limit_kib),
+        download_limit_kib: limits
+            .and_then(|l| l.download_limit_kib)
+            .or(repo.download_limit_kib),
+        cache,
+        append_only: repo.append_only,
+        lock_wait: repo.lock_wait,
+    }
+}
+
+/// Opens a configured repository as a session.
+pub fn open_session(
+    repo: &RepositoryConfig,
+    job: Option<&JobConfig>,
+) -> Result<Session, RepositoryError> {
+    Session::open(&repository_spec(repo, job), Access::Cached).map_err(|source| RepositoryError {
+        name: repo.name.clone(),
+        location: repo.location.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// Opens a configured repository (see [`open_session`]).
 pub fn open_repository(
     repo: &RepositoryConfig,
     job: Option<&JobConfig>,
 ) -> Result<Arc<Repository>, String> {
-    let mut opts = arca_storage::OpenOptions::from_env().map_err(|e| e.to_string())?;
-    let limits = job.map(|j| &j.limits);
-    if let Some(c) = limits.and_then(|l| l.connections).or(repo.connections) {
-        opts.connections = Some(c);
-    }
-    let storage = arca_storage::open_location_with(&repo.location, &opts)
-        .map_err(|e| format!("repository {} ({}): {e}", repo.name, repo.location))?;
-    let up = limits
-        .and_then(|l| l.upload_limit_kib)
-        .or(repo.upload_limit_kib);
-    let down = limits
-        .and_then(|l| l.download_limit_kib)
-        .or(repo.download_limit_kib);
-    let storage: Arc<dyn arca_storage::Storage> = if up.is_some() || down.is_some() {
-        Arc::new(arca_storage::ThrottleStorage::new(
-            storage,
-            up.map(arca_storage::Bandwidth::kib_per_sec),
-            down.map(arca_storage::Bandwidth::kib_per_sec),
-        ))
-    } else {
-        storage
-    };
-    arca_core::repo::ensure_repository(storage.as_ref(), &repo.location)
-        .map_err(|e| format!("repository {}: {e}", repo.name))?;
-    let pw = password(repo).map_err(|e| format!("repository {}: {e}", repo.name))?;
-    Repository::open(storage, &pw)
-        .map(Arc::new)
-        .map_err(|e| format!("repository {} ({}): {e}", repo.name, repo.location))
+    open_session(repo, job)
+        .map(|s| s.repository().clone())
+        .map_err(|e| e.to_string())
 }
 
 /// Progress of a run: counts, and the stop condition.

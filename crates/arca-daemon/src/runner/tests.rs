@@ -46,6 +46,10 @@ fn three_two_one_counts() {
         connections: None,
         upload_limit_kib: None,
         download_limit_kib: None,
+        append_only: false,
+        cache: true,
+        cache_dir: None,
+        lock_wait: crate::config::DEFAULT_LOCK_WAIT,
     };
     let a = repo("a", "disk", false);
     let b = repo("b", "s3", true);

@@ -3,8 +3,8 @@
 //! group of its own, and when it has not finished after its limit the whole group is
 //! killed (SIGKILL) and the caller gets [`ChildError::TimedOut`], which names the command
 //! and the limit. What the command leaves running in its group when it ends is killed
-//! too, so nothing holds its output open. Hooks and alert commands have their own
-//! runners with the same rule ([`crate::runner::run_hook`], [`crate::drill::run_command`]).
+//! too, so nothing holds its output open. The daemon's hooks and alert commands have their
+//! own runners with the same rule.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::drill::format_duration;
+use arca_core::units::format_elapsed as format_duration;
 
 /// Why a bounded command gave no output.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,18 @@
+//! arca-ops: the application layer, once. A [`session::Session`] opens a repository from
+//! one description ([`session::RepositorySpec`]: location, password source, connections,
+//! bandwidth limits, cache, append-only, lock waiting), and the operations run on it, each
+//! with the lock it needs and a typed report. The CLI, the daemon's job runs and the
+//! dashboard call these same functions, so `arca backup` and a scheduled job behave alike.
+//!
+//! Nothing here prints: reports are data, and the front ends render them.
+
+pub mod cache;
+pub mod command;
+pub mod password;
+pub mod prune;
+mod request_report;
+pub mod session;
+
+pub use cache::CacheSetting;
+pub use password::{PasswordError, PasswordSource};
+pub use session::{Access, CacheHandle, OpenError, RepositorySpec, Session};

@@ -518,6 +518,52 @@ fn a_credential_that_may_not_delete_keeps_backing_up_and_refuses_to_remove() {
             .says("append-only")
             .says("the storage refuses deletes");
     }
+    // A job's retention and prune are the same operations: refused before anything goes.
+    let config = env.path("arca.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[daemon]
+state = "history.db"
+
+[repositories.nodelete]
+location = "{through_proxy}"
+password_env = "ARCA_TEST_DAEMON_PW"
+cache_dir = "{cache}"
+
+[jobs.j]
+sources = ["{src}"]
+repositories = ["nodelete"]
+schedule = "every 1h"
+retention = {{ keep_last = 1 }}
+prune = {{ schedule = "every 1s" }}
+"#,
+            cache = env.path("job-cache").display(),
+            src = src.display()
+        ),
+    )
+    .unwrap();
+    let run = common::daemon::run_with_config(&config, &["job", "run", "j", "--json"]);
+    let rec = run.json();
+    assert_eq!(rec["status"], "failed", "{rec}");
+    let error = rec["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("the storage refuses deletes"),
+        "retention of the job: {error}"
+    );
+    let prunes: Vec<serde_json::Value> = common::daemon::job_history(&config, "j")
+        .into_iter()
+        .filter(|r| r["kind"] == "prune")
+        .collect();
+    assert_eq!(prunes.len(), 1, "{prunes:?}");
+    assert_eq!(prunes[0]["status"], "failed", "{}", prunes[0]);
+    assert!(
+        prunes[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the storage refuses deletes")),
+        "prune of the job: {}",
+        prunes[0]
+    );
     let pw = env.path("newpw");
     std::fs::write(&pw, "another password\n").unwrap();
     arca(
@@ -536,7 +582,8 @@ fn a_credential_that_may_not_delete_keeps_backing_up_and_refuses_to_remove() {
     let snaps = arca(&env, &direct, &[], &["snapshots", "--json"])
         .ok()
         .json();
-    assert_eq!(snaps.as_array().map(Vec::len), Some(2), "{snaps}");
+    // Two of `arca backup`, one of the job: nothing was removed.
+    assert_eq!(snaps.as_array().map(Vec::len), Some(3), "{snaps}");
     arca(&env, &direct, &[], &["check", "--read-data"]).ok();
     let keys = arca(&env, &direct, &[], &["key", "list", "--json"])
         .ok()

@@ -140,15 +140,17 @@ pub fn split_ref(r: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The operations' form of the snapshot filter flags.
+pub fn ops_filter(f: &SnapshotFilter) -> arca_ops::forget::SnapshotFilter {
+    arca_ops::forget::SnapshotFilter {
+        hosts: f.hosts.clone(),
+        tags: f.tags.clone(),
+        paths: f.paths.clone(),
+    }
+}
+
 pub fn matches_filter(s: &Snapshot, f: &SnapshotFilter) -> bool {
-    (f.hosts.is_empty() || f.hosts.contains(&s.host))
-        && (f.tags.is_empty()
-            || f.tags.iter().any(|t| {
-                t.split(',')
-                    .filter(|x| !x.is_empty())
-                    .all(|x| s.tags.iter().any(|st| st == x))
-            }))
-        && (f.paths.is_empty() || f.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p)))
+    ops_filter(f).matches(s)
 }
 
 /// Resolves a reference against the snapshots matching `filter` (for `latest`).

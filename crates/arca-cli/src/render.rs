@@ -2,10 +2,52 @@
 //! or in a log, one JSON object with `--json`, nothing with `--quiet`.
 
 use anyhow::Result;
+use arca_ops::forget::ForgetReport;
 use arca_ops::prune::PruneReport;
 
 use crate::cli::GlobalArgs;
-use crate::common::{human_bytes, print_json};
+use crate::common::{human_bytes, local_time, print_json};
+use crate::output::terminal_safe;
+
+/// `arca forget`: each group's decisions, then how many snapshots went.
+pub fn forget(g: &GlobalArgs, r: &ForgetReport) -> Result<()> {
+    if g.json {
+        return print_json(r);
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    for group in &r.groups {
+        let key = if group.group.is_empty() {
+            "(all)".into()
+        } else {
+            terminal_safe(group.group.as_bytes()).into_owned()
+        };
+        println!("snapshots of {key}:");
+        println!("  {:<8}  {:<19}  {:<6}  reasons", "id", "time", "action");
+        for d in &group.decisions {
+            println!(
+                "  {:<8}  {:<19}  {:<6}  {}",
+                d.id.short(),
+                local_time(d.time),
+                if d.keep { "keep" } else { "remove" },
+                terminal_safe(d.reasons.join(", ").as_bytes())
+            );
+        }
+        let kept = group.decisions.iter().filter(|d| d.keep).count();
+        println!(
+            "  {} kept, {} removed\n",
+            kept,
+            group.decisions.len() - kept
+        );
+    }
+    println!(
+        "{} {} snapshots",
+        if r.dry_run { "would remove" } else { "removed" },
+        r.removed.len()
+    );
+    Ok(())
+}
 
 /// `arca prune`, `arca forget --prune`.
 pub fn prune(g: &GlobalArgs, r: &PruneReport) -> Result<()> {

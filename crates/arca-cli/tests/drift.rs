@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::daemon::{job_history, run_with_config};
+use common::daemon::job_history;
 use common::*;
 
 /// Reads (whole and ranged) in the lines `ARCA_DEBUG_REQUESTS_FILE` got from one run.

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod command;
+pub mod forget;
 pub mod password;
 pub mod prune;
 mod request_report;

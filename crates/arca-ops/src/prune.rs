@@ -34,6 +34,13 @@ pub enum MaintenanceError {
         id: String,
         source: arca_storage::StorageError,
     },
+    #[error(
+        "no retention policy given (e.g. --keep-daily 7 --keep-weekly 4 --keep-monthly 12 \
+         --keep-yearly 7): refusing to remove every snapshot"
+    )]
+    EmptyPolicy,
+    #[error("bad group-by field {0:?}: use host, paths and/or tags")]
+    GroupBy(String),
     #[error(transparent)]
     Repository(#[from] arca_core::Error),
 }

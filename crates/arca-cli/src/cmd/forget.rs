@@ -1,14 +1,11 @@
-//! `arca forget` (retention) and `arca prune`.
+//! `arca forget` (retention) and `arca prune`: the flags mapped to arca-ops' forget and
+//! prune operations, whose reports `crate::render` shows.
 
-use std::collections::BTreeMap;
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 use arca_core::Id;
-use arca_core::format::Snapshot;
 use arca_core::prune::PruneOptions;
-use arca_core::retention::{
-    Candidate, RetentionPolicy, apply_policy, parse_duration, parse_tag_list,
-};
+use arca_core::retention::{RetentionPolicy, parse_duration, parse_tag_list};
+use arca_ops::forget::{Selection, forget, parse_group_by};
 
 use crate::cli::{ForgetArgs, GlobalArgs, PruneArgs, PruneOpts};
 use crate::common;
@@ -47,131 +44,38 @@ fn policy(a: &ForgetArgs) -> Result<RetentionPolicy> {
     Ok(p)
 }
 
-fn group_key(s: &Snapshot, by: &str) -> String {
-    let mut parts = Vec::new();
-    for f in by.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-        match f {
-            "host" => parts.push(format!("host [{}]", s.host)),
-            "paths" => parts.push(format!("paths [{}]", s.paths.join(", "))),
-            "tags" => {
-                let mut t = s.tags.clone();
-                t.sort();
-                parts.push(format!("tags [{}]", t.join(", ")));
-            }
-            _ => {}
-        }
-    }
-    parts.join(", ")
-}
-
 pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
-    for f in a
-        .group_by
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-    {
-        if !["host", "paths", "tags"].contains(&f) {
-            bail!("bad --group-by field {f:?}: use host, paths and/or tags");
+    let group_by = parse_group_by(&a.group_by)?;
+    let session = common::session(g)?;
+    let selection = if a.snapshots.is_empty() {
+        Selection::Policy {
+            policy: Box::new(policy(&a)?),
+            filter: common::ops_filter(&a.filter),
+            group_by,
         }
-    }
-    let repo = common::open(g)?;
-    common::ensure_may_delete(&repo, "forget")?;
-    let _lock = if a.dry_run {
-        None
     } else {
-        Some(common::lock(g, &repo, true, "forget")?)
-    };
-    let snaps = common::all_snapshots(&repo)?;
-    let mut remove: Vec<Id> = Vec::new();
-    let mut report = Vec::new();
-    if !a.snapshots.is_empty() {
+        let repo = session.repository();
+        let snaps = common::all_snapshots(repo)?;
+        let mut ids = Vec::new();
         for r in &a.snapshots {
             match common::resolve(&snaps, r, None) {
-                Ok((id, _)) => remove.push(id),
+                Ok((id, _)) => ids.push(id),
                 // A damaged snapshot cannot be read, so only its full id names it.
                 Err(e) => match r.parse::<Id>() {
                     Ok(id) if repo.storage().stat(&format!("snapshots/{id}")).is_ok() => {
                         eprintln!("warning: snapshot {id} cannot be read; removing its object");
-                        remove.push(id);
+                        ids.push(id);
                     }
                     _ => return Err(e),
                 },
             }
         }
-    } else {
-        let policy = policy(&a)?;
-        if policy.is_empty() {
-            bail!(
-                "no retention policy given (e.g. --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 7): refusing to remove every snapshot"
-            );
-        }
-        let mut groups: BTreeMap<String, Vec<&(Id, Snapshot)>> = BTreeMap::new();
-        for s in snaps
-            .iter()
-            .filter(|(_, s)| common::matches_filter(s, &a.filter))
-        {
-            groups
-                .entry(group_key(&s.1, &a.group_by))
-                .or_default()
-                .push(s);
-        }
-        for (key, members) in groups {
-            let cands: Vec<Candidate> = members
-                .iter()
-                .map(|(id, s)| Candidate {
-                    id: *id,
-                    time: s.time,
-                    utc_offset_secs: s.utc_offset_secs,
-                    tags: s.tags.clone(),
-                })
-                .collect();
-            let decisions = apply_policy(&policy, &cands);
-            if !g.json && !g.quiet {
-                println!(
-                    "snapshots of {}:",
-                    if key.is_empty() {
-                        "(all)".into()
-                    } else {
-                        crate::output::terminal_safe(key.as_bytes()).into_owned()
-                    }
-                );
-                println!("  {:<8}  {:<19}  {:<6}  reasons", "id", "time", "action");
-                for d in &decisions {
-                    println!(
-                        "  {:<8}  {:<19}  {:<6}  {}",
-                        d.id.short(),
-                        common::local_time(d.time),
-                        if d.keep { "keep" } else { "remove" },
-                        crate::output::terminal_safe(d.reasons.join(", ").as_bytes())
-                    );
-                }
-                let kept = decisions.iter().filter(|d| d.keep).count();
-                println!("  {} kept, {} removed\n", kept, decisions.len() - kept);
-            }
-            remove.extend(decisions.iter().filter(|d| !d.keep).map(|d| d.id));
-            report.push(serde_json::json!({"group": key, "decisions": decisions}));
-        }
-    }
-    if !a.dry_run {
-        for id in &remove {
-            repo.storage().delete(&format!("snapshots/{id}"))?;
-        }
-    }
-    if g.json {
-        common::print_json(&serde_json::json!({
-            "dry_run": a.dry_run, "groups": report, "removed": remove,
-        }))?;
-    } else if !g.quiet {
-        println!(
-            "{} {} snapshots",
-            if a.dry_run { "would remove" } else { "removed" },
-            remove.len()
-        );
-    }
+        Selection::Ids(ids)
+    };
+    let report = forget(&session, &selection, a.dry_run, &common::interrupted)?;
+    crate::render::forget(g, &report)?;
     if a.prune && !a.dry_run {
-        drop(_lock);
-        drop(repo);
+        drop(session);
         return do_prune(g, &a.prune_opts, false);
     }
     Ok(crate::exit::OK)

@@ -13,39 +13,29 @@ pub(super) fn job_snapshots(repo: &Repository, tag: &str) -> Result<Vec<(Id, Sna
         .collect())
 }
 
-/// Applies the job's retention to its snapshots in `repo`; returns how many were removed.
+/// Applies the job's retention to its snapshots in the session's repository: arca-ops'
+/// forget (append-only refusal with the delete probe, exclusive lock) on the snapshots
+/// with the job's tag, in one group, as `arca forget --tag job:NAME --group-by ''` would.
+/// Returns how many snapshots were removed.
 pub(super) fn apply_retention(
-    repo: &Arc<Repository>,
+    session: &arca_ops::Session,
     job: &JobConfig,
-    lock_wait: Duration,
     stop: &dyn Fn() -> bool,
 ) -> Result<usize, String> {
     let Some(policy) = &job.retention else {
         return Ok(0);
     };
-    arca_ops::prune::ensure_may_delete(repo, "retention (forget)").map_err(|e| e.to_string())?;
-    let _lock =
-        acquire_waiting(repo, true, "forget", lock_wait, stop).map_err(|e| e.to_string())?;
-    let snaps = job_snapshots(repo, &job.job_tag())?;
-    let cands: Vec<Candidate> = snaps
-        .iter()
-        .map(|(id, s)| Candidate {
-            id: *id,
-            time: s.time,
-            utc_offset_secs: s.utc_offset_secs,
-            tags: s.tags.clone(),
-        })
-        .collect();
-    let mut removed = 0;
-    for d in apply_policy(policy, &cands) {
-        if !d.keep {
-            repo.storage()
-                .delete(&format!("snapshots/{}", d.id))
-                .map_err(|e| format!("removing snapshot {}: {e}", d.id.short()))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    let selection = arca_ops::forget::Selection::Policy {
+        policy: Box::new(policy.clone()),
+        filter: arca_ops::forget::SnapshotFilter {
+            tags: vec![job.job_tag()],
+            ..Default::default()
+        },
+        group_by: Vec::new(),
+    };
+    arca_ops::forget::forget(session, &selection, false, stop)
+        .map(|r| r.removed.len())
+        .map_err(|e| e.to_string())
 }
 
 /// Prunes one repository of the job with the job's prune settings: the prune operation of

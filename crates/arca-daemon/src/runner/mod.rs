@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 use arca_core::backup::{BackupOptions, backup_paths, backup_stream};
 use arca_core::format::{BackupType, Snapshot};
 use arca_core::progress::Progress;
-use arca_core::retention::{Candidate, apply_policy};
-use arca_core::{Id, Repository, lock};
+use arca_core::{Id, Repository};
 use jiff::Timestamp;
 
 use crate::clock::Clock;
@@ -170,19 +169,6 @@ impl Log {
             clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
         );
     }
-}
-
-/// Takes a repository lock, waiting (up to the repository's `lock_wait`, 2 minutes by
-/// default) while another run holds a conflicting one: jobs that share a repository take
-/// turns instead of failing.
-fn acquire_waiting(
-    repo: &Arc<Repository>,
-    exclusive: bool,
-    operation: &str,
-    lock_wait: Duration,
-    stop: &dyn Fn() -> bool,
-) -> arca_core::Result<lock::LockGuard> {
-    lock::acquire_waiting(repo, exclusive, operation, lock_wait, stop)
 }
 
 /// The result of the backup step.
@@ -546,7 +532,7 @@ pub fn run_job(
             primary_name.clone(),
             serde_json::json!({"snapshot": origin.to_string()}),
         );
-        match apply_retention(&primary, job, primary_cfg.lock_wait, ctx.stop) {
+        match apply_retention(&primary_session, job, ctx.stop) {
             Ok(n) if n > 0 => log.line(
                 ctx.clock,
                 &format!("retention on {primary_name}: removed {n} snapshots"),
@@ -561,15 +547,17 @@ pub fn run_job(
             }
             let cfg = &ctx.config.repositories[name];
             let r: Result<(), String> = (|| {
-                let dst = open_repository(cfg, Some(job))?;
+                let dst_session = open_session(cfg, Some(job)).map_err(|e| e.to_string())?;
+                let dst = dst_session.repository();
                 if dst.config().id == primary.config().id {
                     return Err("it is the same repository as the primary".into());
                 }
                 let selected = job_snapshots(&primary, &job.job_tag())?;
                 let summary = {
-                    let _l = acquire_waiting(&dst, false, "copy", cfg.lock_wait, ctx.stop)
+                    let _l = dst_session
+                        .lock(false, "copy", ctx.stop)
                         .map_err(|e| e.to_string())?;
-                    arca_core::copy::copy_snapshots(&primary, &dst, &selected, &progress)
+                    arca_core::copy::copy_snapshots(&primary, dst, &selected, &progress)
                         .map_err(|e| e.to_string())?
                 };
                 log.line(
@@ -581,7 +569,7 @@ pub fn run_job(
                         summary.bytes_added
                     ),
                 );
-                let removed = apply_retention(&dst, job, cfg.lock_wait, ctx.stop)?;
+                let removed = apply_retention(&dst_session, job, ctx.stop)?;
                 if removed > 0 {
                     log.line(
                         ctx.clock,
@@ -589,7 +577,7 @@ pub fn run_job(
                     );
                 }
                 // Holds the new snapshot?
-                let there = job_snapshots(&dst, &job.job_tag())?;
+                let there = job_snapshots(dst, &job.job_tag())?;
                 if !there
                     .iter()
                     .any(|(id, s)| arca_core::copy::origin(id, s) == origin)

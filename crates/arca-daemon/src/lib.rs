@@ -10,7 +10,9 @@ pub use arca_ops::command as child;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod drill;
+/// The drill engine is an operation of arca-ops; job drills (config, history) are
+/// [`job_drill`].
+pub use arca_ops::drill;
 pub mod history;
 pub mod instance;
 pub mod job_drill;

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod command;
+pub mod drill;
 pub mod forget;
 pub mod password;
 pub mod prune;

@@ -4,11 +4,11 @@
 //! arca_daemon::notify.
 
 use anyhow::{Result, anyhow};
-use arca_daemon::drill::parse_duration;
 use arca_daemon::notify::{
     Alert, AlertState, ChannelConfig, CommandConfig, EmailConfig, SmtpSecurity, Template,
     WebhookConfig, send,
 };
+use arca_ops::drill::parse_duration;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use crate::cli::GlobalArgs;

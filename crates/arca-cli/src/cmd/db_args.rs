@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 /// How long a database tool may wait for its server to answer.
@@ -18,14 +18,16 @@ pub struct DbConnectArgs {
         value_name = "DURATION",
         default_value = "30s"
     )]
-    pub db_connect_timeout: String,
+    pub db_connect_timeout: arca_core::units::Elapsed,
 }
 
 impl DbConnectArgs {
     /// The limit, parsed by the duration parser of every other timeout.
     pub fn limit(&self) -> Result<Duration> {
-        arca_daemon::schedule::parse_duration(&self.db_connect_timeout)
-            .map_err(anyhow::Error::msg)
-            .context("--db-connect-timeout (ARCA_DB_CONNECT_TIMEOUT)")
+        let limit = self.db_connect_timeout.0;
+        if limit.is_zero() {
+            anyhow::bail!("--db-connect-timeout (ARCA_DB_CONNECT_TIMEOUT) must be longer than 0s");
+        }
+        Ok(limit)
     }
 }

@@ -1,6 +1,6 @@
 //! `arca drill run`: restore a snapshot into scratch space and prove it works — integrity,
 //! the user's check commands, restore time against the RTO, ownership, permissions and
-//! encryption at rest (the engine is arca_daemon::drill). `arca drill run JOB` drills a
+//! encryption at rest (the engine is arca_ops::drill). `arca drill run JOB` drills a
 //! configured job (its checks, tier, hooks and RTO from the configuration file) and records
 //! the report in the run history; without JOB it works against the repository given by
 //! -r / ARCA_REPOSITORY. `arca recover JOB` brings a job's data back the way its tier says.
@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use arca_daemon::drill::{
+use arca_daemon::job_drill::{DrillRequest, RecoverRequest, drill_job, recover_job};
+use arca_ops::drill::{
     CheckCommand, DrillPlan, DrillReport, RecoveryHooks, StepStatus, Tier, format_duration,
     parse_duration, run_drill,
 };
-use arca_daemon::job_drill::{DrillRequest, RecoverRequest, drill_job, recover_job};
 use clap::{Args, Subcommand};
 
 use crate::cli::GlobalArgs;

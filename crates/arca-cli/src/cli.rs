@@ -461,19 +461,20 @@ pub struct ForgetArgs {
     /// Keep the last N yearly snapshots
     #[arg(short = 'y', long, allow_hyphen_values = true)]
     pub keep_yearly: Option<i64>,
-    /// Keep snapshots newer than DURATION (e.g. 1y5m7d2h) relative to the newest
+    /// Keep snapshots newer than DURATION relative to the newest: h, d, w, mo (months), y,
+    /// e.g. 1y5mo7d2h (restic's month unit m is refused: m means minutes in arca)
     #[arg(long)]
-    pub keep_within: Option<String>,
+    pub keep_within: Option<arca_core::retention::RetentionDuration>,
     #[arg(long)]
-    pub keep_within_hourly: Option<String>,
+    pub keep_within_hourly: Option<arca_core::retention::RetentionDuration>,
     #[arg(long)]
-    pub keep_within_daily: Option<String>,
+    pub keep_within_daily: Option<arca_core::retention::RetentionDuration>,
     #[arg(long)]
-    pub keep_within_weekly: Option<String>,
+    pub keep_within_weekly: Option<arca_core::retention::RetentionDuration>,
     #[arg(long)]
-    pub keep_within_monthly: Option<String>,
+    pub keep_within_monthly: Option<arca_core::retention::RetentionDuration>,
     #[arg(long)]
-    pub keep_within_yearly: Option<String>,
+    pub keep_within_yearly: Option<arca_core::retention::RetentionDuration>,
     /// Keep snapshots with this tag ("a,b" needs both; repeatable)
     #[arg(long = "keep-tag")]
     pub keep_tags: Vec<String>,

@@ -44,7 +44,7 @@ use crate::id::Id;
 /// Errors from parsing or validating retention settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetentionError {
-    /// A `keep-within*` duration such as `1y2m3d4h` could not be parsed.
+    /// A `keep-within*` duration such as `1y2mo3d4h` could not be parsed.
     #[error("invalid duration {input:?}: {reason}")]
     InvalidDuration { input: String, reason: String },
     /// A count rule has a negative value other than -1 (unlimited).
@@ -53,7 +53,7 @@ pub enum RetentionError {
 }
 
 /// A calendar duration for the `keep-within*` rules: years, months, days and hours,
-/// written like restic as `1y2m3d4h` (any subset, any order).
+/// written `1y2mo3d4h` (any subset, any order; restic writes months as `m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct RetentionDuration {
     pub years: u32,
@@ -70,16 +70,17 @@ impl RetentionDuration {
 }
 
 impl fmt::Display for RetentionDuration {
-    /// restic's format: non-zero components only, e.g. `1y2m`, `3d4h`; zero is `0h`.
+    /// Non-zero components only, in the grammar that parses them, e.g. `1y2mo`, `3d4h`;
+    /// zero is `0h`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_zero() {
             return f.write_str("0h");
         }
         for (n, unit) in [
-            (self.years, 'y'),
-            (self.months, 'm'),
-            (self.days, 'd'),
-            (self.hours, 'h'),
+            (self.years, "y"),
+            (self.months, "mo"),
+            (self.days, "d"),
+            (self.hours, "h"),
         ] {
             if n != 0 {
                 write!(f, "{n}{unit}")?;
@@ -96,49 +97,22 @@ impl FromStr for RetentionDuration {
     }
 }
 
-/// Parses a restic-style duration: a sequence of `<number><unit>` with units `y` (years),
-/// `m` (months), `d` (days) and `h` (hours), e.g. `1y2m3d4h`, `36h`, `2d`. Surrounding
-/// whitespace is ignored; a unit given twice keeps the last value (as in restic).
-///
-/// Unlike restic, an empty string and negative numbers are rejected.
+/// Parses a `keep-within*` span in arca's one duration grammar
+/// ([`crate::units::parse_calendar`]): `y` (years), `mo` (months), `w` (weeks), `d` (days)
+/// and `h` (hours), e.g. `1y2mo3d4h`, `36h`, `2w`; repeated units add up. restic writes
+/// months as `m`; here `m` means minutes, so `6m` is refused with a message that says to
+/// write `6mo`.
 pub fn parse_duration(s: &str) -> Result<RetentionDuration, RetentionError> {
-    let err = |reason: String| RetentionError::InvalidDuration {
-        input: s.to_string(),
-        reason,
-    };
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(err("empty duration, expected e.g. 1y2m3d4h".to_string()));
-    }
-    let mut d = RetentionDuration::default();
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(err(format!("no number found at {rest:?}")));
-        }
-        let (num, tail) = rest.split_at(digits);
-        let n: u32 = num
-            .parse()
-            .map_err(|_| err(format!("number {num} is too large")))?;
-        let mut chars = tail.chars();
-        let slot = match chars.next() {
-            None => return Err(err(format!("no unit found after number {n}"))),
-            Some('y') => &mut d.years,
-            Some('m') => &mut d.months,
-            Some('d') => &mut d.days,
-            Some('h') => &mut d.hours,
-            Some(c) => {
-                return Err(err(format!(
-                    "invalid unit {c:?} found after number {n} (expected y, m, d or h)"
-                )));
-            }
-        };
-        *slot = n;
-        rest = chars.as_str();
-    }
-    Ok(d)
+    let span = crate::units::parse_calendar(s).map_err(|e| RetentionError::InvalidDuration {
+        input: e.input,
+        reason: e.reason,
+    })?;
+    Ok(RetentionDuration {
+        years: span.years,
+        months: span.months,
+        days: span.days,
+        hours: span.hours,
+    })
 }
 
 /// Splits one `--keep-tag` value into its tag list: comma-separated, each tag trimmed
@@ -293,7 +267,7 @@ pub struct Decision {
     pub keep: bool,
     /// Why the snapshot is kept (empty when it is removed), e.g. `"last snapshot"`,
     /// `"daily snapshot"`, `"oldest monthly snapshot"`, `"within 2d"`,
-    /// `"daily within 1m"`, `"has tags [a, b]"`, `"policy is empty"`.
+    /// `"daily within 1mo"`, `"has tags [a, b]"`, `"policy is empty"`.
     pub reasons: Vec<String>,
 }
 
@@ -989,8 +963,8 @@ mod tests {
                 kept: vec![(1, YEARLY), (0, YEARLY)],
             },
             Case {
-                name: "keep-within 1m from 2024-03-31 (Go AddDate: cutoff 2024-03-02)",
-                policy: count(|p| p.keep_within = Some(dur("1m"))),
+                name: "keep-within 1mo from 2024-03-31 (Go AddDate: cutoff 2024-03-02)",
+                policy: count(|p| p.keep_within = Some(dur("1mo"))),
                 snaps: cands(&[
                     "2024-03-31T12:00:00Z",
                     "2024-03-02T12:00:01Z",
@@ -998,18 +972,18 @@ mod tests {
                     "2024-03-01T12:00:00Z",
                     "2024-02-29T12:00:00Z",
                 ]),
-                kept: vec![(0, &["within 1m"]), (1, &["within 1m"])],
+                kept: vec![(0, &["within 1mo"]), (1, &["within 1mo"])],
             },
             Case {
-                name: "keep-within 1m from 2023-03-31 (cutoff 2023-03-03)",
-                policy: count(|p| p.keep_within = Some(dur("1m"))),
+                name: "keep-within 1mo from 2023-03-31 (cutoff 2023-03-03)",
+                policy: count(|p| p.keep_within = Some(dur("1mo"))),
                 snaps: cands(&[
                     "2023-03-31T12:00:00Z",
                     "2023-03-03T12:00:00.000000001Z",
                     "2023-03-03T12:00:00Z",
                     "2023-02-28T12:00:00Z",
                 ]),
-                kept: vec![(0, &["within 1m"]), (1, &["within 1m"])],
+                kept: vec![(0, &["within 1mo"]), (1, &["within 1mo"])],
             },
             Case {
                 name: "keep-within 1y from the leap day (cutoff 2023-03-01)",
@@ -1439,18 +1413,20 @@ mod tests {
             days: d,
             hours: h,
         };
-        assert_eq!(parse_duration("1y2m3d4h"), Ok(d(1, 2, 3, 4)));
+        assert_eq!(parse_duration("1y2mo3d4h"), Ok(d(1, 2, 3, 4)));
         assert_eq!(parse_duration(" 4h3d "), Ok(d(0, 0, 3, 4)));
         assert_eq!(parse_duration("36h"), Ok(d(0, 0, 0, 36)));
-        assert_eq!(parse_duration("2d1d"), Ok(d(0, 0, 1, 0)));
+        assert_eq!(parse_duration("2d1d"), Ok(d(0, 0, 3, 0)));
+        assert_eq!(parse_duration("2w"), Ok(d(0, 0, 14, 0)));
         assert_eq!(parse_duration("0d"), Ok(d(0, 0, 0, 0)));
-        assert_eq!("1m".parse::<RetentionDuration>(), Ok(d(0, 1, 0, 0)));
+        assert_eq!("1mo".parse::<RetentionDuration>(), Ok(d(0, 1, 0, 0)));
         for bad in [
             "",
             "  ",
             "d",
             "5",
-            "5w",
+            "1m",
+            "30min",
             "1d2",
             "-1d",
             "1.5d",
@@ -1466,11 +1442,11 @@ mod tests {
                 "{bad:?} should not parse"
             );
         }
-        assert_eq!(d(1, 2, 3, 4).to_string(), "1y2m3d4h");
+        assert_eq!(d(1, 2, 3, 4).to_string(), "1y2mo3d4h");
         assert_eq!(d(0, 0, 7, 0).to_string(), "7d");
         assert_eq!(d(0, 0, 0, 0).to_string(), "0h");
-        let err = parse_duration("5w").unwrap_err().to_string();
-        assert!(err.contains("invalid unit 'w'"), "{err}");
+        let err = parse_duration("6m").unwrap_err().to_string();
+        assert!(err.contains("write 6mo"), "{err}");
     }
 
     #[test]
@@ -1505,12 +1481,12 @@ mod tests {
         let p = count(|p| {
             p.keep_last = Some(-1);
             p.keep_within = Some(dur("2d"));
-            p.keep_within_daily = Some(dur("1m"));
+            p.keep_within_daily = Some(dur("1mo"));
             p.keep_tags = vec![vec!["a".into(), "b".into()], vec!["c".into()]];
         });
         assert_eq!(
             p.to_string(),
-            "keep all latest snapshots, keep daily snapshots within 1m and all snapshots \
+            "keep all latest snapshots, keep daily snapshots within 1mo and all snapshots \
              with tags [a, b] or [c] and all snapshots within 2d of the newest"
         );
         assert_eq!(
@@ -1557,10 +1533,10 @@ mod tests {
         assert_eq!(iso_week(days_from_civil(2008, 12, 29)), (2009, 1));
         // Go's AddDate normalisation.
         let c = cand(0, "2024-03-31T12:00:00Z");
-        let cut = within_cutoff(&c, dur("1m"));
+        let cut = within_cutoff(&c, dur("1mo"));
         assert_eq!(cut, parse_rfc3339("2024-03-02T12:00:00Z").0.as_nanosecond());
         let c = cand(0, "2024-01-31T12:00:00Z");
-        let cut = within_cutoff(&c, dur("2m"));
+        let cut = within_cutoff(&c, dur("2mo"));
         assert_eq!(cut, parse_rfc3339("2023-12-01T12:00:00Z").0.as_nanosecond());
         let c = cand(0, "2024-03-01T00:30:00+01:00");
         let cut = within_cutoff(&c, dur("1d1h"));

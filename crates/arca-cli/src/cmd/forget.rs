@@ -4,7 +4,7 @@
 use anyhow::Result;
 use arca_core::Id;
 use arca_core::prune::PruneOptions;
-use arca_core::retention::{RetentionPolicy, parse_duration, parse_tag_list};
+use arca_core::retention::{RetentionPolicy, parse_tag_list};
 use arca_ops::forget::{Selection, forget, parse_group_by};
 
 use crate::cli::{ForgetArgs, GlobalArgs, PruneArgs, PruneOpts};
@@ -19,12 +19,6 @@ fn prune_options(o: &PruneOpts) -> PruneOptions {
 }
 
 fn policy(a: &ForgetArgs) -> Result<RetentionPolicy> {
-    let d = |v: &Option<String>| -> Result<_> {
-        v.as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    };
     let p = RetentionPolicy {
         keep_last: a.keep_last,
         keep_hourly: a.keep_hourly,
@@ -32,15 +26,15 @@ fn policy(a: &ForgetArgs) -> Result<RetentionPolicy> {
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
-        keep_within: d(&a.keep_within)?,
-        keep_within_hourly: d(&a.keep_within_hourly)?,
-        keep_within_daily: d(&a.keep_within_daily)?,
-        keep_within_weekly: d(&a.keep_within_weekly)?,
-        keep_within_monthly: d(&a.keep_within_monthly)?,
-        keep_within_yearly: d(&a.keep_within_yearly)?,
+        keep_within: a.keep_within,
+        keep_within_hourly: a.keep_within_hourly,
+        keep_within_daily: a.keep_within_daily,
+        keep_within_weekly: a.keep_within_weekly,
+        keep_within_monthly: a.keep_within_monthly,
+        keep_within_yearly: a.keep_within_yearly,
         keep_tags: a.keep_tags.iter().map(|t| parse_tag_list(t)).collect(),
     };
-    p.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    p.validate()?;
     Ok(p)
 }
 

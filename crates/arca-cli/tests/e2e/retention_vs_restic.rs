@@ -80,9 +80,20 @@ fn kept_restic(repo: &Path, policy: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
+/// arca's decisions for restic's flags: restic's month unit `m` in a `--keep-within*`
+/// value is arca's `mo` (arca's `m` is minutes, and refused there).
 fn kept_arca(repo: &Path, policy: &[&str]) -> BTreeSet<String> {
-    let mut args = vec!["forget", "--dry-run", "--json"];
-    args.extend_from_slice(policy);
+    let mut args: Vec<String> = ["forget", "--dry-run", "--json"].map(String::from).to_vec();
+    let mut within = false;
+    for a in policy {
+        args.push(if within {
+            a.replace('m', "mo")
+        } else {
+            a.to_string()
+        });
+        within = a.starts_with("--keep-within");
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = arca(repo, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -135,6 +146,7 @@ fn same_decisions_as_restic() {
         &["--keep-last", "3", "--keep-monthly", "2"],
         &["--keep-weekly", "3", "--keep-yearly", "1"],
         &["--keep-hourly", "5"],
+        // restic's months are `m`, arca's `mo` (kept_arca translates).
         &["--keep-within", "2m"],
         &["--keep-within", "1y", "--keep-last", "2"],
     ];

@@ -255,7 +255,9 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
 }
 
 /// Carries out a plan (see the module comment for the order of steps).
-pub fn execute(repo: &Arc<Repository>, plan: PrunePlan) -> Result<()> {
+/// The plan stays with the caller (for its report); the kept packs stream into the new
+/// index files without a second copy of the whole index.
+pub fn execute(repo: &Arc<Repository>, plan: &PrunePlan) -> Result<()> {
     if plan.is_noop() {
         return Ok(());
     }
@@ -289,8 +291,7 @@ pub fn execute(repo: &Arc<Repository>, plan: PrunePlan) -> Result<()> {
         .filter(|i| !plan.old_index.contains(i))
         .collect();
     // (2) The new index: every kept pack and every new pack.
-    let mut all: Vec<IndexPack> = plan.keep;
-    all.extend(new_packs);
+    let all = plan.keep.iter().cloned().chain(new_packs);
     let mut supersedes = plan.old_index.clone();
     supersedes.extend(saver_index.iter().copied());
     repo.save_index_files(all, &supersedes)?;

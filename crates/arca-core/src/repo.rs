@@ -438,7 +438,11 @@ impl Repository {
     /// at most [`INDEX_FILE_PACKS`] packs and, once past [`INDEX_FILE_BLOBS`] blobs, no
     /// further pack, so encoding one never needs more than a few MB whatever the
     /// repository's size. The packs are moved, not copied. Returns how many were written.
-    pub fn save_index_files(&self, packs: Vec<IndexPack>, supersedes: &[Id]) -> Result<usize> {
+    pub fn save_index_files(
+        &self,
+        packs: impl IntoIterator<Item = IndexPack>,
+        supersedes: &[Id],
+    ) -> Result<usize> {
         let mut written = 0;
         let mut file: Vec<IndexPack> = Vec::new();
         let mut blobs = 0;

@@ -112,15 +112,14 @@ pub fn prune(
     };
     let repo = session.repository();
     let plan = arca_core::prune::plan(repo, options)?;
-    let execute = !dry_run && !plan.is_noop();
-    let report = PruneReport {
-        plan: plan.clone(),
+    let executed = !dry_run && !plan.is_noop();
+    if executed {
+        arca_core::prune::execute(repo, &plan)?;
+    }
+    Ok(PruneReport {
+        plan,
         dry_run,
         temporary_files_removed,
-        executed: execute,
-    };
-    if execute {
-        arca_core::prune::execute(repo, plan)?;
-    }
-    Ok(report)
+        executed,
+    })
 }

@@ -146,7 +146,7 @@ fn power_cut_at_every_write_boundary() {
             !plan.delete_packs.is_empty() || !plan.repack_packs.is_empty(),
             "the prune has nothing to do: {plan:?}"
         );
-        arca_core::prune::execute(&repo, plan).expect("prune");
+        arca_core::prune::execute(&repo, &plan).expect("prune");
     }
     write_generation(&src, seed, 4);
     let id = backup(&repo, &src);

@@ -57,6 +57,9 @@ pub enum Error {
     Path { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// A program whose output was being backed up (or that was being restored into).
+    #[error("{0}; no snapshot was written")]
+    Child(Box<crate::child::ChildError>),
 }
 
 impl Error {
@@ -68,6 +71,9 @@ impl Error {
             Error::WrongPassword(_) => ErrorKind::WrongPassword,
             Error::Locked(_) => ErrorKind::Locked,
             Error::Interrupted => ErrorKind::Interrupted,
+            Error::Child(e) if matches!(**e, crate::child::ChildError::Stopped { .. }) => {
+                ErrorKind::Interrupted
+            }
             _ => ErrorKind::Other,
         }
     }
@@ -84,6 +90,12 @@ impl Error {
             path: path.into(),
             message: message.to_string(),
         }
+    }
+}
+
+impl From<crate::child::ChildError> for Error {
+    fn from(e: crate::child::ChildError) -> Error {
+        Error::Child(Box::new(e))
     }
 }
 

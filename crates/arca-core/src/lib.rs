@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod child;
 pub mod chunker;
 pub mod confined;
 pub mod copy;

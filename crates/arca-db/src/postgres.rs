@@ -81,6 +81,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Child(#[from] arca_core::child::ChildError),
 }
 
 impl Error {

@@ -3,7 +3,11 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use arca_core::backup::{BackupOptions, BackupResult, backup_paths, backup_stream};
+use arca_core::backup::{
+    BackupOptions, BackupResult, StreamName, backup_child, backup_paths, backup_stream,
+    plain_stream,
+};
+use arca_core::child::{ChildOptions, ChildProcess};
 use arca_core::format::BackupType;
 
 use crate::cli::{BackupArgs, BackupTypeArg, GlobalArgs};
@@ -91,38 +95,23 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
             || Ok(Default::default()),
         )
     } else if a.stdin_from_command {
-        let mut child = Command::new(&a.command[0])
+        let mut command = Command::new(&a.command[0]);
+        command
             .args(&a.command[1..])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting command {:?}", a.command[0]))?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("the command's output is not available")?;
-        let cmdline = a.command.join(" ");
-        backup_stream(
-            &repo,
-            index,
-            stdout,
-            &a.stdin_filename,
-            "command",
-            &opts,
-            &progress,
-            move || {
-                let status = child.wait().map_err(|e| {
-                    arca_core::Error::Invalid(format!("waiting for {cmdline}: {e}"))
-                })?;
-                if status.success() {
-                    Ok(Default::default())
-                } else {
-                    Err(arca_core::Error::Invalid(format!(
-                        "command {cmdline:?} failed ({status}); no snapshot was written"
-                    )))
-                }
-            },
-        )
+            .stdout(Stdio::piped());
+        // The command's error output still reaches the terminal, and its end is kept
+        // for the message when it fails.
+        let options = ChildOptions {
+            own_group: true,
+            on_stderr_line: Some(Box::new(|line| eprintln!("{line}"))),
+        };
+        let child = ChildProcess::spawn(a.command[0].clone(), &mut command, options)?;
+        let name = StreamName {
+            file: &a.stdin_filename,
+            source: "command",
+        };
+        backup_child(&repo, index, &child, name, &opts, &progress, plain_stream())
     } else {
         // A scan beside the backup gives the progress bar its totals.
         if !g.json

@@ -7,9 +7,12 @@
 //! content list, and stores one tree blob per directory (an unchanged directory encodes
 //! to the same bytes, hence the same id, and is not stored again). All queues are bounded.
 
+mod child_stream;
 mod read;
 mod trees;
 mod walker;
+
+pub use child_stream::{ChildResult, ChildStreamHooks, StreamName, backup_child, plain_stream};
 
 use read::*;
 use trees::*;

@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arca_core::backup::{BackupOptions, backup_paths, backup_stream};
+use arca_core::backup::{BackupOptions, StreamName, backup_child, backup_paths, plain_stream};
+use arca_core::child::{ChildOptions, ChildProcess};
 use arca_core::format::{BackupType, Snapshot};
 use arca_core::progress::Progress;
 use arca_core::{Id, Repository};
@@ -298,70 +299,26 @@ fn backup(
         }
         Source::Paths { paths, .. } => backup_paths(repo, index, paths, &opts, progress),
         Source::Command { command, filename } => {
-            let mut child = Command::new("sh")
-                .arg("-c")
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
                 .arg(command)
                 .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| (false, format!("starting command {command:?}: {e}")))?;
-            let stdout = child
-                .stdout
-                .take()
-                .ok_or((false, "the command's output is not available".to_string()))?;
-            let stderr_reader = child.stderr.take().map(|mut e| {
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let _ = e.read_to_end(&mut buf);
-                    buf
-                })
-            });
-            let child = Arc::new(Mutex::new(child));
-            let waiter = child.clone();
-            let cmd = command.clone();
-            let r = backup_stream(
-                repo,
-                index,
-                stdout,
-                filename,
-                "command",
-                &opts,
-                progress,
-                move || {
-                    let status = waiter
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .wait()
-                        .map_err(|e| {
-                            arca_core::Error::Invalid(format!("waiting for {cmd:?}: {e}"))
-                        })?;
-                    if status.success() {
-                        Ok(Default::default())
-                    } else {
-                        Err(arca_core::Error::Invalid(format!(
-                            "command {cmd:?} failed ({status}); no snapshot was written"
-                        )))
-                    }
-                },
-            );
-            {
-                let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
-                if let Ok(None) = c.try_wait() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-            }
-            if let Some(h) = stderr_reader
-                && let Ok(buf) = h.join()
-                && !buf.is_empty()
-            {
+                .stdout(Stdio::piped());
+            let options = ChildOptions {
+                own_group: true,
+                on_stderr_line: None,
+            };
+            let child = ChildProcess::spawn(format!("command {command:?}"), &mut sh, options)
+                .map_err(|e| (false, e.to_string()))?;
+            let name = StreamName {
+                file: filename,
+                source: "command",
+            };
+            let r = backup_child(repo, index, &child, name, &opts, progress, plain_stream());
+            let tail = child.stderr_tail();
+            if !tail.is_empty() {
                 let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = writeln!(
-                    l,
-                    "command stderr:\n{}",
-                    String::from_utf8_lossy(&buf).trim_end()
-                );
+                let _ = writeln!(l, "command stderr:\n{}", tail.text());
             }
             r
         }

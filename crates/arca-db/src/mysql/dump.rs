@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use arca_core::backup::{BackupOptions, BackupResult, backup_stream};
+use arca_core::backup::{
+    BackupOptions, BackupResult, ChildResult, ChildStreamHooks, StreamName, backup_child,
+};
+use arca_core::child::{ChildError, ChildOptions, ChildProcess, StderrTail};
 use arca_core::format::{NodeKind, Snapshot};
 use arca_core::index::Index;
 use arca_core::progress::Progress;
@@ -18,7 +21,7 @@ use arca_core::{Id, Repository};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::connection::{Connection, scrub_environment};
-use super::scan::{CapturedLog, DumpScanner, capture_stderr, join_log};
+use super::scan::DumpScanner;
 use super::server::{add_server_meta, list_databases, query, server_info_with};
 use super::tools::{Tool, find_tool, tool_name};
 use super::{Error, Result, SOURCE_DUMP};
@@ -92,43 +95,43 @@ fn binlog_flag(dump_tool: &Path) -> &'static str {
 }
 
 /// Kills and reaps a child that is still running (after a failed stream).
-/// Waits for the tool that fed a snapshot's stream. When it failed, the error (with its
-/// last log lines) is kept in `failure` for the caller and returned to `backup_stream`,
-/// which then writes no snapshot; on success the captured log is returned.
-pub(crate) fn finish_child(
-    child: &Mutex<Option<Child>>,
-    log: std::thread::JoinHandle<CapturedLog>,
-    tool: &str,
+/// How the tool that fed a snapshot's stream ended, for `backup_child`'s accept step.
+/// When it failed, the error (with its last log lines) is kept in `failure` for the
+/// caller and returned to the engine, which then writes no snapshot.
+pub(crate) fn child_ended(
+    ended: ChildResult,
     target: &str,
     failure: &Mutex<Option<Error>>,
-) -> arca_core::Result<CapturedLog> {
-    let status = child
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-        .map(|mut c| c.wait());
-    let log = join_log(log);
-    let error = match status {
-        Some(Ok(s)) if s.success() => return Ok(log),
-        Some(Ok(s)) => Error::ToolFailed {
-            tool: tool.to_string(),
-            status: s.to_string(),
+) -> arca_core::Result<StderrTail> {
+    let error = match ended {
+        Ok(tail) => return Ok(tail),
+        Err(ChildError::Failed {
+            tool,
+            status,
+            message,
+        }) => Error::ToolFailed {
+            tool,
+            status,
             target: target.to_string(),
-            message: format!("{}; no snapshot was written", log.message()),
+            message: format!("{message}; no snapshot was written"),
         },
-        Some(Err(e)) => Error::io(format!("waiting for {tool} (no snapshot was written)"), e),
-        None => Error::Invalid(format!("{tool} was already reaped")),
+        Err(e) => return Err(arca_core::Error::from(e)),
     };
     let msg = error.to_string();
     *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
     Err(arca_core::Error::Invalid(msg))
 }
 
-fn stop(child: &Mutex<Option<Child>>) {
-    if let Some(mut c) = child.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+/// Starts a database tool (in arca's process group, so it may ask for a password).
+pub(crate) fn spawn_tool(
+    tool: &str,
+    command: &mut std::process::Command,
+    options: ChildOptions,
+) -> Result<ChildProcess> {
+    ChildProcess::spawn(tool, command, options).map_err(|e| match e {
+        ChildError::Spawn { tool, source } => Error::Spawn { tool, source },
+        e => Error::Core(arca_core::Error::from(e)),
+    })
 }
 
 /// Streams a dump of `selection` into a new snapshot with source `mysql-dump`.
@@ -176,35 +179,29 @@ pub fn dump(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|source| Error::Spawn {
-        tool: tool.clone(),
-        source,
-    })?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(Error::Invalid(format!("{tool}: output pipes unavailable")));
+    let child = spawn_tool(&tool, &mut command, ChildOptions::default())?;
+    let scan = std::cell::OnceCell::new();
+    let wrap = |stdout| {
+        let (reader, found) = DumpScanner::new(stdout);
+        let _ = scan.set(found);
+        reader
     };
-    let log = capture_stderr(stderr);
-    let child = Arc::new(Mutex::new(Some(child)));
-    let (reader, scan) = DumpScanner::new(stdout);
     let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
 
     let mut stream_opts = opts.clone();
     stream_opts.meta = meta;
     let accept = {
-        let child = child.clone();
         let failure = failure.clone();
         let target = conn.describe();
-        let tool = tool.clone();
         let client = client.clone();
         let log_bin = info.log_bin;
         let flavor = info.flavor.clone();
         let option_file = option_file.as_ref();
-        move || -> arca_core::Result<BTreeMap<String, String>> {
-            finish_child(&child, log, &tool, &target, &failure)?;
+        let scan = &scan;
+        move |ended| -> arca_core::Result<BTreeMap<String, String>> {
+            child_ended(ended, &target, &failure)?;
             let mut extra = BTreeMap::new();
-            if log_bin {
+            if log_bin && let Some(scan) = scan.get() {
                 let mut c = scan.coordinates();
                 if c.gtid.is_none()
                     && flavor == "mariadb"
@@ -227,17 +224,13 @@ pub fn dump(
             Ok(extra)
         }
     };
-    let result = backup_stream(
-        repo,
-        index,
-        reader,
-        &selection.stream_name(),
-        SOURCE_DUMP,
-        &stream_opts,
-        progress,
-        accept,
-    );
-    stop(&child);
+    let file = selection.stream_name();
+    let name = StreamName {
+        file: &file,
+        source: SOURCE_DUMP,
+    };
+    let hooks = ChildStreamHooks { wrap, accept };
+    let result = backup_child(repo, index, &child, name, &stream_opts, progress, hooks);
     match result {
         Ok(r) => Ok(r),
         Err(e) => Err(failure
@@ -336,7 +329,7 @@ impl StreamCheck for NoCheck {
 /// The child `feed_child` writes to: the tool (for messages), what it restores into, and
 /// the check its input passes first.
 pub(crate) struct ChildReader<'a> {
-    pub(crate) child: Child,
+    pub(crate) child: ChildProcess,
     pub(crate) tool: &'a str,
     pub(crate) target: &'a str,
     pub(crate) check: &'a mut dyn StreamCheck,
@@ -353,17 +346,12 @@ pub(crate) fn feed_child(
     progress: &dyn Progress,
 ) -> Result<u64> {
     let ChildReader {
-        mut child,
+        child,
         tool,
         target,
         check,
     } = reader;
-    let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(Error::Invalid(format!("{tool}: input pipes unavailable")));
-    };
-    let log = capture_stderr(stderr);
+    let mut stdin = child.take_stdin().map_err(arca_core::Error::from)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let mut bytes = 0u64;
     let copied: std::result::Result<(), Error> = std::thread::scope(|scope| {
@@ -390,21 +378,16 @@ pub(crate) fn feed_child(
     });
     drop(stdin);
     if let Err(e) = copied {
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = join_log(log);
+        child.kill();
         return Err(e);
     }
-    let status = child
-        .wait()
-        .map_err(|e| Error::io(format!("waiting for {tool}"), e))?;
-    let log = join_log(log);
+    let status = child.wait().map_err(arca_core::Error::from)?;
     if !status.success() {
         return Err(Error::ToolFailed {
             tool: tool.into(),
             status: status.to_string(),
             target: target.into(),
-            message: log.message(),
+            message: child.stderr_tail().message(),
         });
     }
     if bytes != node.size {
@@ -443,10 +426,7 @@ pub fn restore_dump(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let child = command.spawn().map_err(|source| Error::Spawn {
-        tool: tool.clone(),
-        source,
-    })?;
+    let child = spawn_tool(&tool, &mut command, ChildOptions::default())?;
     progress.set_total(1, node.size);
     progress.file_started(&path);
     let target = conn.describe();

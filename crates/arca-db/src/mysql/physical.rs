@@ -6,19 +6,20 @@
 use arca_core::confined::{Confined, EntryKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use arca_core::backup::{BackupOptions, BackupResult, backup_stream};
+use arca_core::backup::{BackupOptions, BackupResult, ChildStreamHooks, StreamName, backup_child};
+use arca_core::child::{ChildOptions, StderrTail};
 use arca_core::format::Snapshot;
 use arca_core::index::Index;
 use arca_core::progress::Progress;
 use arca_core::{Id, Repository};
 
 use super::connection::{Connection, scrub_environment};
-use super::dump::{ChildReader, StreamCheck, feed_child, finish_child, stream_node};
-use super::scan::{BinlogCoordinates, capture_stderr, join_log, parse_binlog_info};
+use super::dump::{ChildReader, StreamCheck, child_ended, feed_child, spawn_tool, stream_node};
+use super::scan::{BinlogCoordinates, parse_binlog_info, watch_backup_log};
 use super::server::{add_server_meta, server_info_with};
 use super::tools::{Tool, extractor_for, find_named, find_tool, tool_name};
 use super::xbstream::{StreamError, StreamNames};
@@ -56,46 +57,36 @@ pub fn backup_physical(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|source| Error::Spawn {
-        tool: tool.clone(),
-        source,
-    })?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(Error::Invalid(format!("{tool}: output pipes unavailable")));
+    // The binary log position is in mariadb-backup's log, not in its stream.
+    let (on_stderr_line, coordinates) = watch_backup_log();
+    let options = ChildOptions {
+        own_group: false,
+        on_stderr_line: Some(on_stderr_line),
     };
-    let log = capture_stderr(stderr);
-    let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(Some(child)));
-    let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+    let child = spawn_tool(&tool, &mut command, options)?;
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
     let mut stream_opts = opts.clone();
     stream_opts.meta = meta;
-    let accept = {
-        let child = child.clone();
-        let failure = failure.clone();
-        let target = conn.describe();
-        let tool = tool.clone();
-        move || -> arca_core::Result<BTreeMap<String, String>> {
-            let log = finish_child(&child, log, &tool, &target, &failure)?;
-            let mut extra = BTreeMap::new();
-            log.coordinates.add_to(&mut extra);
-            Ok(extra)
-        }
+    let target = conn.describe();
+    let accept = |ended| -> arca_core::Result<BTreeMap<String, String>> {
+        child_ended(ended, &target, &failure)?;
+        let mut extra = BTreeMap::new();
+        coordinates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_to(&mut extra);
+        Ok(extra)
     };
-    let result = backup_stream(
-        repo,
-        index,
-        stdout,
-        &format!("{tool}.xbstream"),
-        SOURCE_BACKUP,
-        &stream_opts,
-        progress,
+    let file = format!("{tool}.xbstream");
+    let name = StreamName {
+        file: &file,
+        source: SOURCE_BACKUP,
+    };
+    let hooks = ChildStreamHooks {
+        wrap: |out| out,
         accept,
-    );
-    if let Some(mut c) = child.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    };
+    let result = backup_child(repo, index, &child, name, &stream_opts, progress, hooks);
     match result {
         Ok(r) => Ok(r),
         Err(e) => Err(failure
@@ -205,12 +196,11 @@ fn run_tool(program: &Path, args: &[std::ffi::OsString], target: &Path) -> Resul
     }
     let mut log = String::from_utf8_lossy(&out.stderr).into_owned();
     log.push_str(&String::from_utf8_lossy(&out.stdout));
-    let handle = capture_stderr(std::io::Cursor::new(log.into_bytes()));
     Err(Error::ToolFailed {
         tool,
         status: out.status.to_string(),
         target: target.display().to_string(),
-        message: join_log(handle).message(),
+        message: StderrTail::from_text(&log).message(),
     })
 }
 
@@ -249,10 +239,7 @@ pub fn restore_physical(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let child = command.spawn().map_err(|source| Error::Spawn {
-        tool: tool.clone(),
-        source,
-    })?;
+    let child = spawn_tool(&tool, &mut command, ChildOptions::default())?;
     progress.set_total(1, node.size);
     progress.file_started(&path);
     let target = datadir.display().to_string();

@@ -1,9 +1,8 @@
 //! Reading what the tools tell about the backup: binlog coordinates and GTIDs from a dump's
-//! comment lines (head and tail of the stream) and from mariadb-backup's log, and a bounded
-//! capture of a child's stderr for error messages.
+//! comment lines (head and tail of the stream) and from mariadb-backup's log.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Where the binary log stood at the backup's consistent point.
@@ -215,83 +214,20 @@ impl<R: Read> Read for DumpScanner<R> {
     }
 }
 
-/// What a child wrote to stderr: its last lines and any binlog position it logged.
-#[derive(Debug, Default)]
-pub(crate) struct CapturedLog {
-    tail: std::collections::VecDeque<String>,
-    errors: std::collections::VecDeque<String>,
-    pub(crate) coordinates: BinlogCoordinates,
-}
-
-const KEPT_LINES: usize = 40;
-
-impl CapturedLog {
-    fn push(&mut self, line: String) {
-        if let Some(c) = parse_backup_log_line(&line) {
-            self.coordinates.merge(c);
+/// Watches a tool's error output for the binary log position mariadb-backup reports
+/// there; the coordinates found so far are in the returned cell.
+pub(crate) fn watch_backup_log() -> (
+    arca_core::child::LineObserver,
+    Arc<Mutex<BinlogCoordinates>>,
+) {
+    let found = Arc::new(Mutex::new(BinlogCoordinates::default()));
+    let cell = found.clone();
+    let observer = Box::new(move |line: &str| {
+        if let Some(c) = parse_backup_log_line(line) {
+            cell.lock().unwrap_or_else(PoisonError::into_inner).merge(c);
         }
-        let lower = line.to_ascii_lowercase();
-        if lower.contains("error") || lower.contains("fatal") || lower.contains("denied") {
-            if self.errors.len() == KEPT_LINES {
-                self.errors.pop_front();
-            }
-            self.errors.push_back(line.clone());
-        }
-        if self.tail.len() == KEPT_LINES {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(line);
-    }
-
-    /// A one-line summary for an error message: the last error lines, else the last lines.
-    pub(crate) fn message(&self) -> String {
-        let source = if self.errors.is_empty() {
-            &self.tail
-        } else {
-            &self.errors
-        };
-        let lines: Vec<&str> = source
-            .iter()
-            .rev()
-            .take(4)
-            .rev()
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty())
-            .collect();
-        if lines.is_empty() {
-            "no error output".to_string()
-        } else {
-            lines.join(" | ")
-        }
-    }
-}
-
-/// Reads a child's stderr on a thread; join it after the child exits.
-pub(crate) fn capture_stderr(
-    stderr: impl Read + Send + 'static,
-) -> std::thread::JoinHandle<CapturedLog> {
-    std::thread::spawn(move || {
-        let mut log = CapturedLog::default();
-        let mut reader = BufReader::new(stderr);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    buf.truncate(8192);
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                    log.push(line);
-                }
-            }
-        }
-        log
-    })
-}
-
-/// Joins a stderr capture thread (an empty log if it panicked).
-pub(crate) fn join_log(handle: std::thread::JoinHandle<CapturedLog>) -> CapturedLog {
-    handle.join().unwrap_or_default()
+    });
+    (observer, found)
 }
 
 #[cfg(test)]
@@ -371,11 +307,13 @@ mod tests {
     }
 
     #[test]
-    fn log_message_prefers_error_lines() {
-        let mut log = CapturedLog::default();
-        log.push("[00] connecting".into());
-        log.push("ERROR 1045 (28000): Access denied for user 'x'@'localhost'".into());
-        log.push("[00] shutting down".into());
-        assert!(log.message().starts_with("ERROR 1045"));
+    fn the_backup_log_watcher_finds_the_position() {
+        let (mut observe, found) = watch_backup_log();
+        observe("[00] Streaming ./mysql/gtid_slave_pos.ibd");
+        observe(
+            "[00] 2026-11-25 22:00:30 MySQL binlog position: filename 'binlog.000001', \
+             position '978', GTID of the last change '0-1-4'",
+        );
+        assert_eq!(found.lock().unwrap().position, Some(978));
     }
 }

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use arca_core::Repository;
-use arca_core::backup::{BackupOptions, BackupResult, backup_stream};
+use arca_core::backup::{BackupOptions, BackupResult, ChildStreamHooks, StreamName, backup_child};
 use arca_core::index::Index;
 use arca_core::progress::Progress;
 
@@ -415,14 +415,9 @@ pub(crate) fn stream_base_backup(
         .env("LC_ALL", "C")
         .env("LC_MESSAGES", "C")
         .stdout(Stdio::piped());
-    let mut running = Running::spawn("pg_basebackup", cmd)?;
-    let stdout = running
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Invalid("pg_basebackup's output is not available".into()))?;
+    let running = Running::spawn("pg_basebackup", cmd)?;
     let captured = Arc::new(Mutex::new(Captured::default()));
-    let tap = TarTap {
+    let tap = |stdout| TarTap {
         inner: stdout,
         state: TapState::Header(Vec::new()),
         captured: captured.clone(),
@@ -431,48 +426,49 @@ pub(crate) fn stream_base_backup(
     opts.meta.extend(meta);
     let wait_for_primary =
         (facts.in_recovery && !facts.archives_itself).then_some((o.archive_timeout, &**repo));
-    let result = backup_stream(
-        repo,
-        index,
-        tap,
-        BASE_TAR,
-        SOURCE_BASEBACKUP,
-        &opts,
-        progress,
-        move || {
-            let err = running
-                .finish(&target)
-                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
-            let c = captured.lock().unwrap_or_else(|p| p.into_inner());
-            let label = c.backup_label.clone().ok_or_else(|| {
-                arca_core::Error::Invalid(
-                    "pg_basebackup's output has no backup_label (not a base backup?); \
+    let name = StreamName {
+        file: BASE_TAR,
+        source: SOURCE_BASEBACKUP,
+    };
+    let accept = |ended| {
+        let err = running.accepted(ended, &target)?;
+        let c = captured.lock().unwrap_or_else(|p| p.into_inner());
+        let label = c.backup_label.clone().ok_or_else(|| {
+            arca_core::Error::Invalid(
+                "pg_basebackup's output has no backup_label (not a base backup?); \
                      no snapshot was written"
-                        .into(),
-                )
-            })?;
-            let stop = c
-                .manifest_tail
-                .as_deref()
-                .and_then(manifest_end_lsn)
-                .ok_or_else(|| {
-                    arca_core::Error::Invalid(format!(
-                        "pg_basebackup's output has no backup_manifest with the backup's WAL \
+                    .into(),
+            )
+        })?;
+        let stop = c
+            .manifest_tail
+            .as_deref()
+            .and_then(manifest_end_lsn)
+            .ok_or_else(|| {
+                arca_core::Error::Invalid(format!(
+                    "pg_basebackup's output has no backup_manifest with the backup's WAL \
                          range (PostgreSQL 13 or later is needed); its messages: {err}; \
                          no snapshot was written"
-                    ))
-                })?;
-            let meta = finish_meta(label, stop, c.tablespace_map.clone(), seg_size)
+                ))
+            })?;
+        let meta = finish_meta(label, stop, c.tablespace_map.clone(), seg_size)
+            .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
+        if let Some((timeout, repo)) = wait_for_primary {
+            wait_for_primary_archive(repo, &meta, stop, seg_size, timeout, progress)
                 .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
-            if let Some((timeout, repo)) = wait_for_primary {
-                wait_for_primary_archive(repo, &meta, stop, seg_size, timeout, progress).map_err(
-                    |e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")),
-                )?;
-            }
-            Ok(meta)
-        },
-    )?;
-    Ok(result)
+        }
+        Ok(meta)
+    };
+    let hooks = ChildStreamHooks { wrap: tap, accept };
+    Ok(backup_child(
+        repo,
+        index,
+        &running.child,
+        name,
+        &opts,
+        progress,
+        hooks,
+    )?)
 }
 
 /// The metadata known only at the end: WAL range, timeline, label.

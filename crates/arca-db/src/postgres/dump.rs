@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use arca_core::backup::{BackupOptions, BackupResult, backup_stream};
+use arca_core::backup::{
+    BackupOptions, BackupResult, ChildStreamHooks, StreamName, backup_child, backup_stream,
+};
 use arca_core::format::{NodeKind, Snapshot};
 use arca_core::index::Index;
 use arca_core::progress::Progress;
@@ -117,27 +119,19 @@ pub fn dump(
         })
         .connection(&o.dbname)
         .stdout(Stdio::piped());
-    let mut running = Running::spawn("pg_dump", cmd)?;
-    let stdout = running
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Invalid("pg_dump's output is not available".into()))?;
-    let r = backup_stream(
-        repo,
-        index,
-        stdout,
-        &name,
-        SOURCE_DUMP,
-        &opts,
-        progress,
-        move || {
-            running
-                .finish(&target)
-                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
+    let running = Running::spawn("pg_dump", cmd)?;
+    let name = StreamName {
+        file: &name,
+        source: SOURCE_DUMP,
+    };
+    let hooks = ChildStreamHooks {
+        wrap: |out| out,
+        accept: |ended| {
+            running.accepted(ended, &target)?;
             Ok(BTreeMap::new())
         },
-    )?;
+    };
+    let r = backup_child(repo, index, &running.child, name, &opts, progress, hooks)?;
     Ok(r)
 }
 
@@ -248,27 +242,19 @@ pub fn dump_all(
         .arg("--globals-only")
         .connection(&o.dbname)
         .stdout(Stdio::piped());
-    let mut running = Running::spawn("pg_dumpall", cmd)?;
-    let stdout = running
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::Invalid("pg_dumpall's output is not available".into()))?;
-    let r = backup_stream(
-        repo,
-        index,
-        stdout,
-        "globals.sql",
-        SOURCE_DUMPALL,
-        &opts,
-        progress,
-        move || {
-            running
-                .finish(&target)
-                .map_err(|e| arca_core::Error::Invalid(format!("{e}; no snapshot was written")))?;
+    let running = Running::spawn("pg_dumpall", cmd)?;
+    let name = StreamName {
+        file: "globals.sql",
+        source: SOURCE_DUMPALL,
+    };
+    let hooks = ChildStreamHooks {
+        wrap: |out| out,
+        accept: |ended| {
+            running.accepted(ended, &target)?;
             Ok(BTreeMap::new())
         },
-    )?;
+    };
+    let r = backup_child(repo, index, &running.child, name, &opts, progress, hooks)?;
     results.push(r);
     Ok(results)
 }
@@ -344,10 +330,10 @@ pub fn restore_dump(
                 ("psql", c)
             };
             cmd.stdin(Stdio::piped()).stdout(Stdio::null());
-            let mut running = Running::spawn(tool, cmd)?;
-            let copied = match running.child.stdin.take() {
-                Some(mut stdin) => std::io::copy(&mut content, &mut stdin).map(|_| ()),
-                None => Ok(()),
+            let running = Running::spawn(tool, cmd)?;
+            let copied = {
+                let mut stdin = running.take_stdin()?;
+                std::io::copy(&mut content, &mut stdin).map(|_| ())
             };
             let finished = running.finish(&target);
             if let Err(e) = copied {
@@ -403,8 +389,9 @@ pub fn restore_dump_set(
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
-    let mut running = Running::spawn("psql", cmd)?;
-    if let Some(mut stdin) = running.child.stdin.take() {
+    let running = Running::spawn("psql", cmd)?;
+    {
+        let mut stdin = running.take_stdin()?;
         std::io::copy(&mut ContentReader::new(repo, index, &node), &mut stdin)
             .map_err(|e| Error::Invalid(format!("restoring globals: {e}")))?;
     }

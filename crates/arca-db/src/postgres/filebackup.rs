@@ -167,10 +167,9 @@ impl Session {
             .env("LC_MESSAGES", "C")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        let mut running = Running::spawn("psql", cmd)?;
-        let missing = || Error::Invalid("psql's input or output is not available".into());
-        let stdin = running.child.stdin.take().ok_or_else(missing)?;
-        let stdout = running.child.stdout.take().ok_or_else(missing)?;
+        let running = Running::spawn("psql", cmd)?;
+        let stdin = running.take_stdin()?;
+        let stdout = running.take_stdout()?;
         Ok(Session {
             running: Some(running),
             stdin: Some(stdin),

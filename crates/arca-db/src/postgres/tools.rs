@@ -4,9 +4,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
+
+use arca_core::backup::ChildResult;
+use arca_core::child::{ChildError, ChildOptions, ChildProcess};
 
 use super::{Error, Result};
 
@@ -89,13 +91,12 @@ fn is_executable(p: &Path) -> bool {
 /// Seconds libpq waits for a connection to the server by default (`PGCONNECT_TIMEOUT`).
 pub const CONNECT_TIMEOUT_SECS: &str = "30";
 
-/// A running tool whose error output is collected (the last 64 KiB) on a thread.
+/// A running tool (an [`arca_core::child::ChildProcess`]: its error output kept, killed
+/// when dropped unfinished) and the connection timeout it was given.
 pub(crate) struct Running {
-    pub tool: String,
-    pub child: Child,
+    pub child: ChildProcess,
     /// The connection timeout the tool got, in seconds, and where it came from.
     connect_timeout: (String, &'static str),
-    stderr: Option<JoinHandle<Vec<u8>>>,
 }
 
 impl Running {
@@ -103,7 +104,6 @@ impl Running {
     /// that does not answer fails the connection after [`CONNECT_TIMEOUT_SECS`] unless
     /// `PGCONNECT_TIMEOUT` is set (in arca's environment or by the caller).
     pub fn spawn(tool: &str, mut cmd: Command) -> Result<Running> {
-        cmd.stderr(Stdio::piped());
         let given = cmd
             .get_envs()
             .find(|(k, _)| *k == "PGCONNECT_TIMEOUT")
@@ -119,83 +119,88 @@ impl Running {
                 )
             }
         };
-        let mut child = cmd.spawn().map_err(|error| Error::Spawn {
-            tool: tool.into(),
-            error,
-        })?;
-        let stderr = child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut kept: Vec<u8> = Vec::new();
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = e.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    kept.extend_from_slice(&buf[..n]);
-                    if kept.len() > 128 << 10 {
-                        kept.drain(..kept.len() - (64 << 10));
-                    }
-                }
-                kept
-            })
-        });
+        // Database tools stay in arca's process group: they may ask for a password.
+        let child =
+            ChildProcess::spawn(tool, &mut cmd, ChildOptions::default()).map_err(|e| match e {
+                ChildError::Spawn { tool, source } => Error::Spawn {
+                    tool,
+                    error: source,
+                },
+                e => Error::Child(e),
+            })?;
         Ok(Running {
-            tool: tool.into(),
             child,
             connect_timeout,
-            stderr,
         })
     }
 
+    /// The tool's standard input (piped by the caller).
+    pub fn take_stdin(&self) -> Result<ChildStdin> {
+        Ok(self.child.take_stdin()?)
+    }
+
+    /// The tool's standard output (piped by the caller).
+    pub fn take_stdout(&self) -> Result<ChildStdout> {
+        Ok(self.child.take_stdout()?)
+    }
+
     /// Waits; returns the status and the error output.
-    pub fn wait(mut self) -> Result<(ExitStatus, String)> {
-        let status = self.child.wait().map_err(|error| Error::Spawn {
-            tool: self.tool.clone(),
-            error,
-        })?;
-        let err = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        Ok((status, String::from_utf8_lossy(&err).trim().to_string()))
+    pub fn wait(&self) -> Result<(ExitStatus, String)> {
+        let status = self.child.wait()?;
+        Ok((status, self.child.stderr_tail().text()))
     }
 
     /// Waits and fails unless the tool succeeded; returns its error output (notices).
-    pub fn finish(self, target: &str) -> Result<String> {
-        let tool = self.tool.clone();
-        let (secs, from) = self.connect_timeout.clone();
-        let (status, err) = self.wait()?;
-        if status.success() {
-            Ok(err)
-        } else {
-            Err(Error::ToolFailed {
-                status: status.to_string(),
-                target: target.into(),
-                message: if err.is_empty() {
-                    "no error output".into()
-                } else if err.contains("timeout expired") {
-                    format!("{tool}: no answer within {secs}s ({from}): {err}")
-                } else {
-                    err
-                },
-                tool,
-            })
+    pub fn finish(&self, target: &str) -> Result<String> {
+        self.ended(self.child.finish(), target)
+    }
+
+    /// How the tool ended ([`ChildProcess::finish`]) as this crate's error: a failure
+    /// names what it worked on, and a connection timeout says which setting gave it.
+    pub fn ended(&self, ended: ChildResult, target: &str) -> Result<String> {
+        match ended {
+            Ok(tail) => Ok(tail.text()),
+            Err(ChildError::Failed { tool, status, .. }) => {
+                let err = self.child.stderr_tail().text();
+                let (secs, from) = &self.connect_timeout;
+                Err(Error::ToolFailed {
+                    status,
+                    target: target.into(),
+                    message: if err.is_empty() {
+                        "no error output".into()
+                    } else if err.contains("timeout expired") {
+                        format!("{tool}: no answer within {secs}s ({from}): {err}")
+                    } else {
+                        err
+                    },
+                    tool,
+                })
+            }
+            Err(e) => Err(Error::Child(e)),
         }
+    }
+
+    /// [`Running::ended`] for a backup's accept step: the error as the engine's, with
+    /// the note that no snapshot was written.
+    pub fn accepted(&self, ended: ChildResult, target: &str) -> arca_core::Result<String> {
+        self.ended(ended, target).map_err(|e| match e {
+            Error::Child(e) => arca_core::Error::from(e),
+            e => arca_core::Error::Invalid(format!("{e}; no snapshot was written")),
+        })
     }
 }
 
 /// Runs a tool to completion and returns its standard output.
 pub(crate) fn output(tool: &str, mut cmd: Command, target: &str) -> Result<String> {
     cmd.stdout(Stdio::piped());
-    let mut r = Running::spawn(tool, cmd)?;
+    let r = Running::spawn(tool, cmd)?;
     let mut out = String::new();
-    if let Some(mut o) = r.child.stdout.take() {
-        o.read_to_string(&mut out).map_err(|error| Error::Spawn {
+    r.take_stdout()?
+        .read_to_string(&mut out)
+        .map_err(|error| Error::Spawn {
             tool: tool.into(),
             error,
         })?;
-    }
     r.finish(target)?;
     Ok(out)
 }

@@ -1,8 +1,9 @@
 //! The CLI and a job run are one application layer (arca-ops): each test runs the same
 //! operation from `arca` and from `arca job run` and compares them. Reads on S3 (the cache
 //! is used by both), client-side append-only (refused by both, nothing deleted), a job's
-//! prune (removes abandoned temporary files, as `arca prune` does), and the metadata of
-//! the snapshots they write.
+//! prune (removes abandoned temporary files, as `arca prune` does), the metadata of the
+//! snapshots they write, and a command source stopped while it writes nothing (both kill
+//! the command with what it started, and write no snapshot).
 
 use crate::common;
 
@@ -334,4 +335,123 @@ fn a_job_and_arca_backup_write_the_same_snapshot_metadata() {
         }
     }
     assert_eq!(from_job[1]["parent"], from_job[0]["id"]);
+}
+
+/// Waits until `file` holds a pid, and returns it.
+fn pid_in(file: &Path) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never got a pid",
+            file.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is gone (or a zombie no one reaped yet: it runs no more).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
+}
+
+/// Starts `c`, waits for the command's grandchild to write its pid, stops arca with
+/// SIGTERM, and returns arca's exit code and the grandchild's pid.
+fn stop_while_the_command_is_silent(mut c: std::process::Command, pidfile: &Path) -> (i32, i32) {
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut arca = c.spawn().unwrap();
+    let pid = pid_in(pidfile);
+    assert!(!gone(pid), "the command's child {pid} is not running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(arca.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = arca.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = arca.kill();
+            panic!("arca did not stop within 30 s of SIGTERM while its command wrote nothing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gone(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (status.code().unwrap_or(-1), pid)
+}
+
+#[test]
+fn a_stopped_command_source_kills_its_child_from_the_cli_and_from_a_job() {
+    let env = Env::init();
+    // The command starts a child that holds the output open and writes nothing: only
+    // killing the command's whole process group ends the read.
+    let script = |pidfile: &Path| {
+        format!(
+            "echo header; sleep 600 & echo $! > {}; wait",
+            pidfile.display()
+        )
+    };
+
+    let cli_pidfile = env.path("cli.pid");
+    let mut c = env.cmd();
+    c.env("ARCA_INSECURE_TEST_KDF", "1").args([
+        "backup",
+        "-q",
+        "--stdin-from-command",
+        "--",
+        "sh",
+        "-c",
+        &script(&cli_pidfile),
+    ]);
+    let (cli_code, cli_child) = stop_while_the_command_is_silent(c, &cli_pidfile);
+    assert_eq!(cli_code, 130, "arca backup exits as interrupted");
+    assert!(
+        gone(cli_child),
+        "arca backup left its command's child {cli_child} running"
+    );
+
+    let job_pidfile = env.path("job.pid");
+    let config = env.path("arca.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nstate = \"{state}\"\n\n[repositories.r]\nlocation = \"{repo}\"\n\
+             password_env = \"ARCA_TEST_DAEMON_PW\"\n\n[jobs.j]\ncommand = \"{command}\"\n\
+             repositories = [\"r\"]\nschedule = \"every 1h\"\n",
+            state = env.path("history.db").display(),
+            repo = env.repo.display(),
+            command = script(&job_pidfile),
+        ),
+    )
+    .unwrap();
+    let mut c = common::daemon::arca_with_config(&config);
+    c.args(["job", "run", "j", "--json"]);
+    let (job_code, job_child) = stop_while_the_command_is_silent(c, &job_pidfile);
+    assert!(
+        gone(job_child),
+        "arca job run left its command's child {job_child} running"
+    );
+    assert_ne!(job_code, 0, "a stopped job run does not report success");
+    let runs = job_history(&config, "j");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_ne!(runs[0]["status"], "success", "{}", runs[0]);
+    assert!(runs[0]["snapshot_id"].is_null(), "{}", runs[0]);
+
+    assert!(
+        env.snapshots().is_empty(),
+        "a stopped command wrote a snapshot"
+    );
 }

@@ -149,20 +149,16 @@ pub fn ops_filter(f: &SnapshotFilter) -> arca_ops::forget::SnapshotFilter {
     }
 }
 
-pub fn matches_filter(s: &Snapshot, f: &SnapshotFilter) -> bool {
-    ops_filter(f).matches(s)
-}
-
 /// Resolves a reference against the snapshots matching `filter` (for `latest`).
 pub fn resolve(
     snaps: &[(Id, Snapshot)],
     reference: &str,
     filter: Option<&SnapshotFilter>,
 ) -> Result<(Id, Snapshot)> {
-    let filtered: Vec<(Id, Snapshot)> = match filter {
+    let filtered: Vec<(Id, Snapshot)> = match filter.map(ops_filter) {
         Some(f) => snaps
             .iter()
-            .filter(|(_, s)| matches_filter(s, f))
+            .filter(|(_, s)| f.matches(s))
             .cloned()
             .collect(),
         None => snaps.to_vec(),
@@ -177,9 +173,10 @@ pub fn select(
     filter: Option<&SnapshotFilter>,
 ) -> Result<Vec<(Id, Snapshot)>> {
     if refs.is_empty() {
+        let filter = filter.map(ops_filter);
         return Ok(snaps
             .iter()
-            .filter(|(_, s)| filter.is_none_or(|f| matches_filter(s, f)))
+            .filter(|(_, s)| filter.as_ref().is_none_or(|f| f.matches(s)))
             .cloned()
             .collect());
     }

@@ -34,7 +34,6 @@
 //! evaluates one group.
 
 use std::fmt;
-use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -53,49 +52,9 @@ pub enum RetentionError {
 }
 
 /// A calendar duration for the `keep-within*` rules: years, months, days and hours,
-/// written `1y2mo3d4h` (any subset, any order; restic writes months as `m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
-pub struct RetentionDuration {
-    pub years: u32,
-    pub months: u32,
-    pub days: u32,
-    pub hours: u32,
-}
-
-impl RetentionDuration {
-    /// A zero duration disables the rule it is given for (as in restic).
-    pub fn is_zero(&self) -> bool {
-        self.years == 0 && self.months == 0 && self.days == 0 && self.hours == 0
-    }
-}
-
-impl fmt::Display for RetentionDuration {
-    /// Non-zero components only, in the grammar that parses them, e.g. `1y2mo`, `3d4h`;
-    /// zero is `0h`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_zero() {
-            return f.write_str("0h");
-        }
-        for (n, unit) in [
-            (self.years, "y"),
-            (self.months, "mo"),
-            (self.days, "d"),
-            (self.hours, "h"),
-        ] {
-            if n != 0 {
-                write!(f, "{n}{unit}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for RetentionDuration {
-    type Err = RetentionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_duration(s)
-    }
-}
+/// written `1y2mo3d4h` (any subset, any order; restic writes months as `m`). A zero
+/// duration disables the rule it is given for (as in restic).
+pub type RetentionDuration = crate::units::CalendarSpan;
 
 /// Parses a `keep-within*` span in arca's one duration grammar
 /// ([`crate::units::parse_calendar`]): `y` (years), `mo` (months), `w` (weeks), `d` (days)
@@ -103,15 +62,9 @@ impl FromStr for RetentionDuration {
 /// months as `m`; here `m` means minutes, so `6m` is refused with a message that says to
 /// write `6mo`.
 pub fn parse_duration(s: &str) -> Result<RetentionDuration, RetentionError> {
-    let span = crate::units::parse_calendar(s).map_err(|e| RetentionError::InvalidDuration {
+    crate::units::parse_calendar(s).map_err(|e| RetentionError::InvalidDuration {
         input: e.input,
         reason: e.reason,
-    })?;
-    Ok(RetentionDuration {
-        years: span.years,
-        months: span.months,
-        days: span.days,
-        hours: span.hours,
     })
 }
 

@@ -182,7 +182,9 @@ pub fn format_elapsed(d: Duration) -> String {
 }
 
 /// A span of calendar time: years and months as on the calendar, days, hours.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct CalendarSpan {
     pub years: u32,
     pub months: u32,
@@ -193,6 +195,34 @@ pub struct CalendarSpan {
 impl CalendarSpan {
     pub fn is_zero(&self) -> bool {
         *self == CalendarSpan::default()
+    }
+}
+
+impl std::fmt::Display for CalendarSpan {
+    /// Non-zero components only, in the grammar that parses them, e.g. `1y2mo`, `3d4h`;
+    /// zero is `0h`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_zero() {
+            return f.write_str("0h");
+        }
+        for (n, unit) in [
+            (self.years, "y"),
+            (self.months, "mo"),
+            (self.days, "d"),
+            (self.hours, "h"),
+        ] {
+            if n != 0 {
+                write!(f, "{n}{unit}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for CalendarSpan {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_calendar(s)
     }
 }
 

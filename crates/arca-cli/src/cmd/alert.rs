@@ -4,11 +4,11 @@
 //! arca_daemon::notify.
 
 use anyhow::{Result, anyhow};
+use arca_core::units::Elapsed;
 use arca_daemon::notify::{
     Alert, AlertState, ChannelConfig, CommandConfig, EmailConfig, SmtpSecurity, Template,
     WebhookConfig, send,
 };
-use arca_ops::drill::parse_duration;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use crate::cli::GlobalArgs;
@@ -77,7 +77,7 @@ pub struct AlertTestArgs {
     pub to: Vec<String>,
     /// Time the channel may take
     #[arg(long, default_value = "10s", value_name = "DURATION")]
-    pub timeout: String,
+    pub timeout: Elapsed,
     /// Also send the matching "resolved" message
     #[arg(long)]
     pub resolve: bool,
@@ -90,7 +90,7 @@ pub fn run(g: &GlobalArgs, c: AlertCommand) -> Result<i32> {
 }
 
 fn channel(a: &AlertTestArgs) -> Result<ChannelConfig> {
-    let timeout = parse_duration(&a.timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
+    let timeout = a.timeout.0;
     if let Some(url) = &a.webhook {
         let mut headers = std::collections::BTreeMap::new();
         for h in &a.headers {

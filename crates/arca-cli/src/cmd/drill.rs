@@ -8,10 +8,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use arca_core::units::Elapsed;
 use arca_daemon::job_drill::{DrillRequest, RecoverRequest, drill_job, recover_job};
 use arca_ops::drill::{
     CheckCommand, DrillPlan, DrillReport, RecoveryHooks, StepStatus, Tier, format_duration,
-    parse_duration, run_drill,
+    run_drill,
 };
 use clap::{Args, Subcommand};
 
@@ -46,12 +47,12 @@ pub struct DrillRunArgs {
     #[arg(long = "check", value_name = "CMD")]
     pub checks: Vec<String>,
     /// Time each check command may take before it is killed and fails (default 60s)
-    #[arg(long, value_name = "DURATION")]
-    pub check_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub check_timeout: Elapsed,
     /// Recovery time objective: the recovery (and the projection of a full restore) must
     /// take no longer (e.g. 30m, 1h, 500ms)
     #[arg(long, value_name = "DURATION")]
-    pub rto: Option<String>,
+    pub rto: Option<Elapsed>,
     /// Directory for the drill's scratch space (a private one under $TMPDIR when not
     /// given); nothing else may change in it during the drill
     #[arg(long, value_name = "DIR")]
@@ -69,8 +70,8 @@ pub struct DrillRunArgs {
     #[arg(long = "start", value_name = "CMD")]
     pub start: Vec<String>,
     /// Time each hook may take (default 5m)
-    #[arg(long, value_name = "DURATION")]
-    pub hook_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub hook_timeout: Elapsed,
     /// The job's current size in bytes, for the projection of a full restore (default:
     /// the snapshot's size)
     #[arg(long, value_name = "BYTES")]
@@ -101,14 +102,9 @@ fn drill_run(g: &GlobalArgs, a: DrillRunArgs) -> Result<i32> {
     if let Some(job) = &a.job {
         return drill_configured_job(g, job, &a);
     }
-    let check_timeout = parse_duration(a.check_timeout.as_deref().unwrap_or("60s"))
-        .map_err(|e| anyhow::anyhow!("--check-timeout: {e}"))?;
-    let rto = match &a.rto {
-        Some(s) => Some(parse_duration(s).map_err(|e| anyhow::anyhow!("--rto: {e}"))?),
-        None => None,
-    };
-    let hook_timeout = parse_duration(a.hook_timeout.as_deref().unwrap_or("5m"))
-        .map_err(|e| anyhow::anyhow!("--hook-timeout: {e}"))?;
+    let check_timeout = a.check_timeout.0;
+    let rto = a.rto.map(|r| r.0);
+    let hook_timeout = a.hook_timeout.0;
     if a.keep && a.scratch.is_none() {
         bail!("--keep needs --scratch DIR (the private scratch directory is removed)");
     }

@@ -10,8 +10,9 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<i32> {
     let repo = common::open(g)?;
     let snaps = common::all_snapshots(&repo)?;
     let mut shown = Vec::new();
+    let filter = common::ops_filter(&a.filter);
     for (id, s) in &snaps {
-        if !common::matches_filter(s, &a.filter) {
+        if !filter.matches(s) {
             continue;
         }
         if !a.ids.is_empty()

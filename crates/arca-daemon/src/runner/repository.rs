@@ -28,11 +28,6 @@ pub fn password_source(repo: &RepositoryConfig) -> arca_ops::PasswordSource {
     }
 }
 
-/// Reads a repository's password from its configured source.
-pub fn password(repo: &RepositoryConfig) -> Result<Vec<u8>, arca_ops::PasswordError> {
-    password_source(repo).read()
-}
-
 /// The description of a configured repository, with the job's limits over the
 /// repository's own.
 pub fn repository_spec(repo: &RepositoryConfig, job: Option<&JobConfig>) -> RepositorySpec {

@@ -136,7 +136,8 @@ pub struct IndexFile {
     pub supersedes: Vec<Id>,
 }
 
-/// Backup type of a snapshot (DESIGN.md section 3).
+/// Backup type of a snapshot: which parent its change detection uses (docs/FORMAT.md,
+/// Snapshots). Every snapshot's tree is complete, whatever its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupType {

@@ -123,7 +123,9 @@ impl Excludes {
     }
 }
 
-/// Picks the parent snapshot for a backup of `paths` from `host` (DESIGN.md section 3).
+/// Picks the parent snapshot for a backup of `paths` from `host`: none for a full backup,
+/// the latest file snapshot of the same host and paths for an incremental one, the latest
+/// full one for a differential one (docs/FORMAT.md, Snapshots).
 pub fn select_parent<'a>(
     snaps: &'a [(Id, Snapshot)],
     host: &str,

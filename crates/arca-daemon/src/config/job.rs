@@ -20,7 +20,110 @@ impl Checker<'_> {
             );
         }
 
-        // Source: exactly one kind.
+        let source = self.job_source(&what, name, &name_span, &j);
+        let repositories = self.job_repositories(&what, &name_span, &j, known_repos);
+
+        // Time zone, RPO, schedule.
+        let (tz, tz_name) = self.timezone(j.timezone.as_ref(), daemon_tz);
+        let rpo = j.rpo.as_ref().and_then(|r| self.duration(r, "rpo"));
+        let rto = j.rto.as_ref().and_then(|r| self.duration(r, "rto"));
+        let schedule = match &j.schedule {
+            None => {
+                self.problem(
+                    Some(name_span.clone()),
+                    format!(
+                        "{what} has no schedule: set schedule = \"CRON\", \"every 10m\" or \"auto\""
+                    ),
+                );
+                None
+            }
+            Some(s) => match Schedule::parse(s.get_ref(), rpo) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    self.at(s, format!("{what} schedule: {e}"));
+                    None
+                }
+            },
+        };
+
+        let (windows, window_texts, on_window_close) = self.job_windows(&what, &j);
+        let exclusions = self.job_exclusions(&what, &j, &tz);
+        let rotation = self.job_rotation(&what, &j);
+        let retention = self.job_retention(&what, &name_span, &j);
+        let prune = self.job_prune(&what, &j, rpo);
+        let drill = self.job_drill(&what, &j, rpo);
+
+        // Hooks.
+        let hooks_raw = j.hooks.unwrap_or_default();
+        let timeout = match &hooks_raw.timeout {
+            Some(t) => self
+                .duration(t, &format!("{what} hooks timeout"))
+                .unwrap_or_default(),
+            None => Duration::from_secs(300),
+        };
+        let hooks = Hooks {
+            pre: hooks_raw.pre,
+            post: hooks_raw.post,
+            failure: hooks_raw.failure,
+            timeout,
+        };
+
+        let limits = self.job_limits(&what, j.limits.unwrap_or_default());
+
+        // Alerts.
+        let (alerts, channels) = match &j.alerts {
+            Some(raw) => {
+                let (rules, chans) = self.alert_settings(&format!("{what} alerts"), raw);
+                (
+                    self.alerts.merged(&rules),
+                    chans.unwrap_or_else(|| self.default_channels.clone()),
+                )
+            }
+            None => (self.alerts.clone(), self.default_channels.clone()),
+        };
+
+        if self.problems.len() > before {
+            return None;
+        }
+        let plan = JobPlan {
+            tz,
+            schedule: schedule?,
+            windows,
+            exclusions,
+            rotation,
+        };
+        Some(JobConfig {
+            name: name.to_string(),
+            source: source?,
+            repositories,
+            schedule_text: j.schedule.map(|s| s.into_inner()).unwrap_or_default(),
+            plan: Arc::new(plan),
+            timezone: tz_name,
+            windows: window_texts,
+            rpo,
+            rto,
+            on_window_close,
+            tags: j.tags,
+            host: j.host,
+            checksum: j.checksum,
+            retention,
+            prune,
+            hooks,
+            limits,
+            alerts,
+            channels,
+            drill,
+        })
+    }
+
+    /// The job's one source (`sources`, `command`, `postgres` or `mysql`).
+    fn job_source(
+        &mut self,
+        what: &str,
+        name: &str,
+        name_span: &Range<usize>,
+        j: &RawJob,
+    ) -> Option<Source> {
         let kinds = [
             j.sources.is_some(),
             j.command.is_some(),
@@ -101,40 +204,54 @@ impl Checker<'_> {
                 bindir: p.bindir.as_deref().map(|b| self.resolve_path(b)),
             });
         } else if let Some(my) = &j.mysql {
-            let m = my.get_ref();
-            if m.databases.is_empty() != m.all_databases {
-                self.at(
-                    my,
-                    format!(
-                        "{what} mysql: set either databases = [\"DB\", ...] or all_databases = true"
-                    ),
-                );
-            }
-            if let Some(e) = &m.password_env
-                && (self.env)(e.get_ref()).is_none()
-            {
-                self.at(
-                    e,
-                    format!(
-                        "{what} mysql password_env: the environment variable {} is not set",
-                        e.get_ref()
-                    ),
-                );
-            }
-            source = Some(Source::Mysql {
-                databases: m.databases.clone(),
-                all_databases: m.all_databases,
-                host: m.host.clone(),
-                port: m.port,
-                socket: m.socket.as_deref().map(PathBuf::from),
-                user: m.user.clone(),
-                password_env: m.password_env.as_ref().map(|e| e.get_ref().clone()),
-                defaults_file: m.defaults_file.as_deref().map(|f| self.resolve_path(f)),
-                options: m.options.clone(),
-            });
+            source = Some(self.mysql_source(what, my));
         }
+        source
+    }
 
-        // Repositories.
+    /// A `[jobs.NAME.mysql]` source.
+    fn mysql_source(&mut self, what: &str, my: &Spanned<RawMysql>) -> Source {
+        let m = my.get_ref();
+        if m.databases.is_empty() != m.all_databases {
+            self.at(
+                my,
+                format!(
+                    "{what} mysql: set either databases = [\"DB\", ...] or all_databases = true"
+                ),
+            );
+        }
+        if let Some(e) = &m.password_env
+            && (self.env)(e.get_ref()).is_none()
+        {
+            self.at(
+                e,
+                format!(
+                    "{what} mysql password_env: the environment variable {} is not set",
+                    e.get_ref()
+                ),
+            );
+        }
+        Source::Mysql {
+            databases: m.databases.clone(),
+            all_databases: m.all_databases,
+            host: m.host.clone(),
+            port: m.port,
+            socket: m.socket.as_deref().map(PathBuf::from),
+            user: m.user.clone(),
+            password_env: m.password_env.as_ref().map(|e| e.get_ref().clone()),
+            defaults_file: m.defaults_file.as_deref().map(|f| self.resolve_path(f)),
+            options: m.options.clone(),
+        }
+    }
+
+    /// The repositories the job backs up to, each defined once.
+    fn job_repositories(
+        &mut self,
+        what: &str,
+        name_span: &Range<usize>,
+        j: &RawJob,
+        known_repos: &[String],
+    ) -> Vec<String> {
         let mut repositories = Vec::new();
         match &j.repositories {
             None => self.problem(
@@ -165,31 +282,11 @@ impl Checker<'_> {
                 }
             }
         }
+        repositories
+    }
 
-        // Time zone, RPO, schedule.
-        let (tz, tz_name) = self.timezone(j.timezone.as_ref(), daemon_tz);
-        let rpo = j.rpo.as_ref().and_then(|r| self.duration(r, "rpo"));
-        let rto = j.rto.as_ref().and_then(|r| self.duration(r, "rto"));
-        let schedule = match &j.schedule {
-            None => {
-                self.problem(
-                    Some(name_span.clone()),
-                    format!(
-                        "{what} has no schedule: set schedule = \"CRON\", \"every 10m\" or \"auto\""
-                    ),
-                );
-                None
-            }
-            Some(s) => match Schedule::parse(s.get_ref(), rpo) {
-                Ok(x) => Some(x),
-                Err(e) => {
-                    self.at(s, format!("{what} schedule: {e}"));
-                    None
-                }
-            },
-        };
-
-        // Windows and exclusions.
+    /// The backup windows (parsed and as written) and what a closing window does.
+    fn job_windows(&mut self, what: &str, j: &RawJob) -> (Vec<Window>, Vec<String>, OnWindowClose) {
         let mut windows = Vec::new();
         let mut window_texts = Vec::new();
         if let Some(w) = &j.window {
@@ -218,6 +315,11 @@ impl Checker<'_> {
                 OnWindowClose::Finish
             }
         };
+        (windows, window_texts, on_window_close)
+    }
+
+    /// The periods in which the job does not run, as instants of its time zone.
+    fn job_exclusions(&mut self, what: &str, j: &RawJob, tz: &TimeZone) -> Vec<Exclusion> {
         let mut exclusions = Vec::new();
         for e in &j.exclusions {
             let raw = e.get_ref();
@@ -229,9 +331,9 @@ impl Checker<'_> {
             let parse = |c: &mut Self, s: &Spanned<String>| -> Option<jiff::Timestamp> {
                 let text = s.get_ref().trim().replace(' ', "T");
                 match text.parse::<jiff::civil::DateTime>() {
-                    Ok(dt) => first_instant_at_or_after(dt.date(), dt.time(), &tz),
+                    Ok(dt) => first_instant_at_or_after(dt.date(), dt.time(), tz),
                     Err(_) => match text.parse::<jiff::civil::Date>() {
-                        Ok(d) => first_instant_at_or_after(d, jiff::civil::Time::midnight(), &tz),
+                        Ok(d) => first_instant_at_or_after(d, jiff::civil::Time::midnight(), tz),
                         Err(_) => {
                             c.at(
                                 s,
@@ -273,8 +375,11 @@ impl Checker<'_> {
                 }
             }
         }
+        exclusions
+    }
 
-        // Rotation.
+    /// Which days run full, differential or incremental backups.
+    fn job_rotation(&mut self, what: &str, j: &RawJob) -> Rotation {
         let mut rotation = Rotation::default();
         if let Some(r) = &j.rotation {
             for (list, out) in [
@@ -296,8 +401,16 @@ impl Checker<'_> {
                 }
             }
         }
+        rotation
+    }
 
-        // Retention.
+    /// The retention policy; one that keeps nothing is refused.
+    fn job_retention(
+        &mut self,
+        what: &str,
+        name_span: &Range<usize>,
+        j: &RawJob,
+    ) -> Option<RetentionPolicy> {
         let before_retention = self.problems.len();
         let retention = j.retention.as_ref().map(|r| {
             let count = |c: &mut Self, v: &Option<Spanned<i64>>, key: &str| {
@@ -354,9 +467,12 @@ impl Checker<'_> {
                 format!("{what} retention keeps nothing: set at least one keep_* rule (an empty policy would remove every snapshot)"),
             );
         }
+        retention
+    }
 
-        // Prune.
-        let prune = j.prune.as_ref().and_then(|p| {
+    /// The job's prune schedule and threshold.
+    fn job_prune(&mut self, what: &str, j: &RawJob, rpo: Option<Duration>) -> Option<PruneConfig> {
+        j.prune.as_ref().and_then(|p| {
             let schedule = match Schedule::parse(p.schedule.get_ref(), rpo) {
                 Ok(s) => Some(s),
                 Err(e) => {
@@ -379,25 +495,11 @@ impl Checker<'_> {
                 schedule_text: p.schedule.get_ref().clone(),
                 max_unused: max_unused?,
             })
-        });
+        })
+    }
 
-        // Hooks.
-        let hooks_raw = j.hooks.unwrap_or_default();
-        let timeout = match &hooks_raw.timeout {
-            Some(t) => self
-                .duration(t, &format!("{what} hooks timeout"))
-                .unwrap_or_default(),
-            None => Duration::from_secs(300),
-        };
-        let hooks = Hooks {
-            pre: hooks_raw.pre,
-            post: hooks_raw.post,
-            failure: hooks_raw.failure,
-            timeout,
-        };
-
-        // Limits.
-        let l = j.limits.unwrap_or_default();
+    /// Thread, connection, bandwidth and priority limits.
+    fn job_limits(&mut self, what: &str, l: RawLimits) -> Limits {
         let mut limits = Limits {
             threads: l.threads.as_ref().map(|t| *t.get_ref()),
             connections: l.connections.as_ref().map(|t| *t.get_ref()),
@@ -428,21 +530,12 @@ impl Checker<'_> {
                 self.at(n, format!("{what} limits {key} must be at least 1"));
             }
         }
+        limits
+    }
 
-        // Alerts.
-        let (alerts, channels) = match &j.alerts {
-            Some(raw) => {
-                let (rules, chans) = self.alert_settings(&format!("{what} alerts"), raw);
-                (
-                    self.alerts.merged(&rules),
-                    chans.unwrap_or_else(|| self.default_channels.clone()),
-                )
-            }
-            None => (self.alerts.clone(), self.default_channels.clone()),
-        };
-
-        // Drill.
-        let drill = j.drill.as_ref().map(|d| {
+    /// The job's restore drill.
+    fn job_drill(&mut self, what: &str, j: &RawJob, rpo: Option<Duration>) -> Option<DrillConfig> {
+        j.drill.as_ref().map(|d| {
             let schedule =
                 d.schedule
                     .as_ref()
@@ -492,39 +585,6 @@ impl Checker<'_> {
                     timeout: hook_timeout,
                 },
             }
-        });
-
-        if self.problems.len() > before {
-            return None;
-        }
-        let plan = JobPlan {
-            tz,
-            schedule: schedule?,
-            windows,
-            exclusions,
-            rotation,
-        };
-        Some(JobConfig {
-            name: name.to_string(),
-            source: source?,
-            repositories,
-            schedule_text: j.schedule.map(|s| s.into_inner()).unwrap_or_default(),
-            plan: Arc::new(plan),
-            timezone: tz_name,
-            windows: window_texts,
-            rpo,
-            rto,
-            on_window_close,
-            tags: j.tags,
-            host: j.host,
-            checksum: j.checksum,
-            retention,
-            prune,
-            hooks,
-            limits,
-            alerts,
-            channels,
-            drill,
         })
     }
 }

@@ -238,7 +238,66 @@ impl Checker<'_> {
             }
         }
 
-        // [daemon]
+        let (daemon, daemon_tz) = self.daemon_settings(&daemon_raw);
+
+        // [repositories.NAME]
+        let mut repositories = BTreeMap::new();
+        let mut known_repos = Vec::new();
+        for (name, name_span, v) in repo_values {
+            known_repos.push(name.clone());
+            if let Some(r) = self.repository(&name, name_span, v) {
+                repositories.insert(name, r);
+            }
+        }
+
+        // [channels.NAME]
+        let mut channels = BTreeMap::new();
+        for (name, name_span, v) in channel_values {
+            let what = format!("[channels.{name}]");
+            self.channel_names.push(name.clone());
+            let Some(c) = self.de::<crate::notify::ChannelConfig>(&what, v) else {
+                continue;
+            };
+            for p in crate::notify::channel_problems(&c, self.env) {
+                self.problem(Some(name_span.clone()), format!("{what}: {p}"));
+            }
+            channels.insert(name, c);
+        }
+
+        // [alerts]
+        if let Some(v) = alerts_value
+            && let Some(raw) = self.de::<RawAlerts>("[alerts]", v)
+        {
+            let (rules, chans) = self.alert_settings("[alerts]", &raw);
+            self.alerts = rules;
+            self.default_channels = chans.unwrap_or_default();
+        }
+
+        // [jobs.NAME]
+        let mut jobs = BTreeMap::new();
+        for (name, name_span, v) in job_values {
+            let what = format!("[jobs.{name}]");
+            let Some(j) = self.de::<RawJob>(&what, v) else {
+                continue;
+            };
+            if let Some(job) = self.job(&name, name_span, j, &known_repos, &daemon_tz) {
+                jobs.insert(name, job);
+            }
+        }
+        if !self.problems.is_empty() {
+            return None;
+        }
+        Some(Config {
+            path: self.path.to_path_buf(),
+            daemon,
+            repositories,
+            jobs,
+            channels,
+        })
+    }
+
+    /// The `[daemon]` section, and the daemon's time zone ("" for the system's).
+    fn daemon_settings(&mut self, daemon_raw: &RawDaemon) -> (DaemonSettings, String) {
         let listen = daemon_raw.listen.as_ref().and_then(|l| {
             match l.get_ref().parse::<std::net::SocketAddr>() {
                 Ok(a) => Some(a),
@@ -357,157 +416,109 @@ impl Checker<'_> {
                 }
             }),
         };
+        (daemon, daemon_tz)
+    }
 
-        // [repositories.NAME]
-        let mut repositories = BTreeMap::new();
-        let mut known_repos = Vec::new();
-        for (name, name_span, v) in repo_values {
-            known_repos.push(name.clone());
-            let what = format!("[repositories.{name}]");
-            let Some(r) = self.de::<RawRepository>(&what, v) else {
-                continue;
-            };
-            if let Err(e) = arca_storage::parse_location(r.location.get_ref()) {
-                self.at(&r.location, format!("{what} location: {e}"));
+    /// One `[repositories.NAME]` section; `None` when it has a problem that leaves no
+    /// usable repository (the problem is recorded).
+    fn repository(
+        &mut self,
+        name: &str,
+        name_span: Range<usize>,
+        v: &Spanned<DeValue<'_>>,
+    ) -> Option<RepositoryConfig> {
+        let what = format!("[repositories.{name}]");
+        let r = self.de::<RawRepository>(&what, v)?;
+        if let Err(e) = arca_storage::parse_location(r.location.get_ref()) {
+            self.at(&r.location, format!("{what} location: {e}"));
+        }
+        let sources = [
+            r.password_file.is_some(),
+            r.password_command.is_some(),
+            r.password_env.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        let password = if sources == 0 {
+            self.problem(
+                Some(name_span.clone()),
+                format!(
+                    "{what} has no password source: set password_file, password_command or password_env"
+                ),
+            );
+            None
+        } else if sources > 1 {
+            self.problem(
+                Some(name_span.clone()),
+                format!(
+                    "{what} has more than one password source: keep one of password_file, password_command, password_env"
+                ),
+            );
+            None
+        } else if let Some(f) = &r.password_file {
+            let p = self.resolve_path(f.get_ref());
+            if !p.is_file() {
+                self.at(
+                    f,
+                    format!("{what} password_file {} does not exist", p.display()),
+                );
             }
-            let sources = [
-                r.password_file.is_some(),
-                r.password_command.is_some(),
-                r.password_env.is_some(),
-            ]
-            .iter()
-            .filter(|x| **x)
-            .count();
-            let password = if sources == 0 {
-                self.problem(
-                    Some(name_span.clone()),
+            Some(PasswordSource::File(p))
+        } else if let Some(c) = &r.password_command {
+            if c.get_ref().trim().is_empty() {
+                self.at(c, format!("{what} password_command is empty"));
+            }
+            Some(PasswordSource::Command(c.get_ref().clone()))
+        } else if let Some(e) = &r.password_env {
+            if (self.env)(e.get_ref()).is_none_or(|v| v.is_empty()) {
+                self.at(
+                    e,
                     format!(
-                        "{what} has no password source: set password_file, password_command or password_env"
+                        "{what} password_env: the environment variable {} is not set",
+                        e.get_ref()
                     ),
                 );
-                None
-            } else if sources > 1 {
-                self.problem(
-                    Some(name_span.clone()),
-                    format!(
-                        "{what} has more than one password source: keep one of password_file, password_command, password_env"
-                    ),
-                );
-                None
-            } else if let Some(f) = &r.password_file {
-                let p = self.resolve_path(f.get_ref());
-                if !p.is_file() {
-                    self.at(
-                        f,
-                        format!("{what} password_file {} does not exist", p.display()),
-                    );
-                }
-                Some(PasswordSource::File(p))
-            } else if let Some(c) = &r.password_command {
-                if c.get_ref().trim().is_empty() {
-                    self.at(c, format!("{what} password_command is empty"));
-                }
-                Some(PasswordSource::Command(c.get_ref().clone()))
-            } else if let Some(e) = &r.password_env {
-                if (self.env)(e.get_ref()).is_none_or(|v| v.is_empty()) {
-                    self.at(
-                        e,
-                        format!(
-                            "{what} password_env: the environment variable {} is not set",
-                            e.get_ref()
-                        ),
-                    );
-                }
-                Some(PasswordSource::Env(e.get_ref().clone()))
-            } else {
-                None
-            };
-            if let Some(c) = &r.connections
-                && *c.get_ref() == 0
-            {
-                self.at(c, format!("{what} connections must be at least 1"));
             }
-            let password_command_timeout = r
-                .password_command_timeout
-                .as_ref()
-                .and_then(|t| self.duration(t, &format!("{what} password_command_timeout")))
-                .unwrap_or(Duration::from_secs(60));
-            let lock_wait = r
-                .lock_wait
-                .as_ref()
-                .and_then(|t| self.duration(t, &format!("{what} lock_wait")))
-                .unwrap_or(DEFAULT_LOCK_WAIT);
-            if r.cache == Some(false)
-                && let Some(d) = &r.cache_dir
-            {
-                self.at(d, format!("{what} cache_dir is set but cache = false"));
-            }
-            let cache_dir = r.cache_dir.as_ref().map(|d| self.resolve_path(d.get_ref()));
-            if let Some(password) = password {
-                repositories.insert(
-                    name.clone(),
-                    RepositoryConfig {
-                        name: name.clone(),
-                        location: r.location.get_ref().clone(),
-                        password,
-                        password_command_timeout,
-                        media: r.media.clone().unwrap_or_else(|| "disk".into()),
-                        offsite: r.offsite,
-                        connections: r.connections.map(|c| c.into_inner()),
-                        upload_limit_kib: r.upload_limit_kib,
-                        download_limit_kib: r.download_limit_kib,
-                        append_only: r.append_only,
-                        cache: r.cache.unwrap_or(true),
-                        cache_dir,
-                        lock_wait,
-                    },
-                );
-            }
-        }
-
-        // [channels.NAME]
-        let mut channels = BTreeMap::new();
-        for (name, name_span, v) in channel_values {
-            let what = format!("[channels.{name}]");
-            self.channel_names.push(name.clone());
-            let Some(c) = self.de::<crate::notify::ChannelConfig>(&what, v) else {
-                continue;
-            };
-            for p in crate::notify::channel_problems(&c, self.env) {
-                self.problem(Some(name_span.clone()), format!("{what}: {p}"));
-            }
-            channels.insert(name, c);
-        }
-
-        // [alerts]
-        if let Some(v) = alerts_value
-            && let Some(raw) = self.de::<RawAlerts>("[alerts]", v)
+            Some(PasswordSource::Env(e.get_ref().clone()))
+        } else {
+            None
+        };
+        if let Some(c) = &r.connections
+            && *c.get_ref() == 0
         {
-            let (rules, chans) = self.alert_settings("[alerts]", &raw);
-            self.alerts = rules;
-            self.default_channels = chans.unwrap_or_default();
+            self.at(c, format!("{what} connections must be at least 1"));
         }
-
-        // [jobs.NAME]
-        let mut jobs = BTreeMap::new();
-        for (name, name_span, v) in job_values {
-            let what = format!("[jobs.{name}]");
-            let Some(j) = self.de::<RawJob>(&what, v) else {
-                continue;
-            };
-            if let Some(job) = self.job(&name, name_span, j, &known_repos, &daemon_tz) {
-                jobs.insert(name, job);
-            }
+        let password_command_timeout = r
+            .password_command_timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, &format!("{what} password_command_timeout")))
+            .unwrap_or(Duration::from_secs(60));
+        let lock_wait = r
+            .lock_wait
+            .as_ref()
+            .and_then(|t| self.duration(t, &format!("{what} lock_wait")))
+            .unwrap_or(DEFAULT_LOCK_WAIT);
+        if r.cache == Some(false)
+            && let Some(d) = &r.cache_dir
+        {
+            self.at(d, format!("{what} cache_dir is set but cache = false"));
         }
-        if !self.problems.is_empty() {
-            return None;
-        }
-        Some(Config {
-            path: self.path.to_path_buf(),
-            daemon,
-            repositories,
-            jobs,
-            channels,
+        let cache_dir = r.cache_dir.as_ref().map(|d| self.resolve_path(d.get_ref()));
+        Some(RepositoryConfig {
+            name: name.to_string(),
+            location: r.location.get_ref().clone(),
+            password: password?,
+            password_command_timeout,
+            media: r.media.clone().unwrap_or_else(|| "disk".into()),
+            offsite: r.offsite,
+            connections: r.connections.map(|c| c.into_inner()),
+            upload_limit_kib: r.upload_limit_kib,
+            download_limit_kib: r.download_limit_kib,
+            append_only: r.append_only,
+            cache: r.cache.unwrap_or(true),
+            cache_dir,
+            lock_wait,
         })
     }
 

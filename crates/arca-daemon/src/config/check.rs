@@ -240,11 +240,9 @@ impl Checker<'_> {
 
         let (daemon, daemon_tz) = self.daemon_settings(&daemon_raw);
 
-        // [repositories.NAME]
+        let known_repos: Vec<String> = repo_values.iter().map(|(n, _, _)| n.clone()).collect();
         let mut repositories = BTreeMap::new();
-        let mut known_repos = Vec::new();
         for (name, name_span, v) in repo_values {
-            known_repos.push(name.clone());
             if let Some(r) = self.repository(&name, name_span, v) {
                 repositories.insert(name, r);
             }
@@ -337,39 +335,7 @@ impl Checker<'_> {
                         None
                     }
                 });
-        let mut token_file = None;
-        let token = match (&daemon_raw.token_file, &daemon_raw.token_env) {
-            (Some(f), Some(_)) => {
-                self.at(f, "[daemon] takes token_file or token_env, not both");
-                None
-            }
-            (Some(f), None) => {
-                let path = self.resolve_path(f.get_ref());
-                token_file = Some(path.clone());
-                match std::fs::read_to_string(&path) {
-                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-                    Ok(_) => {
-                        self.at(f, format!("token_file {} is empty", path.display()));
-                        None
-                    }
-                    Err(e) => {
-                        self.at(f, format!("token_file {}: {e}", path.display()));
-                        None
-                    }
-                }
-            }
-            (None, Some(v)) => match (self.env)(v.get_ref()) {
-                Some(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-                _ => {
-                    self.at(
-                        v,
-                        format!("token_env: the variable {} is not set", v.get_ref()),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        };
+        let (token, token_file) = self.dashboard_token(daemon_raw);
         if let (Some(addr), None) = (listen, &token)
             && !addr.ip().is_loopback()
             && let Some(l) = &daemon_raw.listen
@@ -417,6 +383,44 @@ impl Checker<'_> {
             }),
         };
         (daemon, daemon_tz)
+    }
+
+    /// The dashboard's token (`token_file` or `token_env`), and the file it came from.
+    fn dashboard_token(&mut self, daemon_raw: &RawDaemon) -> (Option<String>, Option<PathBuf>) {
+        let mut token_file = None;
+        let token = match (&daemon_raw.token_file, &daemon_raw.token_env) {
+            (Some(f), Some(_)) => {
+                self.at(f, "[daemon] takes token_file or token_env, not both");
+                None
+            }
+            (Some(f), None) => {
+                let path = self.resolve_path(f.get_ref());
+                token_file = Some(path.clone());
+                match std::fs::read_to_string(&path) {
+                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                    Ok(_) => {
+                        self.at(f, format!("token_file {} is empty", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        self.at(f, format!("token_file {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, Some(v)) => match (self.env)(v.get_ref()) {
+                Some(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                _ => {
+                    self.at(
+                        v,
+                        format!("token_env: the variable {} is not set", v.get_ref()),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        (token, token_file)
     }
 
     /// One `[repositories.NAME]` section; `None` when it has a problem that leaves no

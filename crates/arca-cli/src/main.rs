@@ -23,7 +23,7 @@ fn limit_malloc_arenas() {
     }
 }
 
-use crate::cli::{Cli, Command};
+use crate::cmd::{Cli, Command};
 
 /// Exit codes (documented in the README and in `arca --help`).
 pub mod exit {

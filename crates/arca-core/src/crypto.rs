@@ -18,13 +18,7 @@ pub const TAG_LEN: usize = 16;
 /// Bytes a sealed object has beyond its plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
-/// Fills `buf` from the operating system's random source.
-pub fn fill_random(buf: &mut [u8]) {
-    if let Err(e) = getrandom::fill(buf) {
-        // Without randomness no key or nonce is safe; there is nothing sensible to go on with.
-        panic!("operating system random source failed: {e}");
-    }
-}
+pub use crate::random::fill_random;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {

@@ -22,6 +22,7 @@ pub mod pack;
 pub mod parallel;
 pub mod progress;
 pub mod prune;
+pub mod random;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::{CompletionsArgs, ManArgs};
+use crate::cmd::Cli;
 
 pub fn completions(a: CompletionsArgs) -> Result<i32> {
     let mut cmd = Cli::command();

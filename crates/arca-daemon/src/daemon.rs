@@ -17,12 +17,12 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::activity::Request;
+use crate::alert_tracker::{Monitor, Outgoing, drill_due};
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::history::{History, HistoryError};
 use crate::job_drill::{DrillRequest, drill_job};
-use crate::live::Request;
-use crate::monitor::{Monitor, Outgoing, drill_due};
 use crate::runner::{EventLog, RunContext, Trigger, run_job};
 use crate::scheduler::Scheduler;
 
@@ -195,7 +195,7 @@ pub fn run(
         sched.set_job(name, job.plan.clone(), history.last_slot(name)?);
     }
     let shared = Arc::new(RwLock::new(config.clone()));
-    let live = Arc::new(crate::live::Live::new());
+    let live = Arc::new(crate::activity::Live::new());
     let http_stop = Arc::new(AtomicBool::new(false));
     let mut http = None;
     if let Some(addr) = config.daemon.listen {

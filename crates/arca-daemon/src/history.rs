@@ -103,7 +103,7 @@ pub struct RunRecord {
     /// Copies and the 3-2-1 state after the run (JSON).
     pub copies: Option<serde_json::Value>,
     pub pid: u32,
-    /// The drill report (drills; JSON of [`crate::drill::DrillReport`]).
+    /// The drill report (drills; JSON of [`arca_ops::drill::DrillReport`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<serde_json::Value>,
 }

@@ -1,5 +1,5 @@
 //! A job's restore drill and recovery, from its configuration: picks the job's snapshot in
-//! its primary repository, runs the drill engine ([`crate::drill::run_drill`]) with the
+//! its primary repository, runs the drill engine ([`arca_ops::drill::run_drill`]) with the
 //! job's checks, tier, hooks and RTO, and records the drill as a run of kind `drill` in the
 //! history, with its report. `arca drill run JOB`, the daemon's drill schedule and the
 //! dashboard's "Drill now" come here; `arca recover JOB` uses [`recover_job`].
@@ -12,9 +12,9 @@ use arca_core::progress::Progress;
 use arca_core::repo::Repository;
 
 use crate::config::{Config, DrillConfig, JobConfig};
-use crate::drill::{DrillPlan, DrillReport, RecoveryPlan, RecoveryReport, recover, run_drill};
 use crate::history::{RunOutcome, RunRecord, RunStatus};
 use crate::runner::{RunContext, RunError, Trigger, open_repository};
+use arca_ops::drill::{DrillPlan, DrillReport, RecoveryPlan, RecoveryReport, recover, run_drill};
 
 /// The job's drill settings (defaults when the job has no `[jobs.NAME.drill]`).
 pub fn drill_config(job: &JobConfig) -> DrillConfig {
@@ -23,7 +23,7 @@ pub fn drill_config(job: &JobConfig) -> DrillConfig {
         schedule_text: None,
         snapshot: "latest".into(),
         checks: Vec::new(),
-        tier: crate::drill::Tier::Cold,
+        tier: arca_ops::drill::Tier::Cold,
         scratch: None,
         target: None,
         hooks: Default::default(),
@@ -215,7 +215,7 @@ pub struct RecoverRequest {
     /// The snapshot (default: `latest` of the job).
     pub snapshot: Option<String>,
     /// Override the job's tier.
-    pub tier: Option<crate::drill::Tier>,
+    pub tier: Option<arca_ops::drill::Tier>,
     pub staging: Option<PathBuf>,
     pub verify: bool,
     pub threads: Option<usize>,

@@ -14,7 +14,7 @@ use arca_core::format::BackupType;
 use jiff::Timestamp;
 
 use crate::clock::Clock;
-use crate::schedule::JobPlan;
+use crate::timing::JobPlan;
 
 /// A run the scheduler wants started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +192,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::schedule::{DaySpec, Exclusion, Rotation, Schedule, Window};
+    use crate::timing::{DaySpec, Exclusion, Rotation, Schedule, Window};
 
     fn ts(s: &str, tz: &TimeZone) -> Timestamp {
         let dt: jiff::civil::DateTime = s.parse().unwrap();
@@ -397,7 +397,7 @@ mod tests {
     fn interval_and_auto_keep_the_rpo_over_a_year() {
         let tz = TimeZone::get("Europe/Berlin").unwrap();
         let (start, end) = year_bounds(&tz);
-        let rpo = crate::schedule::parse_duration("15m").unwrap();
+        let rpo = crate::timing::parse_duration("15m").unwrap();
         let plan = JobPlan {
             tz: tz.clone(),
             ..JobPlan::simple(Schedule::parse("auto", Some(rpo)).unwrap())

@@ -11,7 +11,7 @@ use arca_daemon::clock::{Clock, SystemClock};
 use arca_daemon::config::{Config, ConfigError};
 use arca_daemon::history::{History, RunRecord, RunStatus};
 use arca_daemon::runner::{EventLog, RunContext, Trigger, run_job};
-use arca_daemon::schedule::{WindowState, format_duration};
+use arca_daemon::timing::{WindowState, format_duration};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::GlobalArgs;
@@ -284,7 +284,7 @@ pub fn status(g: &GlobalArgs, _a: StatusArgs) -> Result<i32> {
     let history = open_history(&config)?;
     let _ = history.close_abandoned();
     let now = jiff::Timestamp::now();
-    let all = arca_daemon::status::all_status(&config, &history, now)?;
+    let all = arca_daemon::job_status::all_status(&config, &history, now)?;
     if g.json {
         common::print_json(&serde_json::json!({ "time": now, "jobs": all }))?;
         return Ok(crate::exit::OK);

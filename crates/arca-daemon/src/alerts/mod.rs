@@ -23,8 +23,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::drill::{duration_str, format_duration};
 use crate::notify::{Alert, AlertState, Severity};
+use arca_ops::drill::{duration_str, format_duration};
 
 /// The rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -206,11 +206,11 @@ pub struct DrillFacts {
 
 impl DrillFacts {
     /// The facts of a drill report.
-    pub fn from_report(r: &crate::drill::DrillReport) -> DrillFacts {
-        let failed: Vec<&crate::drill::StepReport> = r
+    pub fn from_report(r: &arca_ops::drill::DrillReport) -> DrillFacts {
+        let failed: Vec<&arca_ops::drill::StepReport> = r
             .steps
             .iter()
-            .filter(|s| s.status == crate::drill::StepStatus::Failed)
+            .filter(|s| s.status == arca_ops::drill::StepStatus::Failed)
             .collect();
         DrillFacts {
             time: r.started,

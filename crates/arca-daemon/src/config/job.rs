@@ -559,9 +559,9 @@ impl Checker<'_> {
             let tier = match &d.tier {
                 Some(t) => t.get_ref().parse().unwrap_or_else(|e: String| {
                     self.at(t, format!("{what} drill tier: {e}"));
-                    crate::drill::Tier::Cold
+                    arca_ops::drill::Tier::Cold
                 }),
-                None => crate::drill::Tier::Cold,
+                None => arca_ops::drill::Tier::Cold,
             };
             DrillConfig {
                 schedule,
@@ -570,7 +570,7 @@ impl Checker<'_> {
                 checks: d
                     .checks
                     .iter()
-                    .map(|c| crate::drill::CheckCommand {
+                    .map(|c| arca_ops::drill::CheckCommand {
                         command: c.clone(),
                         timeout: check_timeout,
                     })
@@ -578,7 +578,7 @@ impl Checker<'_> {
                 tier,
                 scratch: d.scratch.as_deref().map(|p| self.resolve_path(p)),
                 target: d.target.as_deref().map(|p| self.resolve_path(p)),
-                hooks: crate::drill::RecoveryHooks {
+                hooks: arca_ops::drill::RecoveryHooks {
                     provision: d.provision.clone(),
                     configure: d.configure.clone(),
                     start: d.start.clone(),

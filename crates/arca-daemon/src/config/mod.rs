@@ -28,7 +28,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::schedule::{
+use crate::timing::{
     DaySpec, Exclusion, JobPlan, Rotation, Schedule, Window, first_instant_at_or_after,
     parse_duration,
 };
@@ -262,13 +262,13 @@ pub struct DrillConfig {
     pub schedule_text: Option<String>,
     /// Which snapshot to drill ("latest" unless set).
     pub snapshot: String,
-    pub checks: Vec<crate::drill::CheckCommand>,
-    pub tier: crate::drill::Tier,
+    pub checks: Vec<arca_ops::drill::CheckCommand>,
+    pub tier: arca_ops::drill::Tier,
     /// Scratch space for drills (a private directory under $TMPDIR when not set).
     pub scratch: Option<PathBuf>,
     /// Where `arca recover JOB` restores to when no target is given.
     pub target: Option<PathBuf>,
-    pub hooks: crate::drill::RecoveryHooks,
+    pub hooks: arca_ops::drill::RecoveryHooks,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

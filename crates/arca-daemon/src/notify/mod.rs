@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::drill::{duration_str, run_command};
+use arca_ops::drill::{duration_str, run_command};
 
 /// How bad it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -608,7 +608,7 @@ pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError>
 fn no_answer(timeout: Duration) -> String {
     format!(
         "timed out: no answer within {} (the channel's timeout)",
-        crate::drill::format_duration(timeout)
+        arca_ops::drill::format_duration(timeout)
     )
 }
 

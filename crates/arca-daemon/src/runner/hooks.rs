@@ -74,7 +74,7 @@ pub fn run_hook(cmd: &str, timeout: Duration, env: &[(&str, String)]) -> HookRes
             false,
             format!(
                 "timed out after {} and was killed",
-                crate::drill::format_duration(timeout)
+                arca_ops::drill::format_duration(timeout)
             ),
         ),
         (false, Some(s)) if s.success() => (true, "ok".to_string()),

@@ -87,7 +87,7 @@ pub fn seconds(secs: f64) -> String {
     if secs < 60.0 {
         return format!("{secs:.1}s");
     }
-    crate::drill::format_duration(Duration::from_secs(secs.round() as u64))
+    arca_ops::drill::format_duration(Duration::from_secs(secs.round() as u64))
 }
 
 /// The duration between two times.

@@ -23,8 +23,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{App, Shared, WebError, blocking};
-use crate::drill::DrillReport;
 use crate::history::RunStatus;
+use arca_ops::drill::DrillReport;
 
 type Labels = Vec<(&'static str, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;

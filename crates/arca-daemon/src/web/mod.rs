@@ -35,10 +35,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::activity::Live;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::History;
-use crate::live::Live;
 
 /// What the web server reads (and where it queues requests).
 #[derive(Clone)]
@@ -130,7 +130,7 @@ async fn api_status(
 ) -> Result<Response, WebError> {
     let result = blocking(move || {
         let cfg = app.state.config();
-        crate::status::all_status(&cfg, &app.state.history, app.state.clock.now())
+        crate::job_status::all_status(&cfg, &app.state.history, app.state.clock.now())
             .map_err(|e| WebError::Internal(e.to_string()))
     })
     .await;

@@ -2,7 +2,7 @@
 //! compliance, 3-2-1 state, alerts, a duration sparkline and the "Run now" / "Drill now"
 //! buttons; the repositories with their snapshots, size and space) and a job's page (its
 //! runs, charts of repository growth and run duration, its drills step by step). The
-//! buttons queue a request in [`crate::live::Live`] for the daemon loop and come back.
+//! buttons queue a request in [`crate::activity::Live`] for the daemon loop and come back.
 
 use std::fmt::Write as _;
 
@@ -16,11 +16,11 @@ use super::auth::{self, Authed};
 use super::charts::{self, Point};
 use super::html::{self, escape, url_component};
 use super::{App, Shared, WebError, blocking};
+use crate::activity::Request;
 use crate::config::JobConfig;
-use crate::drill::{DrillReport, StepStatus};
 use crate::history::{RunRecord, RunStatus};
-use crate::live::Request;
-use crate::status::JobStatus;
+use crate::job_status::JobStatus;
+use arca_ops::drill::{DrillReport, StepStatus};
 
 fn hist(e: crate::history::HistoryError) -> WebError {
     WebError::Internal(e.to_string())
@@ -203,7 +203,7 @@ fn alerts_cell(app: &App, job: &str) -> String {
 fn overview_html(app: &App, authed: &Authed, n: &Notice) -> Result<String, WebError> {
     let config = app.state.config();
     let now = app.state.clock.now();
-    let statuses = crate::status::all_status(&config, &app.state.history, now).map_err(hist)?;
+    let statuses = crate::job_status::all_status(&config, &app.state.history, now).map_err(hist)?;
     let mut body = String::new();
     body.push_str(&notice(n));
     body.push_str(
@@ -402,7 +402,7 @@ fn drill_html(d: &RunRecord) -> String {
 fn job_html(app: &App, authed: &Authed, job: &JobConfig, n: &Notice) -> Result<String, WebError> {
     let name = job.name.as_str();
     let now = app.state.clock.now();
-    let status = crate::status::job_status(&app.state.history, job, now).map_err(hist)?;
+    let status = crate::job_status::job_status(&app.state.history, job, now).map_err(hist)?;
     let mut body = notice(n);
     let repos: Vec<String> = job
         .repositories

@@ -27,7 +27,7 @@ use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 /// Parses durations such as `90s`, `10m`, `1h30m`, `2d`, `1w` (the drill parser, which
 /// also reads `ms`; d is 24 hours of elapsed time). Schedules and RPOs must not be zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = crate::drill::parse_duration(s)?;
+    let d = arca_ops::drill::parse_duration(s)?;
     if d.is_zero() {
         return Err(format!(
             "invalid duration {:?}: must be longer than zero",
@@ -37,7 +37,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub use crate::drill::format_duration;
+pub use arca_ops::drill::format_duration;
 
 /// The interval of `schedule = "auto"`: half the RPO (whole seconds, at least 1 s).
 pub fn auto_interval(rpo: Duration) -> Duration {

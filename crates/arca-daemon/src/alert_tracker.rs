@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::activity::Live;
 use crate::alerts::{
     AlertTracker, ClosedWindow, DrillFacts, FinishedRun, JobState, RunningRun, StorageFacts,
     evaluate,
 };
 use crate::config::{Config, JobConfig};
-use crate::drill::DrillReport;
 use crate::history::{History, HistoryError, RunStatus};
-use crate::live::Live;
 use crate::notify::{Alert, ChannelConfig};
-use crate::schedule::first_instant_at_or_after;
+use crate::timing::first_instant_at_or_after;
+use arca_ops::drill::DrillReport;
 
 const TRACKER_KEY: &str = "alerts.tracker";
 

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use crate::config::{Config, JobConfig};
 use crate::history::{History, HistoryError, RunStatus};
 use crate::runner::ThreeTwoOne;
-use crate::schedule::WindowState;
+use crate::timing::WindowState;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LastGood {

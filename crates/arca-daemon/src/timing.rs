@@ -24,15 +24,44 @@ use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Timestamp, ZonedDateTime};
 
-/// Parses durations such as `90s`, `10m`, `1h30m`, `2d`, `1w` (the drill parser, which
-/// also reads `ms`; d is 24 hours of elapsed time). Schedules and RPOs must not be zero.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = arca_ops::drill::parse_duration(s)?;
+/// Why a schedule, window, day or duration of a job is not valid; each names the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimingError {
+    #[error(transparent)]
+    Duration(#[from] arca_core::units::UnitError),
+    #[error("invalid duration {0:?}: must be longer than zero")]
+    ZeroDuration(String),
+    #[error("schedule \"auto\" needs an rpo (e.g. rpo = \"1h\")")]
+    AutoWithoutRpo,
+    #[error("empty schedule")]
+    EmptySchedule,
+    #[error("invalid cron expression {text:?}: {reason}")]
+    Cron { text: String, reason: String },
+    #[error("cron expression {text:?} never matches: {reason}")]
+    CronNeverMatches { text: String, reason: String },
+    #[error("invalid time of day {0:?}: expected HH:MM")]
+    TimeOfDay(String),
+    #[error("invalid time of day {0:?}: out of range")]
+    TimeOfDayRange(String),
+    #[error("window {0:?} has no end: write START-END, e.g. \"22:00-06:00\"")]
+    WindowWithoutEnd(String),
+    #[error("window {0:?} has no start: write START-END, e.g. \"22:00-06:00\"")]
+    WindowWithoutStart(String),
+    #[error("window {0:?} starts where it ends; leave the window out to allow any time")]
+    EmptyWindow(String),
+    #[error(
+        "invalid day {0:?}: use a weekday (mon..sun), a day of the month (1..31) or \"last\""
+    )]
+    Day(String),
+}
+
+/// Parses durations such as `90s`, `10m`, `1h30m`, `2d`, `1w` (the one grammar of
+/// [`arca_core::units::parse_elapsed`]; d is 24 hours of elapsed time). Schedules and
+/// RPOs must not be zero.
+pub fn parse_duration(s: &str) -> Result<Duration, TimingError> {
+    let d = arca_core::units::parse_elapsed(s)?;
     if d.is_zero() {
-        return Err(format!(
-            "invalid duration {:?}: must be longer than zero",
-            s.trim()
-        ));
+        return Err(TimingError::ZeroDuration(s.trim().to_string()));
     }
     Ok(d)
 }
@@ -53,27 +82,33 @@ pub enum Schedule {
 
 impl Schedule {
     /// `every D`, `auto` (needs the RPO) or a cron expression (5 fields, or 6 with seconds).
-    pub fn parse(s: &str, rpo: Option<Duration>) -> Result<Schedule, String> {
+    pub fn parse(s: &str, rpo: Option<Duration>) -> Result<Schedule, TimingError> {
         let text = s.trim();
         if text == "auto" {
             return match rpo {
                 Some(rpo) => Ok(Schedule::Every(auto_interval(rpo))),
-                None => Err("schedule \"auto\" needs an rpo (e.g. rpo = \"1h\")".into()),
+                None => Err(TimingError::AutoWithoutRpo),
             };
         }
         if let Some(d) = text.strip_prefix("every ") {
             return parse_duration(d).map(Schedule::Every);
         }
         if text.is_empty() {
-            return Err("empty schedule".into());
+            return Err(TimingError::EmptySchedule);
         }
         let cron: Cron = text
             .parse()
-            .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
+            .map_err(|e: croner::errors::CronError| TimingError::Cron {
+                text: text.to_string(),
+                reason: e.to_string(),
+            })?;
         // A pattern that can never match (e.g. 30 February) is an error too.
         let probe = CronTime(Timestamp::UNIX_EPOCH.to_zoned_datetime(TimeZone::UTC));
         cron.find_next_occurrence(&probe, false)
-            .map_err(|e| format!("cron expression {text:?} never matches: {e}"))?;
+            .map_err(|e| TimingError::CronNeverMatches {
+                text: text.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(Schedule::Cron(Box::new(cron)))
     }
 
@@ -210,15 +245,15 @@ pub struct Window {
     pub end: Time,
 }
 
-fn parse_clock(s: &str) -> Result<Time, String> {
+fn parse_clock(s: &str) -> Result<Time, TimingError> {
     let t = s.trim();
     let parts: Vec<&str> = t.split(':').collect();
     if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty() || p.len() > 2) {
-        return Err(format!("invalid time of day {t:?}: expected HH:MM"));
+        return Err(TimingError::TimeOfDay(t.to_string()));
     }
-    let num = |p: &str| -> Result<i8, String> {
+    let num = |p: &str| -> Result<i8, TimingError> {
         p.parse::<i8>()
-            .map_err(|_| format!("invalid time of day {t:?}: expected HH:MM"))
+            .map_err(|_| TimingError::TimeOfDay(t.to_string()))
     };
     let h = num(parts[0])?;
     let m = num(parts[1])?;
@@ -226,36 +261,28 @@ fn parse_clock(s: &str) -> Result<Time, String> {
     if h == 24 && m == 0 && sec == 0 {
         return Ok(Time::midnight());
     }
-    Time::new(h, m, sec, 0).map_err(|_| format!("invalid time of day {t:?}: out of range"))
+    Time::new(h, m, sec, 0).map_err(|_| TimingError::TimeOfDayRange(t.to_string()))
 }
 
 impl Window {
     /// `HH:MM-HH:MM` (seconds optional; `24:00` means midnight).
-    pub fn parse(s: &str) -> Result<Window, String> {
+    pub fn parse(s: &str) -> Result<Window, TimingError> {
         let text = s.trim();
         let Some((a, b)) = text.split_once('-') else {
-            return Err(format!(
-                "window {text:?} has no end: write START-END, e.g. \"22:00-06:00\""
-            ));
+            return Err(TimingError::WindowWithoutEnd(text.to_string()));
         };
         if b.trim().is_empty() {
-            return Err(format!(
-                "window {text:?} has no end: write START-END, e.g. \"22:00-06:00\""
-            ));
+            return Err(TimingError::WindowWithoutEnd(text.to_string()));
         }
         if a.trim().is_empty() {
-            return Err(format!(
-                "window {text:?} has no start: write START-END, e.g. \"22:00-06:00\""
-            ));
+            return Err(TimingError::WindowWithoutStart(text.to_string()));
         }
         let w = Window {
             start: parse_clock(a)?,
             end: parse_clock(b)?,
         };
         if w.start == w.end {
-            return Err(format!(
-                "window {text:?} starts where it ends; leave the window out to allow any time"
-            ));
+            return Err(TimingError::EmptyWindow(text.to_string()));
         }
         Ok(w)
     }
@@ -293,7 +320,7 @@ pub enum DaySpec {
 }
 
 impl DaySpec {
-    pub fn parse(s: &str) -> Result<DaySpec, String> {
+    pub fn parse(s: &str) -> Result<DaySpec, TimingError> {
         let t = s.trim().to_ascii_lowercase();
         let wd = match t.as_str() {
             "mon" | "monday" => Some(Weekday::Monday),
@@ -313,9 +340,7 @@ impl DaySpec {
         }
         match t.parse::<i8>() {
             Ok(n) if (1..=31).contains(&n) => Ok(DaySpec::MonthDay(n)),
-            _ => Err(format!(
-                "invalid day {s:?}: use a weekday (mon..sun), a day of the month (1..31) or \"last\""
-            )),
+            _ => Err(TimingError::Day(s.to_string())),
         }
     }
 

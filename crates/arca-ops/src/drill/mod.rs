@@ -14,8 +14,8 @@
 //! `cold` runs the provisioning hooks, then restores everything into an empty target.
 //!
 //! Also here, shared with the alert channels: [`run_command`] (a shell command with a
-//! timeout, its process group killed when it overruns, output kept bounded) and
-//! [`parse_duration`] with millisecond precision.
+//! timeout, its process group killed when it overruns, output kept bounded) and the
+//! serde form of durations (the grammar of [`arca_core::units`]).
 
 mod command;
 mod compare;

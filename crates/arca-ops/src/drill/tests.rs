@@ -5,10 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn durations_parse_with_milliseconds() {
-    assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
-    assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-    assert_eq!(parse_duration("2s500ms"), Ok(Duration::from_millis(2500)));
+    let parse_duration = arca_core::units::parse_elapsed;
+    assert_eq!(parse_duration("1ms").unwrap(), Duration::from_millis(1));
+    assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    assert_eq!(parse_duration("2s500ms").unwrap(), Duration::from_millis(2500));
     assert!(parse_duration("10").is_err());
     assert!(parse_duration("5x").is_err());
     assert!(parse_duration("").is_err());
@@ -17,8 +18,8 @@ fn durations_parse_with_milliseconds() {
         "1h30m250ms"
     );
     assert_eq!(
-        parse_duration(&format_duration(Duration::from_millis(90_061_001))),
-        Ok(Duration::from_millis(90_061_001))
+        parse_duration(&format_duration(Duration::from_millis(90_061_001))).unwrap(),
+        Duration::from_millis(90_061_001)
     );
 }
 

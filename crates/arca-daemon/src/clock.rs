@@ -76,22 +76,32 @@ impl ScaledClock {
     }
 
     /// Parses `START[xSPEED]`.
-    pub fn parse(s: &str) -> Result<ScaledClock, String> {
+    pub fn parse(s: &str) -> Result<ScaledClock, ClockError> {
         let (start, speed) = match s.rsplit_once('x') {
             Some((a, b)) if !b.contains(':') => (
                 a,
                 b.parse::<f64>()
                     .ok()
                     .filter(|v| *v > 0.0 && v.is_finite())
-                    .ok_or_else(|| format!("ARCA_TEST_CLOCK: speed {b:?} is not a number > 0"))?,
+                    .ok_or_else(|| ClockError::Speed(b.to_string()))?,
             ),
             _ => (s, 1.0),
         };
-        let origin = start
-            .parse::<Timestamp>()
-            .map_err(|e| format!("ARCA_TEST_CLOCK: {start:?}: {e}"))?;
+        let origin = start.parse::<Timestamp>().map_err(|e| ClockError::Start {
+            start: start.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(ScaledClock::new(origin, speed))
     }
+}
+
+/// `ARCA_TEST_CLOCK` is not `START[xSPEED]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClockError {
+    #[error("ARCA_TEST_CLOCK: speed {0:?} is not a number > 0")]
+    Speed(String),
+    #[error("ARCA_TEST_CLOCK: {start:?}: {reason}")]
+    Start { start: String, reason: String },
 }
 
 impl Clock for ScaledClock {

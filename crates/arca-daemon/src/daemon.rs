@@ -37,8 +37,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    TestClock(String),
+    #[error(transparent)]
+    TestClock(#[from] crate::clock::ClockError),
     #[error(transparent)]
     Instance(#[from] crate::instance::InstanceError),
     #[error(transparent)]

@@ -30,14 +30,50 @@ pub fn drill_config(job: &JobConfig) -> DrillConfig {
     })
 }
 
+/// Why a job's drill or recovery could not run; each names the job, the repository or
+/// the directory it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum JobDrillError {
+    #[error("no job {0:?} in the configuration")]
+    UnknownJob(String),
+    #[error("job {0} has no repository")]
+    NoRepository(String),
+    #[error(transparent)]
+    Open(#[from] crate::runner::RepositoryError),
+    #[error("repository {repository}: {source}")]
+    Repository {
+        repository: String,
+        source: arca_core::Error,
+    },
+    #[error("job {job} has no snapshot in repository {repository} yet")]
+    NoSnapshot { job: String, repository: String },
+    #[error("keeping the restored copy needs a scratch directory: set scratch in [jobs.{0}.drill]")]
+    KeepWithoutScratch(String),
+    #[error("no target: give one, or set target in [jobs.{0}.drill]")]
+    NoTarget(String),
+    #[error("creating scratch directory {path}: {source}")]
+    Scratch {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Drill(#[from] arca_ops::drill::DrillError),
+}
+
 /// The snapshot `reference` (an id, a prefix, or `latest`) among the job's snapshots (tag
 /// `job:NAME`) in `repo`; an id or prefix may also name a snapshot without the tag.
 pub fn job_snapshot(
     repo: &Repository,
     job: &JobConfig,
     reference: &str,
-) -> Result<(Id, Snapshot), String> {
-    let (all, _unreadable) = repo.list_snapshots().map_err(|e| e.to_string())?;
+) -> Result<(Id, Snapshot), JobDrillError> {
+    let repository = || job.repositories.first().cloned().unwrap_or_default();
+    let (all, _unreadable) = repo
+        .list_snapshots()
+        .map_err(|source| JobDrillError::Repository {
+            repository: repository(),
+            source,
+        })?;
     let tag = job.job_tag();
     let own: Vec<(Id, Snapshot)> = all
         .iter()
@@ -47,13 +83,17 @@ pub fn job_snapshot(
     match arca_core::repo::resolve_in(&own, reference) {
         Ok(x) => Ok(x),
         Err(_) if reference != "latest" => {
-            arca_core::repo::resolve_in(&all, reference).map_err(|e| e.to_string())
+            arca_core::repo::resolve_in(&all, reference).map_err(|source| {
+                JobDrillError::Repository {
+                    repository: repository(),
+                    source,
+                }
+            })
         }
-        Err(_) => Err(format!(
-            "job {} has no snapshot in repository {} yet",
-            job.name,
-            job.repositories.first().map_or("?", |s| s.as_str())
-        )),
+        Err(_) => Err(JobDrillError::NoSnapshot {
+            job: job.name.clone(),
+            repository: repository(),
+        }),
     }
 }
 
@@ -133,7 +173,7 @@ pub fn drill_job(
             } else {
                 RunStatus::Failed
             });
-            outcome.error = Some(e);
+            outcome.error = Some(e.to_string());
             None
         }
     };
@@ -165,23 +205,19 @@ fn drill_once(
     dc: &DrillConfig,
     request: &DrillRequest,
     progress: &dyn Progress,
-) -> Result<DrillReport, String> {
-    let primary = job
-        .repositories
-        .first()
-        .and_then(|n| config.repositories.get(n))
-        .ok_or_else(|| format!("job {} has no repository", job.name))?;
+) -> Result<DrillReport, JobDrillError> {
+    let primary = primary_repository(config, job)?;
     let repo = open_repository(primary, Some(job))?;
     let reference = request.snapshot.as_deref().unwrap_or(&dc.snapshot);
     let (id, snap) = job_snapshot(&repo, job, reference)?;
     let index = repo
         .load_index()
-        .map_err(|e| format!("repository {}: {e}", primary.name))?;
+        .map_err(|source| JobDrillError::Repository {
+            repository: primary.name.clone(),
+            source,
+        })?;
     if request.keep && dc.scratch.is_none() {
-        return Err(format!(
-            "keeping the restored copy needs a scratch directory: set scratch in [jobs.{}.drill]",
-            job.name
-        ));
+        return Err(JobDrillError::KeepWithoutScratch(job.name.clone()));
     }
     let (scratch, _private) = match &dc.scratch {
         Some(dir) => (dir.clone(), PrivateScratch(None)),
@@ -192,8 +228,10 @@ fn drill_once(
                 std::process::id(),
                 id.short()
             ));
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("creating scratch directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|source| JobDrillError::Scratch {
+                path: dir.clone(),
+                source,
+            })?;
             (dir.clone(), PrivateScratch(Some(dir)))
         }
     };
@@ -204,7 +242,18 @@ fn drill_once(
     plan.hooks = dc.hooks.clone();
     plan.threads = request.threads.or(job.limits.threads);
     plan.keep = request.keep;
-    run_drill(&repo, &index, &id, &snap, &plan, progress).map_err(|e| e.to_string())
+    Ok(run_drill(&repo, &index, &id, &snap, &plan, progress)?)
+}
+
+/// The first repository of `job`, where its drills and recoveries read.
+fn primary_repository<'a>(
+    config: &'a Config,
+    job: &JobConfig,
+) -> Result<&'a crate::config::RepositoryConfig, JobDrillError> {
+    job.repositories
+        .first()
+        .and_then(|n| config.repositories.get(n))
+        .ok_or_else(|| JobDrillError::NoRepository(job.name.clone()))
 }
 
 /// What [`recover_job`] was asked for besides the job.
@@ -229,31 +278,25 @@ pub fn recover_job(
     job_name: &str,
     request: &RecoverRequest,
     progress: &dyn Progress,
-) -> Result<(String, RecoveryReport), String> {
+) -> Result<(String, RecoveryReport), JobDrillError> {
     let job = config
         .job(job_name)
-        .ok_or_else(|| format!("no job {job_name:?} in the configuration"))?;
+        .ok_or_else(|| JobDrillError::UnknownJob(job_name.to_string()))?;
     let dc = drill_config(job);
     let target = request
         .target
         .clone()
         .or(dc.target.clone())
-        .ok_or_else(|| {
-            format!(
-                "no target: give one, or set target in [jobs.{}.drill]",
-                job.name
-            )
-        })?;
-    let primary = job
-        .repositories
-        .first()
-        .and_then(|n| config.repositories.get(n))
-        .ok_or_else(|| format!("job {} has no repository", job.name))?;
+        .ok_or_else(|| JobDrillError::NoTarget(job.name.clone()))?;
+    let primary = primary_repository(config, job)?;
     let repo = open_repository(primary, Some(job))?;
     let (id, snap) = job_snapshot(&repo, job, request.snapshot.as_deref().unwrap_or("latest"))?;
     let index = repo
         .load_index()
-        .map_err(|e| format!("repository {}: {e}", primary.name))?;
+        .map_err(|source| JobDrillError::Repository {
+            repository: primary.name.clone(),
+            source,
+        })?;
     let plan = RecoveryPlan {
         tier: request.tier.unwrap_or(dc.tier),
         target,
@@ -262,6 +305,6 @@ pub fn recover_job(
         verify: request.verify,
         threads: request.threads.or(job.limits.threads),
     };
-    let report = recover(&repo, &index, &snap, &plan, progress).map_err(|e| e.to_string())?;
+    let report = recover(&repo, &index, &snap, &plan, progress)?;
     Ok((id.to_hex(), report))
 }

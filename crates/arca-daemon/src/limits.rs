@@ -6,25 +6,37 @@
 
 use crate::config::IoPriority;
 
+/// The kernel refused a priority (e.g. raising it without the privilege).
+#[derive(Debug, thiserror::Error)]
+pub enum PriorityError {
+    #[error("setting nice {nice}: {source}")]
+    Nice { nice: i32, source: std::io::Error },
+    #[error("setting ionice {priority:?}: {source}")]
+    Ionice {
+        priority: IoPriority,
+        source: std::io::Error,
+    },
+}
+
 /// Sets the niceness of the calling thread (and what it starts from now on).
 #[allow(unsafe_code)]
-pub fn set_nice(nice: i32) -> Result<(), String> {
+pub fn set_nice(nice: i32) -> Result<(), PriorityError> {
     // SAFETY: setpriority takes plain integers and only changes scheduling; with
     // PRIO_PROCESS and who = 0 Linux applies it to the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "setting nice {nice}: {}",
-            std::io::Error::last_os_error()
-        ))
+        Err(PriorityError::Nice {
+            nice,
+            source: std::io::Error::last_os_error(),
+        })
     }
 }
 
 /// Sets the I/O priority of the calling thread (Linux ioprio_set).
 #[allow(unsafe_code)]
-pub fn set_ionice(p: IoPriority) -> Result<(), String> {
+pub fn set_ionice(p: IoPriority) -> Result<(), PriorityError> {
     const IOPRIO_WHO_PROCESS: libc::c_long = 1;
     const CLASS_SHIFT: libc::c_long = 13;
     let (class, level): (libc::c_long, libc::c_long) = match p {
@@ -44,10 +56,10 @@ pub fn set_ionice(p: IoPriority) -> Result<(), String> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "setting ionice {p:?}: {}",
-            std::io::Error::last_os_error()
-        ))
+        Err(PriorityError::Ionice {
+            priority: p,
+            source: std::io::Error::last_os_error(),
+        })
     }
 }
 

@@ -49,9 +49,7 @@ pub enum TimingError {
     WindowWithoutStart(String),
     #[error("window {0:?} starts where it ends; leave the window out to allow any time")]
     EmptyWindow(String),
-    #[error(
-        "invalid day {0:?}: use a weekday (mon..sun), a day of the month (1..31) or \"last\""
-    )]
+    #[error("invalid day {0:?}: use a weekday (mon..sun), a day of the month (1..31) or \"last\"")]
     Day(String),
 }
 
@@ -96,12 +94,12 @@ impl Schedule {
         if text.is_empty() {
             return Err(TimingError::EmptySchedule);
         }
-        let cron: Cron = text
-            .parse()
-            .map_err(|e: croner::errors::CronError| TimingError::Cron {
-                text: text.to_string(),
-                reason: e.to_string(),
-            })?;
+        let cron: Cron =
+            text.parse()
+                .map_err(|e: croner::errors::CronError| TimingError::Cron {
+                    text: text.to_string(),
+                    reason: e.to_string(),
+                })?;
         // A pattern that can never match (e.g. 30 February) is an error too.
         let probe = CronTime(Timestamp::UNIX_EPOCH.to_zoned_datetime(TimeZone::UTC));
         cron.find_next_occurrence(&probe, false)

@@ -20,7 +20,19 @@ pub(super) struct Checker<'a> {
     pub(super) channel_names: Vec<String>,
 }
 
-pub(super) fn parse_ionice(s: &str) -> Result<IoPriority, String> {
+/// A value of the file that is not one of the words or forms its key takes; each names
+/// the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ValueError {
+    #[error("invalid ionice level in {0:?}: use 0 (highest) to 7")]
+    IoniceLevel(String),
+    #[error("invalid ionice {0:?}: use \"idle\", \"best-effort[:0-7]\" or \"realtime[:0-7]\"")]
+    Ionice(String),
+    #[error("invalid backup type {0:?}: use full, incremental or differential")]
+    BackupType(String),
+}
+
+pub(super) fn parse_ionice(s: &str) -> Result<IoPriority, ValueError> {
     let t = s.trim();
     let (class, level) = match t.split_once(':') {
         Some((c, l)) => (c, Some(l)),
@@ -30,58 +42,24 @@ pub(super) fn parse_ionice(s: &str) -> Result<IoPriority, String> {
         None => 4,
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= 7 => n,
-            _ => {
-                return Err(format!(
-                    "invalid ionice level in {t:?}: use 0 (highest) to 7"
-                ));
-            }
+            _ => return Err(ValueError::IoniceLevel(t.to_string())),
         },
     };
     match class {
         "idle" => Ok(IoPriority::Idle),
         "best-effort" => Ok(IoPriority::BestEffort(level)),
         "realtime" => Ok(IoPriority::Realtime(level)),
-        _ => Err(format!(
-            "invalid ionice {t:?}: use \"idle\", \"best-effort[:0-7]\" or \"realtime[:0-7]\""
-        )),
+        _ => Err(ValueError::Ionice(t.to_string())),
     }
 }
 
-pub(super) fn parse_backup_type(s: &str) -> Result<BackupType, String> {
+pub(super) fn parse_backup_type(s: &str) -> Result<BackupType, ValueError> {
     match s.trim() {
         "full" => Ok(BackupType::Full),
         "incremental" => Ok(BackupType::Incremental),
         "differential" => Ok(BackupType::Differential),
-        other => Err(format!(
-            "invalid backup type {other:?}: use full, incremental or differential"
-        )),
+        other => Err(ValueError::BackupType(other.to_string())),
     }
-}
-
-pub(super) fn parse_max_unused(s: &str) -> Result<arca_core::prune::MaxUnused, String> {
-    use arca_core::prune::MaxUnused;
-    let t = s.trim();
-    if t == "unlimited" {
-        return Ok(MaxUnused::Unlimited);
-    }
-    if let Some(p) = t.strip_suffix('%') {
-        return match p.trim().parse::<f64>() {
-            Ok(v) if (0.0..=100.0).contains(&v) => Ok(MaxUnused::Percent(v)),
-            _ => Err(format!("invalid max_unused {t:?}: a percentage 0-100%")),
-        };
-    }
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .map(|n| MaxUnused::Bytes(n.saturating_mul(mult)))
-        .map_err(|_| {
-            format!("invalid max_unused {t:?}: use a percentage (5%), a size (100M) or unlimited")
-        })
 }
 
 impl Checker<'_> {
@@ -331,7 +309,7 @@ impl Checker<'_> {
                 .and_then(|s| match parse_ionice(s.get_ref()) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        self.at(s, e);
+                        self.at(s, e.to_string());
                         None
                     }
                 });

@@ -482,10 +482,10 @@ impl Checker<'_> {
             };
             let max_unused = match &p.max_unused {
                 None => Some(arca_core::prune::MaxUnused::Percent(5.0)),
-                Some(m) => match parse_max_unused(m.get_ref()) {
+                Some(m) => match m.get_ref().parse::<arca_core::prune::MaxUnused>() {
                     Ok(x) => Some(x),
                     Err(e) => {
-                        self.at(m, format!("{what} prune {e}"));
+                        self.at(m, format!("{what} prune max_unused: {e}"));
                         None
                     }
                 },

@@ -150,17 +150,20 @@ impl Template {
     }
 }
 
+/// A webhook template name that is not one of arca's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown webhook template {0:?} (generic, slack, dingtalk or feishu)")]
+pub struct UnknownTemplate(pub String);
+
 impl std::str::FromStr for Template {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Template, String> {
+    type Err = UnknownTemplate;
+    fn from_str(s: &str) -> Result<Template, UnknownTemplate> {
         match s {
             "generic" => Ok(Template::Generic),
             "slack" => Ok(Template::Slack),
             "dingtalk" => Ok(Template::Dingtalk),
             "feishu" | "lark" => Ok(Template::Feishu),
-            _ => Err(format!(
-                "unknown webhook template {s:?} (generic, slack, dingtalk or feishu)"
-            )),
+            _ => Err(UnknownTemplate(s.to_string())),
         }
     }
 }
@@ -418,14 +421,33 @@ pub fn body_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-fn webhook_secret(w: &WebhookConfig) -> Result<Option<String>, String> {
+/// A channel's secret or password that cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum SecretError {
+    #[error("environment variable {var} ({key}) is not set")]
+    EnvNotSet { var: String, key: &'static str },
+    #[error("password_file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn env_secret(var: &str, key: &'static str) -> Result<Option<String>, SecretError> {
+    std::env::var(var)
+        .map(Some)
+        .map_err(|_| SecretError::EnvNotSet {
+            var: var.to_string(),
+            key,
+        })
+}
+
+fn webhook_secret(w: &WebhookConfig) -> Result<Option<String>, SecretError> {
     if let Some(s) = &w.secret {
         return Ok(Some(s.clone()));
     }
     match &w.secret_env {
-        Some(var) => std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("environment variable {var} (secret_env) is not set")),
+        Some(var) => env_secret(var, "secret_env"),
         None => Ok(None),
     }
 }
@@ -537,7 +559,7 @@ pub fn send_webhook(w: &WebhookConfig, alert: &Alert) -> Result<(), NotifyError>
         .user_agent(concat!("arca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let secret = webhook_secret(w).map_err(err)?;
+    let secret = webhook_secret(w).map_err(|e| err(e.to_string()))?;
     let mut value = webhook_body(alert, w.template);
     let mut url = w.url.clone();
     let now = jiff::Timestamp::now();
@@ -673,15 +695,15 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|a| a.is_loopback())
 }
 
-fn email_password(e: &EmailConfig) -> Result<Option<String>, String> {
+fn email_password(e: &EmailConfig) -> Result<Option<String>, SecretError> {
     if let Some(var) = &e.password_env {
-        return std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("environment variable {var} (password_env) is not set"));
+        return env_secret(var, "password_env");
     }
     if let Some(file) = &e.password_file {
-        let s =
-            std::fs::read_to_string(file).map_err(|err| format!("password_file {file}: {err}"))?;
+        let s = std::fs::read_to_string(file).map_err(|source| SecretError::File {
+            path: file.clone(),
+            source,
+        })?;
         return Ok(Some(s.lines().next().unwrap_or("").to_string()));
     }
     Ok(None)
@@ -736,7 +758,9 @@ pub fn send_email(e: &EmailConfig, alert: &Alert) -> Result<(), NotifyError> {
     };
     let mut transport = transport.timeout(Some(e.timeout));
     if let Some(user) = &e.username {
-        let password = email_password(e).map_err(err)?.unwrap_or_default();
+        let password = email_password(e)
+            .map_err(|e| err(e.to_string()))?
+            .unwrap_or_default();
         transport = transport.credentials(Credentials::new(user.clone(), password));
     }
     transport.build().send(&message).map_err(|x| {

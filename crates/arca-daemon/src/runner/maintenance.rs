@@ -3,10 +3,11 @@
 
 use super::*;
 
-pub(super) fn job_snapshots(repo: &Repository, tag: &str) -> Result<Vec<(Id, Snapshot)>, String> {
-    let (snaps, _bad) = repo
-        .list_snapshots()
-        .map_err(|e| format!("listing snapshots: {e}"))?;
+pub(super) fn job_snapshots(
+    repo: &Repository,
+    tag: &str,
+) -> Result<Vec<(Id, Snapshot)>, StepError> {
+    let (snaps, _bad) = repo.list_snapshots().map_err(StepError::ListSnapshots)?;
     Ok(snaps
         .into_iter()
         .filter(|(_, s)| s.tags.iter().any(|t| t == tag))
@@ -21,7 +22,7 @@ pub(super) fn apply_retention(
     session: &arca_ops::Session,
     job: &JobConfig,
     stop: &dyn Fn() -> bool,
-) -> Result<usize, String> {
+) -> Result<usize, StepError> {
     let Some(policy) = &job.retention else {
         return Ok(0);
     };
@@ -33,9 +34,9 @@ pub(super) fn apply_retention(
         },
         group_by: Vec::new(),
     };
-    arca_ops::forget::forget(session, &selection, false, stop)
-        .map(|r| r.removed.len())
-        .map_err(|e| e.to_string())
+    Ok(arca_ops::forget::forget(session, &selection, false, stop)?
+        .removed
+        .len())
 }
 
 /// Prunes one repository of the job with the job's prune settings: the prune operation of
@@ -45,7 +46,7 @@ pub(super) fn prune_repo(
     session: &arca_ops::Session,
     job: &JobConfig,
     stop: &dyn Fn() -> bool,
-) -> Result<String, String> {
+) -> Result<String, StepError> {
     let Some(p) = &job.prune else {
         return Ok(String::new());
     };
@@ -54,7 +55,7 @@ pub(super) fn prune_repo(
         max_repack_bytes: None,
         repack_cacheable_only: false,
     };
-    let r = arca_ops::prune::prune(session, &opts, false, stop).map_err(|e| e.to_string())?;
+    let r = arca_ops::prune::prune(session, &opts, false, stop)?;
     let mut summary = format!(
         "delete {} packs, repack {}, frees {} bytes",
         r.plan.delete_packs.len(),
@@ -99,7 +100,7 @@ pub(super) fn prune_if_due(
     for name in &job.repositories {
         let cfg = &ctx.config.repositories[name];
         let pruned = open_session(cfg, Some(job))
-            .map_err(|e| e.to_string())
+            .map_err(StepError::from)
             .and_then(|s| prune_repo(&s, job, ctx.stop));
         match pruned {
             Ok(s) => plog.line(ctx.clock, &format!("prune {name}: {s}")),

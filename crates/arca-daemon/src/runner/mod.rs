@@ -58,6 +58,30 @@ pub enum RunError {
     History(#[from] HistoryError),
 }
 
+/// Why one step of a run failed (retention, a copy, prune, a hook); the run's log and its
+/// history row show it, with the repository or hook it concerns in the message around it.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("listing snapshots: {0}")]
+    ListSnapshots(arca_core::Error),
+    #[error(transparent)]
+    Open(#[from] RepositoryError),
+    #[error(transparent)]
+    Maintenance(#[from] arca_ops::prune::MaintenanceError),
+    #[error(transparent)]
+    Repository(#[from] arca_core::Error),
+    #[error("it is the same repository as the primary")]
+    SameRepository,
+    #[error("snapshot {0} is not there after the copy")]
+    NotCopied(String),
+    #[error("{which} hook {command:?} {detail}")]
+    Hook {
+        which: String,
+        command: String,
+        detail: String,
+    },
+}
+
 /// What a run reports to whoever shows it (the daemon's log, the CLI).
 pub trait EventLog: Send + Sync {
     fn event(&self, job: Option<&str>, message: &str);

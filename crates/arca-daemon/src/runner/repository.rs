@@ -69,10 +69,8 @@ pub fn open_session(
 pub fn open_repository(
     repo: &RepositoryConfig,
     job: Option<&JobConfig>,
-) -> Result<Arc<Repository>, String> {
-    open_session(repo, job)
-        .map(|s| s.repository().clone())
-        .map_err(|e| e.to_string())
+) -> Result<Arc<Repository>, RepositoryError> {
+    open_session(repo, job).map(|s| s.repository().clone())
 }
 
 /// Progress of a run: counts, and the stop condition.

@@ -33,7 +33,7 @@ impl RunScope<'_> {
         which: &str,
         cmds: &[String],
         env: &[(&str, String)],
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         for cmd in cmds {
             let r = run_hook(cmd, self.job.hooks.timeout, env);
             log.line(
@@ -47,7 +47,11 @@ impl RunScope<'_> {
                 }
             }
             if !r.ok {
-                return Err(format!("{which} hook {cmd:?} {}", r.detail));
+                return Err(StepError::Hook {
+                    which: which.to_string(),
+                    command: cmd.clone(),
+                    detail: r.detail,
+                });
             }
         }
         Ok(())
@@ -177,7 +181,7 @@ fn backup_and_copy(
             &job.hooks.pre,
             &scope.hook_env("running", "", ""),
         )
-        .map_err(|e| (false, e))?;
+        .map_err(|e| (false, e.to_string()))?;
     let primary_name = &job.repositories[0];
     let primary_cfg = &ctx.config.repositories[primary_name];
     log.line(
@@ -247,7 +251,10 @@ fn backup_and_copy(
                 copies_detail.insert(name.clone(), serde_json::json!({"ok": true}));
             }
             Err(e) => {
-                copies_detail.insert(name.clone(), serde_json::json!({"ok": false, "error": e}));
+                copies_detail.insert(
+                    name.clone(),
+                    serde_json::json!({"ok": false, "error": e.to_string()}),
+                );
                 problems.push(format!("copy to {name}: {e}"));
             }
         }
@@ -286,21 +293,18 @@ fn copy_to(
     cfg: &RepositoryConfig,
     progress: &RunProgress<'_>,
     log: &mut Log,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let RunScope { ctx, job, .. } = *scope;
     let name = &cfg.name;
-    let dst_session = open_session(cfg, Some(job)).map_err(|e| e.to_string())?;
+    let dst_session = open_session(cfg, Some(job))?;
     let dst = dst_session.repository();
     if dst.config().id == primary.config().id {
-        return Err("it is the same repository as the primary".into());
+        return Err(StepError::SameRepository);
     }
     let selected = job_snapshots(primary, &job.job_tag())?;
     let summary = {
-        let _l = dst_session
-            .lock(false, "copy", ctx.stop)
-            .map_err(|e| e.to_string())?;
-        arca_core::copy::copy_snapshots(primary, dst, &selected, progress)
-            .map_err(|e| e.to_string())?
+        let _l = dst_session.lock(false, "copy", ctx.stop)?;
+        arca_core::copy::copy_snapshots(primary, dst, &selected, progress)?
     };
     log.line(
         ctx.clock,
@@ -324,10 +328,7 @@ fn copy_to(
         .iter()
         .any(|(id, s)| arca_core::copy::origin(id, s) == origin)
     {
-        return Err(format!(
-            "snapshot {} is not there after the copy",
-            origin.short()
-        ));
+        return Err(StepError::NotCopied(origin.short()));
     }
     Ok(())
 }
@@ -354,7 +355,7 @@ fn settle(
                 }
                 Err(e) => {
                     outcome.status = Some(RunStatus::Failed);
-                    outcome.error = Some(e);
+                    outcome.error = Some(e.to_string());
                 }
             }
         }

@@ -53,7 +53,7 @@ impl Facts {
 
 /// The repository's snapshots and size (opens it: blocking, slow on purpose here only).
 fn measure(repo: &RepositoryConfig) -> Result<(u64, BTreeMap<String, u64>, u64), String> {
-    let opened = crate::runner::open_repository(repo, None)?;
+    let opened = crate::runner::open_repository(repo, None).map_err(|e| e.to_string())?;
     let (snaps, _unreadable) = opened
         .list_snapshots()
         .map_err(|e| format!("repository {}: listing snapshots: {e}", repo.name))?;

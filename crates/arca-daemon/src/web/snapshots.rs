@@ -54,7 +54,8 @@ impl OpenRepositories {
         let repo_config = config.repositories.get(name).ok_or_else(|| {
             WebError::NotFound(format!("no repository {name:?} in the configuration"))
         })?;
-        let repo = crate::runner::open_repository(repo_config, None).map_err(WebError::Internal)?;
+        let repo = crate::runner::open_repository(repo_config, None)
+            .map_err(|e| WebError::Internal(e.to_string()))?;
         let index = repo.load_index().map_err(|e| {
             WebError::Internal(format!("repository {name}: loading the index: {e}"))
         })?;

@@ -9,7 +9,10 @@ fn durations_parse_with_milliseconds() {
     assert_eq!(parse_duration("1ms").unwrap(), Duration::from_millis(1));
     assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
     assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-    assert_eq!(parse_duration("2s500ms").unwrap(), Duration::from_millis(2500));
+    assert_eq!(
+        parse_duration("2s500ms").unwrap(),
+        Duration::from_millis(2500)
+    );
     assert!(parse_duration("10").is_err());
     assert!(parse_duration("5x").is_err());
     assert!(parse_duration("").is_err());

@@ -291,9 +291,9 @@ pub struct CheckArgs {
     /// Read and verify every byte of data
     #[arg(long)]
     pub read_data: bool,
-    /// Read a subset of the data: "n/m" or "P%"
-    #[arg(long)]
-    pub read_data_subset: Option<String>,
+    /// Read a subset of the data: "n/m" (part n of m) or "P%" (a random share)
+    #[arg(long, value_name = "n/m|P%")]
+    pub read_data_subset: Option<arca_core::check::ReadData>,
 }
 
 #[derive(Debug, Subcommand)]

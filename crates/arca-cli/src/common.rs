@@ -40,6 +40,16 @@ pub fn location(g: &GlobalArgs) -> Result<String> {
 /// The description of the repository that the flags and `ARCA_*` variables name.
 pub fn spec(g: &GlobalArgs) -> Result<RepositorySpec> {
     let location = location(g)?;
+    let mut spec = spec_without_password(g)?;
+    spec.location = location;
+    spec.password = crate::password::source(g, false)?;
+    Ok(spec)
+}
+
+/// [`spec`] with the location and the password left to the caller (a prompt that fails
+/// if it is asked), for a second repository such as the source of a copy.
+pub fn spec_without_password(g: &GlobalArgs) -> Result<RepositorySpec> {
+    let location = String::new();
     let cache = if g.no_cache {
         CacheSetting::Off
     } else {
@@ -49,7 +59,9 @@ pub fn spec(g: &GlobalArgs) -> Result<RepositorySpec> {
     };
     Ok(RepositorySpec {
         location,
-        password: crate::password::source(g, false)?,
+        password: arca_ops::PasswordSource::Prompt(Arc::new(|| {
+            Err(arca_ops::PasswordError::Prompt("no password source".into()))
+        })),
         connections: g.connections,
         upload_limit_kib: g.limit_upload,
         download_limit_kib: g.limit_download,
@@ -85,6 +97,11 @@ pub fn session(g: &GlobalArgs) -> Result<Session> {
     open_session(g, Access::Cached)
 }
 
+/// Opens a session that reads the storage itself (no cache), for `check`.
+pub fn session_uncached(g: &GlobalArgs) -> Result<Session> {
+    open_session(g, Access::Uncached)
+}
+
 fn open_session(g: &GlobalArgs, access: Access) -> Result<Session> {
     *CACHE.lock().unwrap_or_else(|p| p.into_inner()) = CacheHandle::default();
     let session = Session::open(&spec(g)?, access).map_err(open_error)?;
@@ -98,7 +115,7 @@ fn open_session(g: &GlobalArgs, access: Access) -> Result<Session> {
 }
 
 /// The error of opening, as the error it wraps (so the exit code follows its kind).
-fn open_error(e: OpenError) -> anyhow::Error {
+pub fn open_error(e: OpenError) -> anyhow::Error {
     match e {
         OpenError::Storage(e) => e.into(),
         OpenError::Repository(e) => e.into(),

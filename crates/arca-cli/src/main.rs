@@ -57,12 +57,16 @@ fn exit_code(err: &anyhow::Error) -> i32 {
             return exit::LOCKED;
         }
         // The operations' errors wrap the engines' transparently.
-        let core = cause.downcast_ref::<arca_core::Error>().or_else(|| {
-            match cause.downcast_ref::<arca_ops::prune::MaintenanceError>() {
+        let core = cause
+            .downcast_ref::<arca_core::Error>()
+            .or_else(|| match cause.downcast_ref() {
                 Some(arca_ops::prune::MaintenanceError::Repository(e)) => Some(e),
                 _ => None,
-            }
-        });
+            })
+            .or_else(|| match cause.downcast_ref() {
+                Some(arca_ops::copy::CopyError::Repository(e)) => Some(e),
+                _ => None,
+            });
         if let Some(e) = core {
             return match e.kind() {
                 arca_core::ErrorKind::RepositoryNotFound => exit::NO_REPOSITORY,

@@ -2,6 +2,8 @@
 //! or in a log, one JSON object with `--json`, nothing with `--quiet`.
 
 use anyhow::Result;
+use arca_core::check::CheckReport;
+use arca_ops::copy::CopyReport;
 use arca_ops::forget::ForgetReport;
 use arca_ops::prune::PruneReport;
 
@@ -89,6 +91,71 @@ pub fn prune(g: &GlobalArgs, r: &PruneReport) -> Result<()> {
         } else {
             "nothing to prune"
         }
+    );
+    Ok(())
+}
+
+/// `arca check`: every problem with what it affects (on stderr, also with `--quiet`),
+/// then the totals; JSON: the report with `ok`.
+pub fn check(g: &GlobalArgs, r: &CheckReport) -> Result<()> {
+    if g.json {
+        let mut v = serde_json::to_value(r)?;
+        v["ok"] = serde_json::json!(r.is_ok());
+        return print_json(&v);
+    }
+    if !g.quiet {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    for p in &r.problems {
+        eprintln!("error: {}: {}", p.object, p.message);
+        for a in &p.affects {
+            eprintln!(
+                "  affects snapshot {}: {}",
+                a.snapshot.short(),
+                terminal_safe(a.paths.join(", ").as_bytes())
+            );
+        }
+    }
+    if !g.quiet {
+        println!(
+            "checked {} snapshots, {} trees, {} index files, {} packs; read {} packs ({} blobs, {})",
+            r.snapshots,
+            r.trees,
+            r.index_files,
+            r.packs,
+            r.packs_read,
+            r.blobs_read,
+            human_bytes(r.bytes_read)
+        );
+        if r.is_ok() {
+            println!("no errors were found");
+        }
+    }
+    if !r.is_ok() {
+        eprintln!("{} problems found", r.problems.len());
+    }
+    Ok(())
+}
+
+/// `arca copy`: each copied snapshot and the totals; JSON: the report.
+pub fn copy(g: &GlobalArgs, r: &CopyReport) -> Result<()> {
+    if g.json {
+        return print_json(r);
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    for (from, to) in &r.copied {
+        println!("copied snapshot {} -> {}", from.short(), to.short());
+    }
+    println!(
+        "{} copied, {} already present; added {} blobs ({})",
+        r.copied.len(),
+        r.skipped.len(),
+        r.blobs_added,
+        human_bytes(r.bytes_added)
     );
     Ok(())
 }

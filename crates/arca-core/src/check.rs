@@ -28,6 +28,38 @@ pub enum ReadData {
     Percent(f64),
 }
 
+/// A `--read-data-subset` that is neither `n/m` (1 <= n <= m) nor a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid data subset {input:?}: {reason}")]
+pub struct ReadDataError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+impl std::str::FromStr for ReadData {
+    type Err = ReadDataError;
+
+    /// `n/m` (part n of m, 1-based) or `P%` (a random share of the packs, 0 to 100).
+    fn from_str(s: &str) -> std::result::Result<ReadData, ReadDataError> {
+        let t = s.trim();
+        let err = |reason| ReadDataError {
+            input: t.to_string(),
+            reason,
+        };
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(ReadData::Percent(p)),
+                _ => Err(err("a percentage is 0% to 100%")),
+            };
+        }
+        let (n, m) = t.split_once('/').ok_or_else(|| err("use n/m or P%"))?;
+        match (n.trim().parse::<u32>(), m.trim().parse::<u32>()) {
+            (Ok(n), Ok(m)) if n >= 1 && n <= m => Ok(ReadData::Subset(n, m)),
+            _ => Err(err("n/m needs whole numbers with 1 <= n <= m")),
+        }
+    }
+}
+
 /// One damaged object and what it affects.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {

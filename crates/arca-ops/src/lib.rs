@@ -7,7 +7,9 @@
 //! Nothing here prints: reports are data, and the front ends render them.
 
 pub mod cache;
+pub mod check;
 pub mod command;
+pub mod copy;
 pub mod drill;
 pub mod forget;
 pub mod password;

@@ -1,61 +1,72 @@
-//! `arca copy`: copy snapshots from another repository into this one.
+//! `arca copy`: copy snapshots from another repository into this one (the copy operation
+//! of arca-ops; the source is opened as a session like the destination, with the same
+//! connection, bandwidth and cache settings).
 
-use anyhow::{Context, Result, bail};
-use arca_core::Repository;
-use arca_core::copy::copy_snapshots;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arca_ops::{PasswordError, PasswordSource, Session};
 
 use crate::cli::{CopyArgs, FromRepoArgs, GlobalArgs};
 use crate::common;
 use crate::output::CliProgress;
+use crate::render;
+
+/// The password source of the repository named by --from-repo: its own command or file,
+/// else ARCA_FROM_PASSWORD, else ARCA_PASSWORD, else a prompt.
+fn source_password(g: &GlobalArgs, f: &FromRepoArgs) -> Result<PasswordSource> {
+    if let Some(command) = &f.from_password_command {
+        let timeout = arca_core::units::parse_elapsed(&g.password_command_timeout)
+            .context("--password-command-timeout (ARCA_PASSWORD_COMMAND_TIMEOUT)")?;
+        return Ok(PasswordSource::Command {
+            command: command.clone(),
+            timeout,
+        });
+    }
+    if let Some(p) = &f.from_password_file {
+        return Ok(PasswordSource::File(p.clone()));
+    }
+    for var in ["ARCA_FROM_PASSWORD", "ARCA_PASSWORD"] {
+        if std::env::var_os(var).is_some() {
+            return Ok(PasswordSource::Env(var.into()));
+        }
+    }
+    Ok(PasswordSource::Prompt(Arc::new(|| {
+        crate::password::prompt(false, "password of the source repository")
+            .map_err(|e| PasswordError::Prompt(e.to_string()))
+    })))
+}
 
 /// Opens the source repository named by --from-repo with its own password source.
-pub fn open_source(g: &GlobalArgs, f: &FromRepoArgs) -> Result<Repository> {
-    let loc = f
+pub fn open_source(g: &GlobalArgs, f: &FromRepoArgs) -> Result<Session> {
+    let location = f
         .from_repo
         .as_deref()
         .context("no source repository: use --from-repo or ARCA_FROM_REPOSITORY")?;
-    let storage = arca_storage::open_location(loc)?;
-    let src_args = GlobalArgs {
-        repo: Some(loc.to_string()),
-        password_file: f.from_password_file.clone(),
-        password_command: f.from_password_command.clone(),
-        ..g.clone()
-    };
-    let password = match std::env::var("ARCA_FROM_PASSWORD") {
-        Ok(p) if f.from_password_file.is_none() && f.from_password_command.is_none() => {
-            p.into_bytes()
-        }
-        _ => crate::password::get(&src_args, false).context("password of the source repository")?,
-    };
-    Repository::open(storage, &password).with_context(|| format!("opening source repository {loc}"))
+    let mut spec = common::spec_without_password(g)?;
+    spec.location = location.to_string();
+    spec.password = source_password(g, f)?;
+    // The source is only read: the client-side append-only layer is the destination's.
+    spec.append_only = false;
+    Session::open(&spec, arca_ops::Access::Cached)
+        .map_err(common::open_error)
+        .with_context(|| format!("opening source repository {location}"))
 }
 
 pub fn run(g: &GlobalArgs, a: CopyArgs) -> Result<i32> {
-    let src = open_source(g, &a.from)?;
-    let dst = common::open(g)?;
-    if src.config().id == dst.config().id {
-        bail!("source and destination are the same repository");
-    }
-    let _dst_lock = common::lock(g, &dst, false, "copy")?;
-    let snaps = common::all_snapshots(&src)?;
+    let source = open_source(g, &a.from)?;
+    let destination = common::session(g)?;
+    let snaps = common::all_snapshots(source.repository())?;
     let selected = common::select(&snaps, &a.snapshots, Some(&a.filter))?;
     let progress = CliProgress::new(g, "copy");
-    let result = copy_snapshots(&src, &dst, &selected, &progress);
+    let result = arca_ops::copy::copy(
+        &source,
+        &destination,
+        &selected,
+        &common::interrupted,
+        &progress,
+    );
     progress.finish();
-    let s = result?;
-    if g.json {
-        common::print_json(&s)?;
-    } else if !g.quiet {
-        for (from, to) in &s.copied {
-            println!("copied snapshot {} -> {}", from.short(), to.short());
-        }
-        println!(
-            "{} copied, {} already present; added {} blobs ({})",
-            s.copied.len(),
-            s.skipped.len(),
-            s.blobs_added,
-            common::human_bytes(s.bytes_added)
-        );
-    }
+    render::copy(g, &result?)?;
     Ok(crate::exit::OK)
 }

@@ -12,7 +12,7 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<i32> {
     let password = crate::password::get(g, true)?;
     let shared_from = if a.copy_chunker_params {
         let src = crate::cmd::copy::open_source(g, &a.from)?;
-        Some(src.shared_secrets())
+        Some(src.repository().shared_secrets())
     } else {
         None
     };

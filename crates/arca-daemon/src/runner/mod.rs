@@ -70,8 +70,8 @@ pub enum StepError {
     Maintenance(#[from] arca_ops::prune::MaintenanceError),
     #[error(transparent)]
     Repository(#[from] arca_core::Error),
-    #[error("it is the same repository as the primary")]
-    SameRepository,
+    #[error(transparent)]
+    Copy(#[from] arca_ops::copy::CopyError),
     #[error("snapshot {0} is not there after the copy")]
     NotCopied(String),
     #[error("{which} hook {command:?} {detail}")]

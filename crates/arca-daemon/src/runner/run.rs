@@ -244,8 +244,7 @@ fn backup_and_copy(
             break;
         }
         let cfg = &ctx.config.repositories[name];
-        let primary = primary_session.repository();
-        match copy_to(scope, primary, origin, cfg, progress, log) {
+        match copy_to(scope, &primary_session, origin, cfg, progress, log) {
             Ok(()) => {
                 holders.push(cfg);
                 copies_detail.insert(name.clone(), serde_json::json!({"ok": true}));
@@ -284,11 +283,12 @@ fn backup_and_copy(
     Ok(())
 }
 
-/// Copies the job's snapshots from `primary` to the secondary repository `cfg`, applies
-/// the job's retention there, and checks that the new snapshot `origin` arrived.
+/// Copies the job's snapshots from `primary` to the secondary repository `cfg` (the copy
+/// operation of arca-ops, as `arca copy` runs it), applies the job's retention there, and
+/// checks that the new snapshot `origin` arrived.
 fn copy_to(
     scope: &RunScope<'_>,
-    primary: &Arc<Repository>,
+    primary: &arca_ops::Session,
     origin: Id,
     cfg: &RepositoryConfig,
     progress: &RunProgress<'_>,
@@ -298,14 +298,8 @@ fn copy_to(
     let name = &cfg.name;
     let dst_session = open_session(cfg, Some(job))?;
     let dst = dst_session.repository();
-    if dst.config().id == primary.config().id {
-        return Err(StepError::SameRepository);
-    }
-    let selected = job_snapshots(primary, &job.job_tag())?;
-    let summary = {
-        let _l = dst_session.lock(false, "copy", ctx.stop)?;
-        arca_core::copy::copy_snapshots(primary, dst, &selected, progress)?
-    };
+    let selected = job_snapshots(primary.repository(), &job.job_tag())?;
+    let summary = arca_ops::copy::copy(primary, &dst_session, &selected, ctx.stop, progress)?;
     log.line(
         ctx.clock,
         &format!(

@@ -122,6 +122,53 @@ pub fn check(
     // Damaged blobs: id -> reason, and damaged objects that are not blobs.
     let mut bad_blobs: HashMap<Id, String> = HashMap::new();
 
+    check_keys_and_locks(repo, &mut report)?;
+    // Snapshots are listed before the index: a backup writes its index before its snapshot,
+    // so every snapshot listed here has its blobs in the index files listed next, even while
+    // backups run beside this check (a later snapshot would not be, and is not looked at).
+    let snaps = repo.list_ids("snapshots")?;
+    let (index, pack_blobs) = load_index_files(repo, &mut report)?;
+    let (stored, missing_packs) = compare_packs(repo, &pack_blobs, &mut bad_blobs, &mut report)?;
+    if read_data != ReadData::None {
+        let packs = PackSet {
+            stored: &stored,
+            blobs: &pack_blobs,
+        };
+        read_packs(
+            repo,
+            packs,
+            read_data,
+            progress,
+            &mut bad_blobs,
+            &mut report,
+        );
+    }
+    let (affected, object_of) = check_snapshots(repo, &index, snaps, &bad_blobs, &mut report);
+    let blob_problems = group_problems(&index, affected, object_of, &missing_packs);
+    for p in missing_packs {
+        let name = pack_name(&p);
+        if !blob_problems.iter().any(|b| b.object == name) {
+            report.problems.push(Problem {
+                object: name,
+                message: "pack is in the index but missing from the repository".into(),
+                affects: vec![],
+            });
+        }
+    }
+    report.problems.extend(blob_problems);
+    check_wal_records(repo, &index, &bad_blobs, &mut report)?;
+    Ok(report)
+}
+
+/// The packs in storage (id, size) and the blobs the index puts in each.
+#[derive(Clone, Copy)]
+struct PackSet<'a> {
+    stored: &'a HashMap<Id, u64>,
+    blobs: &'a HashMap<Id, Vec<BlobEntry>>,
+}
+
+/// Key files must parse; a damaged lock is only worth a warning.
+fn check_keys_and_locks(repo: &Repository, report: &mut CheckReport) -> Result<()> {
     // Keys.
     for (id, _) in repo.list_ids("keys")? {
         let name = format!("keys/{id}");
@@ -151,13 +198,14 @@ pub fn check(
             ));
         }
     }
+    Ok(())
+}
 
-    // Snapshots are listed before the index: a backup writes its index before its snapshot,
-    // so every snapshot listed here has its blobs in the index files listed next, even while
-    // backups run beside this check (a later snapshot would not be, and is not looked at).
-    let snaps = repo.list_ids("snapshots")?;
+/// The index and, per pack, the blobs the index files put in it.
+type LoadedIndex = (Index, HashMap<Id, Vec<BlobEntry>>);
 
-    // Index files.
+/// Every index file, merged; an unreadable one is a problem.
+fn load_index_files(repo: &Repository, report: &mut CheckReport) -> Result<LoadedIndex> {
     let mut index = Index::new();
     let mut pack_blobs: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
     for (id, _) in repo.list_ids("index")? {
@@ -176,12 +224,21 @@ pub fn check(
             }),
         }
     }
+    Ok((index, pack_blobs))
+}
 
-    // Packs present vs indexed.
+/// The packs in storage against those the index names: a missing one damages its blobs,
+/// an unindexed one is a warning. Returns the stored packs and the missing ones.
+fn compare_packs(
+    repo: &Repository,
+    pack_blobs: &HashMap<Id, Vec<BlobEntry>>,
+    bad_blobs: &mut HashMap<Id, String>,
+    report: &mut CheckReport,
+) -> Result<(HashMap<Id, u64>, Vec<Id>)> {
     let stored: HashMap<Id, u64> = repo.list_ids("data")?.into_iter().collect();
     report.packs = stored.len() as u64;
     let mut missing_packs = Vec::new();
-    for (pack, blobs) in &pack_blobs {
+    for (pack, blobs) in pack_blobs {
         if !stored.contains_key(pack) {
             missing_packs.push(*pack);
             for b in blobs {
@@ -200,53 +257,73 @@ pub fn check(
             pack_name(p)
         ));
     }
+    Ok((stored, missing_packs))
+}
 
-    // Read data.
-    if read_data != ReadData::None {
-        let selected: Vec<(Id, u64)> = stored
-            .iter()
-            .filter(|(id, _)| pack_blobs.contains_key(id) && subset_selected(id, read_data))
-            .map(|(id, s)| (*id, *s))
-            .collect();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let results = crate::parallel::map(selected, threads, |(id, size)| {
-            let r = read_pack(repo, &id, size, pack_blobs.get(&id).map_or(&[][..], |v| v));
-            progress.add_bytes(size);
-            progress.add_files(1);
-            (id, size, r)
-        });
-        for (id, size, r) in results {
-            report.packs_read += 1;
-            report.bytes_read += size;
-            match r {
-                Ok(PackCheck { blobs, bad, damage }) => {
-                    report.blobs_read += blobs;
-                    for (blob, reason) in bad {
-                        bad_blobs.insert(blob, reason);
-                    }
-                    if let Some(message) = damage {
-                        report.problems.push(Problem {
-                            object: pack_name(&id),
-                            message,
-                            affects: vec![],
-                        });
-                    }
+/// Reads the selected packs in full (in parallel): damaged blobs and packs are recorded.
+fn read_packs(
+    repo: &Repository,
+    packs: PackSet<'_>,
+    read_data: ReadData,
+    progress: &dyn Progress,
+    bad_blobs: &mut HashMap<Id, String>,
+    report: &mut CheckReport,
+) {
+    let selected: Vec<(Id, u64)> = packs
+        .stored
+        .iter()
+        .filter(|(id, _)| packs.blobs.contains_key(id) && subset_selected(id, read_data))
+        .map(|(id, s)| (*id, *s))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let results = crate::parallel::map(selected, threads, |(id, size)| {
+        let r = read_pack(repo, &id, size, packs.blobs.get(&id).map_or(&[][..], |v| v));
+        progress.add_bytes(size);
+        progress.add_files(1);
+        (id, size, r)
+    });
+    for (id, size, r) in results {
+        report.packs_read += 1;
+        report.bytes_read += size;
+        match r {
+            Ok(PackCheck { blobs, bad, damage }) => {
+                report.blobs_read += blobs;
+                for (blob, reason) in bad {
+                    bad_blobs.insert(blob, reason);
                 }
-                Err(reason) => {
-                    for b in pack_blobs.get(&id).into_iter().flatten() {
-                        bad_blobs.insert(b.id, reason.clone());
-                    }
+                if let Some(message) = damage {
                     report.problems.push(Problem {
                         object: pack_name(&id),
-                        message: reason,
+                        message,
                         affects: vec![],
                     });
                 }
             }
+            Err(reason) => {
+                for b in packs.blobs.get(&id).into_iter().flatten() {
+                    bad_blobs.insert(b.id, reason.clone());
+                }
+                report.problems.push(Problem {
+                    object: pack_name(&id),
+                    message: reason,
+                    affects: vec![],
+                });
+            }
         }
     }
+}
 
-    // Snapshots and their trees.
+/// Per damaged blob, the snapshots and paths it affects, and why it is damaged.
+type Damage = (HashMap<Id, Vec<Affected>>, HashMap<Id, String>);
+
+/// Walks every snapshot's trees; an unreadable snapshot is a problem.
+fn check_snapshots(
+    repo: &Repository,
+    index: &Index,
+    snaps: Vec<(Id, u64)>,
+    bad_blobs: &HashMap<Id, String>,
+    report: &mut CheckReport,
+) -> Damage {
     let mut memo: HashMap<Id, Vec<(PathBuf, Id, String)>> = HashMap::new();
     let mut affected: HashMap<Id, Vec<Affected>> = HashMap::new();
     let mut object_of: HashMap<Id, String> = HashMap::new();
@@ -270,9 +347,9 @@ pub fn check(
         };
         let damage = walk_tree(
             repo,
-            &index,
+            index,
             &snap.tree,
-            &bad_blobs,
+            bad_blobs,
             &mut memo,
             &mut report.trees,
         );
@@ -291,8 +368,17 @@ pub fn check(
             });
         }
     }
-    // One problem per damaged object (a pack, or a blob without a pack), with every
-    // snapshot path it affects.
+    (affected, object_of)
+}
+
+/// One problem per damaged object (a pack, or a blob without a pack), with every snapshot
+/// path it affects.
+fn group_problems(
+    index: &Index,
+    affected: HashMap<Id, Vec<Affected>>,
+    mut object_of: HashMap<Id, String>,
+    missing_packs: &[Id],
+) -> Vec<Problem> {
     let mut grouped: std::collections::BTreeMap<(String, String), HashMap<Id, Vec<String>>> =
         Default::default();
     for (blob, affects) in affected {
@@ -330,19 +416,7 @@ pub fn check(
             affects,
         });
     }
-    for p in missing_packs {
-        let name = pack_name(&p);
-        if !blob_problems.iter().any(|b| b.object == name) {
-            report.problems.push(Problem {
-                object: name,
-                message: "pack is in the index but missing from the repository".into(),
-                affects: vec![],
-            });
-        }
-    }
-    report.problems.extend(blob_problems);
-    check_wal_records(repo, &index, &bad_blobs, &mut report)?;
-    Ok(report)
+    blob_problems
 }
 
 /// WAL records are roots like snapshots: each must open, and its blobs must be indexed

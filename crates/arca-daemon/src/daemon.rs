@@ -188,7 +188,6 @@ pub fn run(
         );
     }
     let clock = daemon_clock()?;
-    let mut monitor = Monitor::load(&history)?;
     let mut sched = Scheduler::new(clock.clone());
     sched.set_max_running(config.daemon.max_concurrent_runs);
     for (name, job) in &config.jobs {
@@ -197,32 +196,24 @@ pub fn run(
     let shared = Arc::new(RwLock::new(config.clone()));
     let live = Arc::new(crate::activity::Live::new());
     let http_stop = Arc::new(AtomicBool::new(false));
-    let mut http = None;
-    if let Some(addr) = config.daemon.listen {
-        // A token is always required: made now when the configuration names none. Only
-        // its path is logged.
-        if let Some((path, made)) = crate::web::prepare_token(&config)? {
-            let how = if made { "made now" } else { "kept" };
-            events.event(
-                None,
-                &format!("dashboard token in {} ({how})", path.display()),
-            );
+    let http = match config.daemon.listen {
+        Some(addr) => {
+            let state = crate::web::WebState {
+                config: shared.clone(),
+                history: history.clone(),
+                clock: clock.clone(),
+                live: live.clone(),
+            };
+            Some(serve_dashboard(
+                &config,
+                addr,
+                state,
+                &http_stop,
+                events.as_ref(),
+            )?)
         }
-        let listener =
-            TcpListener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
-        let local = listener.local_addr().unwrap_or(addr);
-        events.event(None, &format!("listening on http://{local}/"));
-        let state = crate::web::WebState {
-            config: shared.clone(),
-            history: history.clone(),
-            clock: clock.clone(),
-            live: live.clone(),
-        };
-        let s = http_stop.clone();
-        http = Some(std::thread::spawn(move || {
-            crate::web::serve(listener, state, s)
-        }));
-    }
+        None => None,
+    };
     events.event(
         None,
         &format!(
@@ -237,9 +228,6 @@ pub fn run(
             events.event(Some(&name), &format!("next run at {t}"));
         }
     }
-
-    let (done_tx, done_rx) = mpsc::channel::<String>();
-    let (drill_done_tx, drill_done_rx) = mpsc::channel::<String>();
     let (alert_tx, alert_rx) = mpsc::channel::<Outgoing>();
     let sender = {
         let events = events.clone();
@@ -248,150 +236,295 @@ pub fn run(
             .spawn(move || alert_sender(alert_rx, events))
             .ok()
     };
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    let mut last_evaluation: Option<std::time::Instant> = None;
-    loop {
-        if (control.stop)() {
-            break;
-        }
-        if control.reload.swap(false, Ordering::SeqCst) {
-            match Config::load(&config_path) {
-                Ok(new) => {
-                    let new = Arc::new(new);
-                    for (name, job) in &new.jobs {
-                        sched.set_job(name, job.plan.clone(), history.last_slot(name)?);
-                    }
-                    sched.set_max_running(new.daemon.max_concurrent_runs);
-                    let names: Vec<String> = new.jobs.keys().cloned().collect();
-                    sched.retain_jobs(&names);
-                    *shared.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
-                    events.event(
-                        None,
-                        &format!("configuration reloaded: {} jobs", new.jobs.len()),
-                    );
-                }
-                Err(e) => events.event(
-                    None,
-                    &format!("reload refused, the running configuration stays:\n{e}"),
-                ),
+    let mut daemon = DaemonLoop {
+        monitor: Monitor::load(&history)?,
+        config_path,
+        control,
+        events: events.clone(),
+        history,
+        clock,
+        sched,
+        shared,
+        live,
+        done: mpsc::channel(),
+        drill_done: mpsc::channel(),
+        alert_tx,
+        workers: Vec::new(),
+        last_evaluation: None,
+    };
+    daemon.serve()?;
+    // The sender delivers what is queued (each channel has its timeout), then ends.
+    drop(daemon);
+    if let Some(h) = sender {
+        let _ = h.join();
+    }
+    http_stop.store(true, Ordering::SeqCst);
+    if let Some(h) = http {
+        let _ = h.join();
+    }
+    events.event(None, "daemon stopped");
+    Ok(())
+}
+
+/// Starts the web dashboard on `addr` (the token made now when the configuration names
+/// none; only its path is logged).
+fn serve_dashboard(
+    config: &Config,
+    addr: SocketAddr,
+    state: crate::web::WebState,
+    stop: &Arc<AtomicBool>,
+    events: &dyn EventLog,
+) -> Result<JoinHandle<()>, DaemonError> {
+    if let Some((path, made)) = crate::web::prepare_token(config)? {
+        let how = if made { "made now" } else { "kept" };
+        events.event(
+            None,
+            &format!("dashboard token in {} ({how})", path.display()),
+        );
+    }
+    let listener =
+        TcpListener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    events.event(None, &format!("listening on http://{local}/"));
+    let stop = stop.clone();
+    Ok(std::thread::spawn(move || {
+        crate::web::serve(listener, state, stop)
+    }))
+}
+
+/// The loop's state: the scheduler, the alert tracker, the running workers and the
+/// channels they report their end on.
+struct DaemonLoop {
+    config_path: PathBuf,
+    control: Control,
+    events: Arc<dyn EventLog>,
+    history: Arc<History>,
+    clock: Arc<dyn Clock>,
+    sched: Scheduler,
+    monitor: Monitor,
+    shared: Arc<RwLock<Arc<Config>>>,
+    live: Arc<crate::activity::Live>,
+    done: (mpsc::Sender<String>, mpsc::Receiver<String>),
+    drill_done: (mpsc::Sender<String>, mpsc::Receiver<String>),
+    alert_tx: mpsc::Sender<Outgoing>,
+    workers: Vec<JoinHandle<()>>,
+    last_evaluation: Option<std::time::Instant>,
+}
+
+impl DaemonLoop {
+    /// Turns until the daemon is told to stop, then waits for the running workers.
+    fn serve(&mut self) -> Result<(), DaemonError> {
+        while !(self.control.stop)() {
+            if self.control.reload.swap(false, Ordering::SeqCst) {
+                self.reload()?;
             }
+            let ended = self.collect_ended();
+            self.workers.retain(|w| !w.is_finished());
+            let config = self
+                .shared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let manual = self.serve_requests(&config);
+            if ended
+                || self
+                    .last_evaluation
+                    .is_none_or(|t| t.elapsed() >= EVALUATE_EVERY)
+            {
+                self.evaluate(&config);
+            }
+            self.start_runs(&config, manual);
+            self.sleep();
         }
+        if !self.workers.is_empty() {
+            self.events.event(
+                None,
+                &format!(
+                    "stopping: waiting for {} running jobs to reach a checkpoint",
+                    self.workers.len()
+                ),
+            );
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        Ok(())
+    }
+
+    /// Loads the configuration again; one that fails the check is refused.
+    fn reload(&mut self) -> Result<(), DaemonError> {
+        match Config::load(&self.config_path) {
+            Ok(new) => {
+                let new = Arc::new(new);
+                for (name, job) in &new.jobs {
+                    self.sched
+                        .set_job(name, job.plan.clone(), self.history.last_slot(name)?);
+                }
+                self.sched.set_max_running(new.daemon.max_concurrent_runs);
+                let names: Vec<String> = new.jobs.keys().cloned().collect();
+                self.sched.retain_jobs(&names);
+                *self.shared.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+                self.events.event(
+                    None,
+                    &format!("configuration reloaded: {} jobs", new.jobs.len()),
+                );
+            }
+            Err(e) => self.events.event(
+                None,
+                &format!("reload refused, the running configuration stays:\n{e}"),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Takes note of the runs and drills that ended; whether any did.
+    fn collect_ended(&mut self) -> bool {
         let mut ended = false;
-        while let Ok(job) = drill_done_rx.try_recv() {
-            live.ended(&job, "drill");
+        while let Ok(job) = self.drill_done.1.try_recv() {
+            self.live.ended(&job, "drill");
             ended = true;
         }
-        while let Ok(job) = done_rx.try_recv() {
+        while let Ok(job) = self.done.1.try_recv() {
             ended = true;
-            live.ended(&job, "backup");
-            sched.finished(&job);
-            let still_configured = shared
+            self.live.ended(&job, "backup");
+            self.sched.finished(&job);
+            let still_configured = self
+                .shared
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .jobs
                 .contains_key(&job);
             if !still_configured {
                 // Removed by a reload while it ran.
-                sched.remove_job(&job);
+                self.sched.remove_job(&job);
                 continue;
             }
-            if let Some(t) = sched.next_run(&job) {
-                events.event(Some(&job), &format!("next run at {t}"));
+            if let Some(t) = self.sched.next_run(&job) {
+                self.events.event(Some(&job), &format!("next run at {t}"));
             }
         }
-        workers.retain(|w| !w.is_finished());
-        let cfg_now = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let worker = || Worker {
-            config: cfg_now.clone(),
-            history: history.clone(),
-            clock: clock.clone(),
-            events: events.clone(),
-            stop: control.stop.clone(),
-        };
-        let spawn_drill = |job: &str, trigger: Trigger, workers: &mut Vec<JoinHandle<()>>| {
-            if live.running_of(job).iter().any(|r| r.kind == "drill") {
-                events.event(Some(job), "a drill of this job is already running");
-                return;
-            }
-            live.started(job, "drill", clock.now());
-            let name = job.to_string();
-            let spawned = worker().spawn(
-                format!("drill {job}"),
-                job,
-                drill_done_tx.clone(),
-                move |ctx, stop| {
-                    let progress = StopOnly(stop.clone());
-                    if let Err(e) =
-                        drill_job(ctx, &name, trigger, &DrillRequest::default(), &progress)
-                    {
-                        ctx.events
-                            .event(Some(&name), &format!("drill not started: {e}"));
-                    }
-                },
-            );
-            match spawned {
-                Ok(h) => workers.push(h),
-                Err(e) => events.event(None, &format!("cannot start a thread for a drill: {e}")),
-            }
-        };
-        // Requests from the dashboard.
+        ended
+    }
+
+    fn worker(&self, config: &Arc<Config>) -> Worker {
+        Worker {
+            config: config.clone(),
+            history: self.history.clone(),
+            clock: self.clock.clone(),
+            events: self.events.clone(),
+            stop: self.control.stop.clone(),
+        }
+    }
+
+    /// Starts a drill of `job` on a thread of its own, unless one is running.
+    fn spawn_drill(&mut self, config: &Arc<Config>, job: &str, trigger: Trigger) {
+        if self.live.running_of(job).iter().any(|r| r.kind == "drill") {
+            self.events
+                .event(Some(job), "a drill of this job is already running");
+            return;
+        }
+        self.live.started(job, "drill", self.clock.now());
+        let name = job.to_string();
+        let spawned = self.worker(config).spawn(
+            format!("drill {job}"),
+            job,
+            self.drill_done.0.clone(),
+            move |ctx, stop| {
+                let progress = StopOnly(stop.clone());
+                if let Err(e) = drill_job(ctx, &name, trigger, &DrillRequest::default(), &progress)
+                {
+                    ctx.events
+                        .event(Some(&name), &format!("drill not started: {e}"));
+                }
+            },
+        );
+        match spawned {
+            Ok(h) => self.workers.push(h),
+            Err(e) => self
+                .events
+                .event(None, &format!("cannot start a thread for a drill: {e}")),
+        }
+    }
+
+    /// The dashboard's requests: drills start now; the jobs to run now are returned.
+    fn serve_requests(&mut self, config: &Arc<Config>) -> Vec<String> {
         let mut manual = Vec::new();
-        for r in live.take_requests() {
+        for r in self.live.take_requests() {
             match r {
                 Request::Run { job } => {
-                    if !cfg_now.jobs.contains_key(&job) {
-                        events.event(None, &format!("run requested for unknown job {job:?}"));
-                    } else if sched.start_manual(&job) {
+                    if !config.jobs.contains_key(&job) {
+                        self.events
+                            .event(None, &format!("run requested for unknown job {job:?}"));
+                    } else if self.sched.start_manual(&job) {
                         manual.push(job);
                     } else {
-                        events.event(Some(&job), "run requested, but the job is running");
+                        self.events
+                            .event(Some(&job), "run requested, but the job is running");
                     }
                 }
                 Request::Drill { job } => {
-                    if cfg_now.jobs.contains_key(&job) {
-                        spawn_drill(&job, Trigger::Manual, &mut workers);
+                    if config.jobs.contains_key(&job) {
+                        self.spawn_drill(config, &job, Trigger::Manual);
                     } else {
-                        events.event(None, &format!("drill requested for unknown job {job:?}"));
+                        self.events
+                            .event(None, &format!("drill requested for unknown job {job:?}"));
                     }
                 }
             }
         }
-        // Drill schedules and alert rules.
-        let evaluate_now = ended || last_evaluation.is_none_or(|t| t.elapsed() >= EVALUATE_EVERY);
-        if evaluate_now {
-            last_evaluation = Some(std::time::Instant::now());
-            let now = clock.now();
-            for job in cfg_now.jobs.values() {
-                if live.running_of(&job.name).iter().any(|r| r.kind == "drill") {
-                    continue;
-                }
-                match drill_due(job, &history, now) {
-                    Ok(true) => spawn_drill(&job.name, Trigger::Schedule(now), &mut workers),
-                    Ok(false) => {}
-                    Err(e) => events.event(Some(&job.name), &format!("drill schedule: {e}")),
-                }
+        manual
+    }
+
+    /// Drill schedules and alert rules.
+    fn evaluate(&mut self, config: &Arc<Config>) {
+        self.last_evaluation = Some(std::time::Instant::now());
+        let now = self.clock.now();
+        for job in config.jobs.values() {
+            if self
+                .live
+                .running_of(&job.name)
+                .iter()
+                .any(|r| r.kind == "drill")
+            {
+                continue;
             }
-            match monitor.evaluate(&cfg_now, &history, &live, now) {
-                Ok(outgoing) => {
-                    for o in outgoing {
-                        let _ = alert_tx.send(o);
-                    }
-                }
-                Err(e) => events.event(None, &format!("alert evaluation: {e}")),
+            match drill_due(job, &self.history, now) {
+                Ok(true) => self.spawn_drill(config, &job.name, Trigger::Schedule(now)),
+                Ok(false) => {}
+                Err(e) => self
+                    .events
+                    .event(Some(&job.name), &format!("drill schedule: {e}")),
             }
         }
+        match self
+            .monitor
+            .evaluate(config, &self.history, &self.live, now)
+        {
+            Ok(outgoing) => {
+                for o in outgoing {
+                    let _ = self.alert_tx.send(o);
+                }
+            }
+            Err(e) => self.events.event(None, &format!("alert evaluation: {e}")),
+        }
+    }
+
+    /// Starts the runs asked for (`manual`) and those the scheduler says are due, each on
+    /// a thread of its own.
+    fn start_runs(&mut self, config: &Arc<Config>, manual: Vec<String>) {
         let manual_runs = manual.into_iter().map(|job| (job, None));
-        let due_runs = sched.due().into_iter().map(|d| {
-            let job = d.job.clone();
-            (job, Some(d))
-        });
+        let due_runs = self
+            .sched
+            .due()
+            .into_iter()
+            .map(|d| (d.job.clone(), Some(d)));
         for (job_name, due) in manual_runs.chain(due_runs).collect::<Vec<_>>() {
-            live.started(&job_name, "backup", clock.now());
+            self.live.started(&job_name, "backup", self.clock.now());
             let name = job_name.clone();
-            let spawned = worker().spawn(
+            let spawned = self.worker(config).spawn(
                 format!("job {job_name}"),
                 &job_name,
-                done_tx.clone(),
+                self.done.0.clone(),
                 move |ctx, _| {
                     let (trigger, backup_type, stop_at) = match &due {
                         Some(d) => (Trigger::Schedule(d.slot), Some(d.backup_type), d.stop_at),
@@ -404,12 +537,19 @@ pub fn run(
                 },
             );
             match spawned {
-                Ok(h) => workers.push(h),
-                Err(e) => events.event(None, &format!("cannot start a thread for a run: {e}")),
+                Ok(h) => self.workers.push(h),
+                Err(e) => self
+                    .events
+                    .event(None, &format!("cannot start a thread for a run: {e}")),
             }
         }
-        let now = clock.now();
-        let sleep = sched
+    }
+
+    /// Sleeps until the scheduler's next wake-up, at most [`POLL`].
+    fn sleep(&self) {
+        let now = self.clock.now();
+        let sleep = self
+            .sched
             .next_wake()
             .map(|w| {
                 let ms = w.as_millisecond() - now.as_millisecond();
@@ -419,27 +559,4 @@ pub fn run(
             .min(POLL);
         std::thread::sleep(sleep.max(Duration::from_millis(5)));
     }
-    if !workers.is_empty() {
-        events.event(
-            None,
-            &format!(
-                "stopping: waiting for {} running jobs to reach a checkpoint",
-                workers.len()
-            ),
-        );
-    }
-    for w in workers {
-        let _ = w.join();
-    }
-    // The sender delivers what is queued (each channel has its timeout), then ends.
-    drop(alert_tx);
-    if let Some(h) = sender {
-        let _ = h.join();
-    }
-    http_stop.store(true, Ordering::SeqCst);
-    if let Some(h) = http {
-        let _ = h.join();
-    }
-    events.event(None, "daemon stopped");
-    Ok(())
 }

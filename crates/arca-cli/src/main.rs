@@ -66,6 +66,11 @@ fn exit_code(err: &anyhow::Error) -> i32 {
             .or_else(|| match cause.downcast_ref() {
                 Some(arca_ops::copy::CopyError::Repository(e)) => Some(e),
                 _ => None,
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<arca_ops::backup::BackupError>()
+                    .and_then(|e| e.core())
             });
         if let Some(e) = core {
             return match e.kind() {

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use arca_core::check::CheckReport;
+use arca_ops::backup::BackupReport;
 use arca_ops::copy::CopyReport;
 use arca_ops::forget::ForgetReport;
 use arca_ops::prune::PruneReport;
@@ -157,5 +158,82 @@ pub fn copy(g: &GlobalArgs, r: &CopyReport) -> Result<()> {
         r.blobs_added,
         human_bytes(r.bytes_added)
     );
+    Ok(())
+}
+
+/// `arca backup`: the counts, the new snapshot and what could not be read; JSON: one
+/// `summary` message.
+pub fn backup(g: &GlobalArgs, r: &BackupReport) -> Result<()> {
+    let (snapshot, s) = (&r.snapshot, &r.snapshot.summary);
+    if g.json {
+        return print_json(&serde_json::json!({
+            "message_type": "summary",
+            "dry_run": r.dry_run,
+            "snapshot_id": r.snapshot_id,
+            "type": snapshot.backup_type,
+            "parent": snapshot.parent,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unmodified": s.files_unmodified,
+            "files_removed": s.files_removed,
+            "dirs": s.dirs,
+            "other_entries": s.other_entries,
+            "bytes_read": s.bytes_read,
+            "total_bytes": s.total_bytes,
+            "blobs_added": s.blobs_added,
+            "bytes_added": s.bytes_added,
+            "bytes_added_raw": s.bytes_added_raw,
+            "duration_secs": s.duration_secs,
+            "errors": snapshot.errors,
+            "incomplete": snapshot.is_incomplete(),
+            "adopted_packs": r.adopted_packs,
+        }));
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    if r.adopted_packs > 0 {
+        eprintln!(
+            "indexed {} packs left by an interrupted backup",
+            r.adopted_packs
+        );
+    }
+    println!(
+        "files: {} new, {} changed, {} unmodified, {} removed; {} dirs",
+        s.files_new, s.files_changed, s.files_unmodified, s.files_removed, s.dirs
+    );
+    println!(
+        "read {} of {}, added {} ({} before compression) in {:.2}s",
+        human_bytes(s.bytes_read),
+        human_bytes(s.total_bytes),
+        human_bytes(s.bytes_added),
+        human_bytes(s.bytes_added_raw),
+        s.duration_secs
+    );
+    match r.snapshot_id {
+        Some(id) => println!(
+            "snapshot {} saved ({}{})",
+            id.short(),
+            snapshot.backup_type.as_str(),
+            snapshot
+                .parent
+                .map(|p| format!(", parent {}", p.short()))
+                .unwrap_or_default()
+        ),
+        None => println!("dry run: no snapshot saved"),
+    }
+    if snapshot.is_incomplete() {
+        eprintln!(
+            "warning: {} entries could not be read; the snapshot is incomplete:",
+            snapshot.errors.len()
+        );
+        for e in &snapshot.errors {
+            eprintln!(
+                "  {}: {}",
+                terminal_safe(e.path.as_bytes()),
+                crate::output::safe_lines(&e.reason)
+            );
+        }
+    }
     Ok(())
 }

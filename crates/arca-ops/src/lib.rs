@@ -6,6 +6,7 @@
 //!
 //! Nothing here prints: reports are data, and the front ends render them.
 
+pub mod backup;
 pub mod cache;
 pub mod check;
 pub mod command;

@@ -29,11 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arca_core::backup::{BackupOptions, StreamName, backup_child, backup_paths, plain_stream};
-use arca_core::child::{ChildOptions, ChildProcess};
+use arca_core::backup::BackupOptions;
 use arca_core::format::{BackupType, Snapshot};
 use arca_core::progress::Progress;
 use arca_core::{Id, Repository};
+use arca_ops::backup::BackupSource;
 use jiff::Timestamp;
 
 use crate::clock::Clock;
@@ -237,35 +237,56 @@ fn backup(
         threads: job.limits.threads,
         ..BackupOptions::default()
     };
-    let err = |e: arca_core::Error| {
-        (
-            matches!(e.kind(), arca_core::ErrorKind::Interrupted),
-            e.to_string(),
-        )
-    };
-    let repo = session.repository();
-    let _lock = session
-        .lock(false, "backup", &|| progress.should_stop())
-        .map_err(err)?;
-    let mut index = session.load_index().map_err(err)?;
-    let adopted = repo.adopt_unindexed_packs(&mut index).map_err(err)?;
-    if adopted > 0 {
+    // A command's error output goes into the run's log (its last lines).
+    let stderr_lines: Arc<Mutex<std::collections::VecDeque<String>>> = Arc::default();
+    let source = backup_source(job, &opts, &stderr_lines)?;
+    let result = arca_ops::backup::backup(session, source, &opts, progress);
+    {
         let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(
-            l,
-            "indexed {adopted} packs left by an interrupted run (their data is reused)"
-        );
+        let stderr = stderr_lines.lock().unwrap_or_else(|p| p.into_inner());
+        if stderr.iter().any(|line| !line.trim().is_empty()) {
+            let text: Vec<&str> = stderr.iter().map(String::as_str).collect();
+            let _ = writeln!(l, "command stderr:\n{}", text.join("\n").trim_end());
+        }
+        if let Ok(r) = &result
+            && r.adopted_packs > 0
+        {
+            let _ = writeln!(
+                l,
+                "indexed {} packs left by an interrupted run (their data is reused)",
+                r.adopted_packs
+            );
+        }
     }
-    let index = Arc::new(index);
-    let result = match &job.source {
+    let report = result.map_err(|e| (e.is_interrupted(), e.to_string()))?;
+    match report.snapshot_id {
+        Some(id) => Ok(Backed {
+            snapshot_id: id,
+            snapshot: report.snapshot,
+        }),
+        None => Err((false, "the backup wrote no snapshot".into())),
+    }
+}
+
+/// Lines of a command source's error output kept for the run's log.
+const COMMAND_STDERR_LINES: usize = 40;
+
+/// What a job backs up, as the backup operation's source; a command's error lines go to
+/// `stderr_lines` (the last [`COMMAND_STDERR_LINES`]).
+fn backup_source<'a>(
+    job: &'a JobConfig,
+    opts: &BackupOptions,
+    stderr_lines: &Arc<Mutex<std::collections::VecDeque<String>>>,
+) -> Result<BackupSource<'a>, (bool, String)> {
+    let source = match &job.source {
         Source::Postgres {
             dbname,
             format,
             jobs,
             bindir,
         } => {
-            use arca_db::postgres::{DumpFormat, DumpOptions, Error as PgError, Tools, dump};
-            let o = DumpOptions {
+            use arca_db::postgres::{DumpFormat, DumpOptions, Tools};
+            BackupSource::Postgres(DumpOptions {
                 dbname: dbname.clone(),
                 tools: Tools::new(bindir.clone()),
                 format: match format {
@@ -275,12 +296,7 @@ fn backup(
                 },
                 jobs: *jobs,
                 backup: opts.clone(),
-            };
-            return match dump(repo, index, &o, &Default::default(), progress) {
-                Ok(r) => backed(r),
-                Err(PgError::Repository(e)) => Err(err(e)),
-                Err(e) => Err((false, e.to_string())),
-            };
+            })
         }
         Source::Mysql {
             databases,
@@ -293,7 +309,7 @@ fn backup(
             defaults_file,
             options,
         } => {
-            use arca_db::mysql::{Connection, DumpSelection, Error as MyError, dump};
+            use arca_db::mysql::{Connection, DumpSelection};
             let password = match password_env {
                 Some(v) => Some(std::env::var(v).map_err(|_| {
                     (
@@ -303,63 +319,44 @@ fn backup(
                 })?),
                 None => None,
             };
-            let conn = Connection {
-                host: host.clone(),
-                port: *port,
-                socket: socket.clone(),
-                user: user.clone(),
-                password,
-                defaults_file: defaults_file.clone(),
-                connect_timeout: None,
-            };
-            let selection = if *all_databases {
-                DumpSelection::AllDatabases
-            } else {
-                DumpSelection::Databases(databases.clone())
-            };
-            return match dump(repo, index, &conn, &selection, options, &opts, progress) {
-                Ok(r) => backed(r),
-                Err(MyError::Core(e)) => Err(err(e)),
-                Err(e) => Err((false, e.to_string())),
-            };
+            BackupSource::Mysql {
+                connection: Connection {
+                    host: host.clone(),
+                    port: *port,
+                    socket: socket.clone(),
+                    user: user.clone(),
+                    password,
+                    defaults_file: defaults_file.clone(),
+                    connect_timeout: None,
+                },
+                selection: if *all_databases {
+                    DumpSelection::AllDatabases
+                } else {
+                    DumpSelection::Databases(databases.clone())
+                },
+                options: options.clone(),
+            }
         }
-        Source::Paths { paths, .. } => backup_paths(repo, index, paths, &opts, progress),
+        Source::Paths { paths, .. } => BackupSource::Paths(paths),
         Source::Command { command, filename } => {
             let mut sh = Command::new("sh");
-            sh.arg("-c")
-                .arg(command)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped());
-            let options = ChildOptions {
-                own_group: true,
-                on_stderr_line: None,
-            };
-            let child = ChildProcess::spawn(format!("command {command:?}"), &mut sh, options)
-                .map_err(|e| (false, e.to_string()))?;
-            let name = StreamName {
+            sh.arg("-c").arg(command);
+            let lines = stderr_lines.clone();
+            BackupSource::Command {
+                command: sh,
+                tool: format!("command {command:?}"),
                 file: filename,
-                source: "command",
-            };
-            let r = backup_child(repo, index, &child, name, &opts, progress, plain_stream());
-            let tail = child.stderr_tail();
-            if !tail.is_empty() {
-                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = writeln!(l, "command stderr:\n{}", tail.text());
+                on_stderr_line: Some(Box::new(move |line: &str| {
+                    let mut l = lines.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.len() == COMMAND_STDERR_LINES {
+                        l.pop_front();
+                    }
+                    l.push_back(line.to_string());
+                })),
             }
-            r
         }
     };
-    backed(result.map_err(err)?)
-}
-
-fn backed(r: arca_core::backup::BackupResult) -> Result<Backed, (bool, String)> {
-    match r.snapshot_id {
-        Some(id) => Ok(Backed {
-            snapshot_id: id,
-            snapshot: r.snapshot,
-        }),
-        None => Err((false, "the backup wrote no snapshot".into())),
-    }
+    Ok(source)
 }
 
 #[cfg(test)]

@@ -71,6 +71,11 @@ fn exit_code(err: &anyhow::Error) -> i32 {
                 cause
                     .downcast_ref::<arca_ops::backup::BackupError>()
                     .and_then(|e| e.core())
+            })
+            .or_else(|| {
+                cause
+                    .downcast_ref::<arca_ops::restore::RestoreError>()
+                    .map(|e| e.core())
             });
         if let Some(e) = core {
             return match e.kind() {

@@ -7,6 +7,7 @@ use arca_ops::backup::BackupReport;
 use arca_ops::copy::CopyReport;
 use arca_ops::forget::ForgetReport;
 use arca_ops::prune::PruneReport;
+use arca_ops::restore::RestoreReport;
 
 use crate::cli::GlobalArgs;
 use crate::common::{human_bytes, local_time, print_json};
@@ -234,6 +235,70 @@ pub fn backup(g: &GlobalArgs, r: &BackupReport) -> Result<()> {
                 crate::output::safe_lines(&e.reason)
             );
         }
+    }
+    Ok(())
+}
+
+/// Skipped entries listed by path in the text summary of a restore.
+const SKIPPED_SHOWN: usize = 20;
+
+/// `arca restore`: the counts, what was verified, deleted and skipped, the errors (on
+/// stderr; without `--quiet` they were already shown as they happened); JSON: one
+/// `summary` message.
+pub fn restore(g: &GlobalArgs, r: &RestoreReport) -> Result<()> {
+    let s = &r.summary;
+    if g.json {
+        let mut v = serde_json::to_value(s)?;
+        v["message_type"] = serde_json::json!("summary");
+        v["snapshot_id"] = serde_json::json!(r.snapshot_id);
+        return print_json(&v);
+    }
+    if !g.quiet {
+        println!(
+            "{}restored snapshot {} to {}: {} files ({} written, {} unchanged), {} dirs, {} other; {} written in {:.2}s",
+            if r.dry_run {
+                "dry run: would have "
+            } else {
+                ""
+            },
+            r.snapshot_id.short(),
+            r.target.display(),
+            s.files,
+            s.files_written,
+            s.files_unchanged,
+            s.dirs,
+            s.other_entries,
+            human_bytes(s.bytes_written),
+            s.duration_secs
+        );
+        if r.verify {
+            println!("verified {} files", s.verified_files);
+        }
+        if s.deleted > 0 {
+            println!("deleted {} entries not in the snapshot", s.deleted);
+        }
+        if s.skipped > 0 {
+            println!(
+                "skipped {} existing entries, left as they were (--overwrite never)",
+                s.skipped
+            );
+            for p in s.skipped_paths.iter().take(SKIPPED_SHOWN) {
+                println!("  skipped: {}", terminal_safe(p.as_bytes()));
+            }
+            if s.skipped > SKIPPED_SHOWN as u64 {
+                println!(
+                    "  (and {} more; --json lists up to 1,000)",
+                    s.skipped - SKIPPED_SHOWN as u64
+                );
+            }
+        }
+    } else {
+        for e in &s.errors {
+            eprintln!("error: {}: {}", e.path, e.reason);
+        }
+    }
+    if !s.errors.is_empty() {
+        eprintln!("{} errors: restore is incomplete", s.errors.len());
     }
     Ok(())
 }

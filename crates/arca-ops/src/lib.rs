@@ -16,6 +16,7 @@ pub mod forget;
 pub mod password;
 pub mod prune;
 mod request_report;
+pub mod restore;
 pub mod session;
 
 pub use cache::CacheSetting;

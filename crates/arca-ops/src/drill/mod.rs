@@ -46,7 +46,7 @@ use arca_core::id::Id;
 use arca_core::index::Index;
 use arca_core::progress::Progress;
 use arca_core::repo::pack_name;
-use arca_core::restore::{Overwrite, RestoreOptions, RestoreSummary, find_path, restore};
+use arca_core::restore::{Overwrite, RestoreOptions, RestoreSummary};
 use serde::{Deserialize, Serialize};
 
 /// Errors that stop a drill or a recovery before its steps can report.

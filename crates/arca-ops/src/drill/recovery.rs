@@ -178,10 +178,6 @@ pub(super) fn restore_into(
     progress: &dyn Progress,
 ) -> Result<RestoreSummary, DrillError> {
     let root = PathBuf::from("/");
-    let node = find_path(repo, index, &snapshot.tree, &root).map_err(|e| DrillError::Snapshot {
-        tree: snapshot.tree.short(),
-        source: e,
-    })?;
     let opts = RestoreOptions {
         overwrite,
         delete,
@@ -189,11 +185,19 @@ pub(super) fn restore_into(
         threads: plan.threads,
         ..Default::default()
     };
-    restore(repo, index, &node, &root, target, &opts, progress).map_err(|e| DrillError::Restore {
-        tree: snapshot.tree.short(),
-        target: target.to_path_buf(),
-        source: e,
-    })
+    crate::restore::restore_from(repo, index, snapshot, &root, target, &opts, progress).map_err(
+        |e| match e {
+            crate::restore::RestoreError::Path { source, .. } => DrillError::Snapshot {
+                tree: snapshot.tree.short(),
+                source,
+            },
+            crate::restore::RestoreError::Restore(source) => DrillError::Restore {
+                tree: snapshot.tree.short(),
+                target: target.to_path_buf(),
+                source,
+            },
+        },
+    )
 }
 
 /// Recovers `snapshot` into `plan.target` the way `plan.tier` says (see the module doc).

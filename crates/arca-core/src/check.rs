@@ -558,7 +558,7 @@ fn walk_tree(
             Some(_) => repo
                 .read_blob(index, tree_id)
                 .map_err(|e| e.to_string())
-                .and_then(|d| decode_tree(&d)),
+                .and_then(|d| decode_tree(&d).map_err(|e| e.to_string())),
         },
     };
     match tree {

@@ -599,12 +599,23 @@ pub fn encode_tree(tree: &Tree) -> Vec<u8> {
     out
 }
 
-pub fn decode_tree(data: &[u8]) -> std::result::Result<Tree, String> {
-    let (&v, rest) = data.split_first().ok_or("empty tree blob")?;
+/// Why a (decrypted) tree blob does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeDecodeError {
+    #[error("empty tree blob")]
+    Empty,
+    #[error("unknown tree version {0}")]
+    Version(u8),
+    #[error("{0}")]
+    Malformed(String),
+}
+
+pub fn decode_tree(data: &[u8]) -> std::result::Result<Tree, TreeDecodeError> {
+    let (&v, rest) = data.split_first().ok_or(TreeDecodeError::Empty)?;
     if v != BINARY_VERSION {
-        return Err(format!("unknown tree version {v}"));
+        return Err(TreeDecodeError::Version(v));
     }
-    postcard::from_bytes(rest).map_err(|e| e.to_string())
+    postcard::from_bytes(rest).map_err(|e| TreeDecodeError::Malformed(e.to_string()))
 }
 
 fn make_key_file(

@@ -557,10 +557,13 @@ impl Checker<'_> {
                 .and_then(|t| self.duration(t, &format!("{what} drill hook_timeout")))
                 .unwrap_or(Duration::from_secs(300));
             let tier = match &d.tier {
-                Some(t) => t.get_ref().parse().unwrap_or_else(|e: String| {
-                    self.at(t, format!("{what} drill tier: {e}"));
-                    arca_ops::drill::Tier::Cold
-                }),
+                Some(t) => t
+                    .get_ref()
+                    .parse()
+                    .unwrap_or_else(|e: arca_ops::drill::UnknownTier| {
+                        self.at(t, format!("{what} drill tier: {e}"));
+                        arca_ops::drill::Tier::Cold
+                    }),
                 None => arca_ops::drill::Tier::Cold,
             };
             DrillConfig {

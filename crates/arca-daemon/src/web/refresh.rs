@@ -52,11 +52,32 @@ impl Facts {
 }
 
 /// The repository's snapshots and size (opens it: blocking, slow on purpose here only).
-fn measure(repo: &RepositoryConfig) -> Result<(u64, BTreeMap<String, u64>, u64), String> {
-    let opened = crate::runner::open_repository(repo, None).map_err(|e| e.to_string())?;
+/// Why a repository's figures could not be taken (the dashboard shows it).
+#[derive(Debug, thiserror::Error)]
+enum MeasureError {
+    #[error(transparent)]
+    Open(#[from] crate::runner::RepositoryError),
+    #[error("repository {repository}: listing {what}: {reason}")]
+    List {
+        repository: String,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// A repository's figures: snapshots, snapshots per job, bytes stored.
+type Measured = (u64, BTreeMap<String, u64>, u64);
+
+fn measure(repo: &RepositoryConfig) -> Result<Measured, MeasureError> {
+    let opened = crate::runner::open_repository(repo, None)?;
+    let list_error = |what: &'static str, reason: String| MeasureError::List {
+        repository: repo.name.clone(),
+        what,
+        reason,
+    };
     let (snaps, _unreadable) = opened
         .list_snapshots()
-        .map_err(|e| format!("repository {}: listing snapshots: {e}", repo.name))?;
+        .map_err(|e| list_error("snapshots", e.to_string()))?;
     let mut by_job: BTreeMap<String, u64> = BTreeMap::new();
     for (_, s) in &snaps {
         for tag in &s.tags {
@@ -70,7 +91,7 @@ fn measure(repo: &RepositoryConfig) -> Result<(u64, BTreeMap<String, u64>, u64),
     for prefix in ["data/", "index/", "snapshots/", "keys/"] {
         let objects = storage
             .list(prefix)
-            .map_err(|e| format!("repository {}: listing {prefix}: {e}", repo.name))?;
+            .map_err(|e| list_error(prefix, e.to_string()))?;
         size += objects.iter().map(|o| o.size).sum::<u64>();
     }
     if let Ok(info) = storage.stat("config") {
@@ -90,7 +111,7 @@ fn refresh_repository(app: &Shared, repo: &RepositoryConfig) {
             f.snapshots_by_job = by_job;
             f.size_bytes = size;
         }
-        Err(e) => f.error = Some(e),
+        Err(e) => f.error = Some(e.to_string()),
     });
 }
 

@@ -44,14 +44,19 @@ impl Tier {
     }
 }
 
+/// A recovery tier that is not hot, warm or cold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown recovery tier {0:?} (hot, warm or cold)")]
+pub struct UnknownTier(pub String);
+
 impl std::str::FromStr for Tier {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Tier, String> {
+    type Err = UnknownTier;
+    fn from_str(s: &str) -> Result<Tier, UnknownTier> {
         match s {
             "hot" => Ok(Tier::Hot),
             "warm" => Ok(Tier::Warm),
             "cold" => Ok(Tier::Cold),
-            _ => Err(format!("unknown recovery tier {s:?} (hot, warm or cold)")),
+            _ => Err(UnknownTier(s.to_string())),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! or in a log, one JSON object with `--json`, nothing with `--quiet`.
 
 use anyhow::Result;
+use arca_core::Id;
 use arca_core::check::CheckReport;
+use arca_core::format::Snapshot;
 use arca_ops::backup::BackupReport;
 use arca_ops::copy::CopyReport;
 use arca_ops::forget::ForgetReport;
@@ -300,5 +302,48 @@ pub fn restore(g: &GlobalArgs, r: &RestoreReport) -> Result<()> {
     if !s.errors.is_empty() {
         eprintln!("{} errors: restore is incomplete", s.errors.len());
     }
+    Ok(())
+}
+
+/// `arca snapshots`: a table, oldest first; JSON: a list of snapshots with `id`,
+/// `short_id` and `incomplete`.
+pub fn snapshots(g: &GlobalArgs, shown: &[(&Id, &Snapshot)]) -> Result<()> {
+    if g.json {
+        let list: Vec<_> = shown
+            .iter()
+            .map(|(id, s)| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("id".into(), serde_json::json!(id));
+                    o.insert("short_id".into(), serde_json::json!(id.short()));
+                    o.insert("incomplete".into(), serde_json::json!(s.is_incomplete()));
+                }
+                v
+            })
+            .collect();
+        return print_json(&list);
+    }
+    println!(
+        "{:<8}  {:<19}  {:<12}  {:<12}  {:<10}  {:>10}  paths",
+        "id", "time", "host", "type", "tags", "size"
+    );
+    for (id, s) in shown {
+        println!(
+            "{:<8}  {:<19}  {:<12}  {:<12}  {:<10}  {:>10}  {}{}",
+            id.short(),
+            local_time(s.time),
+            terminal_safe(s.host.as_bytes()),
+            s.backup_type.as_str(),
+            terminal_safe(s.tags.join(",").as_bytes()),
+            human_bytes(s.summary.total_bytes),
+            terminal_safe(s.paths.join(" ").as_bytes()),
+            if s.is_incomplete() {
+                "  (incomplete)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("{} snapshots", shown.len());
     Ok(())
 }

@@ -124,7 +124,12 @@ fn files_changing_while_read() {
                     if i.is_multiple_of(2) {
                         let _ = fs::remove_file(src.join("vanish.bin"));
                     } else {
-                        let _ = fs::write(src.join("vanish.bin"), &vanish);
+                        // Appears whole (a plain write would show an empty file first,
+                        // a state the assertions below do not expect).
+                        let tmp = src.join(".vanish.tmp");
+                        if fs::write(&tmp, &vanish).is_ok() {
+                            let _ = fs::rename(&tmp, src.join("vanish.bin"));
+                        }
                     }
                     std::thread::sleep(Duration::from_micros(300));
                 }

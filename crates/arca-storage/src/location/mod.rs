@@ -531,6 +531,189 @@ pub(crate) fn parse_credentials_file(
     })
 }
 
+/// An S3 (or S3-compatible) bucket: region, endpoint, credentials, checksums.
+fn build_s3(
+    location: &str,
+    endpoint: Option<&String>,
+    bucket: &str,
+    prefix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OpendalStorage> {
+    let err = |e| build_error(location, e);
+    let region = nonempty(env, "AWS_REGION")
+        .or_else(|| nonempty(env, "AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let mut shown_endpoint = String::new();
+    let mut source = String::new();
+    let mut builder = || {
+        let mut b = services::S3::default()
+            .bucket(bucket)
+            .root(&root_of(prefix))
+            .region(&region);
+        shown_endpoint = match endpoint {
+            Some(ep) => {
+                // A private server: never ask the EC2 metadata service for keys.
+                b = b.endpoint(ep).disable_ec2_metadata();
+                ep.clone()
+            }
+            None => match nonempty(env, "AWS_ENDPOINT_URL") {
+                Some(ep) => ep,
+                None => format!("AWS S3 (region {region})"),
+            },
+        };
+        let (creds, from) = aws_credentials(env);
+        source = from;
+        if let Some(c) = &creds {
+            b = b.access_key_id(&c.key_id).secret_access_key(&c.secret);
+            if let Some(t) = &c.token {
+                b = b.session_token(t);
+            }
+        }
+        b
+    };
+    let mut b = builder();
+    // Object Lock buckets refuse uploads without Content-MD5 (which OpenDAL cannot
+    // send on multipart uploads: such storages then send every object in one
+    // request). Without ARCA_S3_CHECKSUM, a second operator that sends Content-MD5
+    // stands by: the first upload such a bucket refuses switches to it.
+    let checksum = nonempty(env, "ARCA_S3_CHECKSUM").map(|c| c.to_ascii_lowercase());
+    let mut single_request = false;
+    let mut md5_fallback = None;
+    match checksum.as_deref() {
+        None => {
+            md5_fallback = Some(Operator::new(builder().checksum_algorithm("md5")).map_err(err)?);
+        }
+        Some("none") => {}
+        Some(c @ ("md5" | "crc32c")) => {
+            b = b.checksum_algorithm(c);
+            single_request = c == "md5";
+        }
+        Some(other) => {
+            return Err(invalid(
+                location,
+                format!("ARCA_S3_CHECKSUM={other}: use md5, crc32c or none"),
+            ));
+        }
+    }
+    let op = Operator::new(b).map_err(err)?;
+    Ok(OpendalStorage::new(op, location)?
+        .with_container(Container {
+            noun: "bucket",
+            name: bucket.to_string(),
+            endpoint: shown_endpoint,
+        })
+        .with_credentials_source(source)
+        .with_single_request_writes(single_request)
+        .with_md5_fallback(md5_fallback))
+}
+
+/// An Aliyun OSS bucket.
+fn build_oss(
+    location: &str,
+    bucket: &str,
+    prefix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OpendalStorage> {
+    let err = |e| build_error(location, e);
+    let endpoint = nonempty(env, "OSS_ENDPOINT").ok_or_else(|| {
+        invalid(
+            location,
+            "oss: needs OSS_ENDPOINT (e.g. https://oss-cn-hangzhou.aliyuncs.com)",
+        )
+    })?;
+    let mut b = services::Oss::default()
+        .bucket(bucket)
+        .root(&root_of(prefix))
+        .endpoint(&endpoint);
+    let source = match (
+        nonempty(env, "OSS_ACCESS_KEY_ID"),
+        nonempty(env, "OSS_ACCESS_KEY_SECRET"),
+    ) {
+        (Some(id), Some(secret)) => {
+            b = b.access_key_id(&id).access_key_secret(&secret);
+            "the environment (OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET)".to_string()
+        }
+        _ => "nowhere arca looks (no OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET); \
+                  OpenDAL's default chain was tried"
+            .to_string(),
+    };
+    let op = Operator::new(b).map_err(err)?;
+    Ok(OpendalStorage::new(op, location)?
+        .with_container(Container {
+            noun: "bucket",
+            name: bucket.to_string(),
+            endpoint,
+        })
+        .with_credentials_source(source))
+}
+
+/// An Azure Blob Storage container.
+fn build_azure(
+    location: &str,
+    container: &str,
+    prefix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OpendalStorage> {
+    let err = |e| build_error(location, e);
+    let account = nonempty(env, "AZURE_STORAGE_ACCOUNT")
+        .ok_or_else(|| invalid(location, "azure: needs AZURE_STORAGE_ACCOUNT"))?;
+    let endpoint = nonempty(env, "AZURE_STORAGE_ENDPOINT")
+        .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+    let mut b = services::Azblob::default()
+        .container(container)
+        .root(&root_of(prefix))
+        .endpoint(&endpoint)
+        .account_name(&account);
+    let source = if let Some(key) = nonempty(env, "AZURE_STORAGE_KEY") {
+        b = b.account_key(&key);
+        "the environment (AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY)".to_string()
+    } else if let Some(sas) = nonempty(env, "AZURE_STORAGE_SAS_TOKEN") {
+        b = b.sas_token(&sas);
+        "the environment (AZURE_STORAGE_SAS_TOKEN)".to_string()
+    } else {
+        "nowhere arca looks (no AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN); \
+             OpenDAL's default chain was tried"
+            .to_string()
+    };
+    let op = Operator::new(b).map_err(err)?;
+    Ok(OpendalStorage::new(op, location)?
+        .with_container(Container {
+            noun: "container",
+            name: container.to_string(),
+            endpoint,
+        })
+        .with_credentials_source(source))
+}
+
+/// A Google Cloud Storage bucket.
+fn build_gcs(
+    location: &str,
+    bucket: &str,
+    prefix: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OpendalStorage> {
+    let err = |e| build_error(location, e);
+    let mut b = services::Gcs::default()
+        .bucket(bucket)
+        .root(&root_of(prefix));
+    let source = if let Some(path) = nonempty(env, "GOOGLE_APPLICATION_CREDENTIALS") {
+        b = b.credential_path(&path);
+        format!("GOOGLE_APPLICATION_CREDENTIALS ({path})")
+    } else {
+        "nowhere arca looks (no GOOGLE_APPLICATION_CREDENTIALS); the default \
+             application credentials were tried"
+            .to_string()
+    };
+    let op = Operator::new(b).map_err(err)?;
+    Ok(OpendalStorage::new(op, location)?
+        .with_container(Container {
+            noun: "bucket",
+            name: bucket.to_string(),
+            endpoint: "Google Cloud Storage".to_string(),
+        })
+        .with_credentials_source(source))
+}
+
 fn build_opendal(
     location: &str,
     parsed: &Location,
@@ -544,157 +727,10 @@ fn build_opendal(
             endpoint,
             bucket,
             prefix,
-        } => {
-            let region = nonempty(env, "AWS_REGION")
-                .or_else(|| nonempty(env, "AWS_DEFAULT_REGION"))
-                .unwrap_or_else(|| "us-east-1".to_string());
-            let mut shown_endpoint = String::new();
-            let mut source = String::new();
-            let mut builder = || {
-                let mut b = services::S3::default()
-                    .bucket(bucket)
-                    .root(&root_of(prefix))
-                    .region(&region);
-                shown_endpoint = match endpoint {
-                    Some(ep) => {
-                        // A private server: never ask the EC2 metadata service for keys.
-                        b = b.endpoint(ep).disable_ec2_metadata();
-                        ep.clone()
-                    }
-                    None => match nonempty(env, "AWS_ENDPOINT_URL") {
-                        Some(ep) => ep,
-                        None => format!("AWS S3 (region {region})"),
-                    },
-                };
-                let (creds, from) = aws_credentials(env);
-                source = from;
-                if let Some(c) = &creds {
-                    b = b.access_key_id(&c.key_id).secret_access_key(&c.secret);
-                    if let Some(t) = &c.token {
-                        b = b.session_token(t);
-                    }
-                }
-                b
-            };
-            let mut b = builder();
-            // Object Lock buckets refuse uploads without Content-MD5 (which OpenDAL cannot
-            // send on multipart uploads: such storages then send every object in one
-            // request). Without ARCA_S3_CHECKSUM, a second operator that sends Content-MD5
-            // stands by: the first upload such a bucket refuses switches to it.
-            let checksum = nonempty(env, "ARCA_S3_CHECKSUM").map(|c| c.to_ascii_lowercase());
-            let mut single_request = false;
-            let mut md5_fallback = None;
-            match checksum.as_deref() {
-                None => {
-                    md5_fallback =
-                        Some(Operator::new(builder().checksum_algorithm("md5")).map_err(err)?);
-                }
-                Some("none") => {}
-                Some(c @ ("md5" | "crc32c")) => {
-                    b = b.checksum_algorithm(c);
-                    single_request = c == "md5";
-                }
-                Some(other) => {
-                    return Err(invalid(
-                        location,
-                        format!("ARCA_S3_CHECKSUM={other}: use md5, crc32c or none"),
-                    ));
-                }
-            }
-            let op = Operator::new(b).map_err(err)?;
-            Ok(OpendalStorage::new(op, location)?
-                .with_container(Container {
-                    noun: "bucket",
-                    name: bucket.clone(),
-                    endpoint: shown_endpoint,
-                })
-                .with_credentials_source(source)
-                .with_single_request_writes(single_request)
-                .with_md5_fallback(md5_fallback))
-        }
-        Location::Oss { bucket, prefix } => {
-            let endpoint = nonempty(env, "OSS_ENDPOINT").ok_or_else(|| {
-                invalid(
-                    location,
-                    "oss: needs OSS_ENDPOINT (e.g. https://oss-cn-hangzhou.aliyuncs.com)",
-                )
-            })?;
-            let mut b = services::Oss::default()
-                .bucket(bucket)
-                .root(&root_of(prefix))
-                .endpoint(&endpoint);
-            let source = match (
-                nonempty(env, "OSS_ACCESS_KEY_ID"),
-                nonempty(env, "OSS_ACCESS_KEY_SECRET"),
-            ) {
-                (Some(id), Some(secret)) => {
-                    b = b.access_key_id(&id).access_key_secret(&secret);
-                    "the environment (OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET)".to_string()
-                }
-                _ => "nowhere arca looks (no OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET); \
-                      OpenDAL's default chain was tried"
-                    .to_string(),
-            };
-            let op = Operator::new(b).map_err(err)?;
-            Ok(OpendalStorage::new(op, location)?
-                .with_container(Container {
-                    noun: "bucket",
-                    name: bucket.clone(),
-                    endpoint,
-                })
-                .with_credentials_source(source))
-        }
-        Location::Azure { container, prefix } => {
-            let account = nonempty(env, "AZURE_STORAGE_ACCOUNT")
-                .ok_or_else(|| invalid(location, "azure: needs AZURE_STORAGE_ACCOUNT"))?;
-            let endpoint = nonempty(env, "AZURE_STORAGE_ENDPOINT")
-                .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
-            let mut b = services::Azblob::default()
-                .container(container)
-                .root(&root_of(prefix))
-                .endpoint(&endpoint)
-                .account_name(&account);
-            let source = if let Some(key) = nonempty(env, "AZURE_STORAGE_KEY") {
-                b = b.account_key(&key);
-                "the environment (AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY)".to_string()
-            } else if let Some(sas) = nonempty(env, "AZURE_STORAGE_SAS_TOKEN") {
-                b = b.sas_token(&sas);
-                "the environment (AZURE_STORAGE_SAS_TOKEN)".to_string()
-            } else {
-                "nowhere arca looks (no AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN); \
-                 OpenDAL's default chain was tried"
-                    .to_string()
-            };
-            let op = Operator::new(b).map_err(err)?;
-            Ok(OpendalStorage::new(op, location)?
-                .with_container(Container {
-                    noun: "container",
-                    name: container.clone(),
-                    endpoint,
-                })
-                .with_credentials_source(source))
-        }
-        Location::Gcs { bucket, prefix } => {
-            let mut b = services::Gcs::default()
-                .bucket(bucket)
-                .root(&root_of(prefix));
-            let source = if let Some(path) = nonempty(env, "GOOGLE_APPLICATION_CREDENTIALS") {
-                b = b.credential_path(&path);
-                format!("GOOGLE_APPLICATION_CREDENTIALS ({path})")
-            } else {
-                "nowhere arca looks (no GOOGLE_APPLICATION_CREDENTIALS); the default \
-                 application credentials were tried"
-                    .to_string()
-            };
-            let op = Operator::new(b).map_err(err)?;
-            Ok(OpendalStorage::new(op, location)?
-                .with_container(Container {
-                    noun: "bucket",
-                    name: bucket.clone(),
-                    endpoint: "Google Cloud Storage".to_string(),
-                })
-                .with_credentials_source(source))
-        }
+        } => build_s3(location, endpoint.as_ref(), bucket, prefix, env),
+        Location::Oss { bucket, prefix } => build_oss(location, bucket, prefix, env),
+        Location::Azure { container, prefix } => build_azure(location, container, prefix, env),
+        Location::Gcs { bucket, prefix } => build_gcs(location, bucket, prefix, env),
         Location::Sftp {
             user,
             host,

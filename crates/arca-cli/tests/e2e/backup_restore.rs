@@ -601,3 +601,39 @@ fn restore_sync_writes_back_the_target_before_success() {
         }
     }
 }
+
+/// Found by the fuzz target `restore_plan` (2026-12-04): with `--include`, a directory
+/// left out of the restore (here the empty `askipped`, listed before `wanted`) kept its
+/// "complete listing" in the plan under the index that `wanted` then took, so `--delete`
+/// removed the file it had just restored into `wanted`.
+#[test]
+fn delete_with_include_keeps_what_it_restored() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("askipped")).unwrap();
+    fs::create_dir_all(src.join("wanted")).unwrap();
+    fs::write(src.join("wanted/file.txt"), "hello").unwrap();
+    env.backup(&[&src], &[]);
+    let target = env.path("target");
+    let wanted = src.join("wanted");
+    let out = env
+        .run_os(&[
+            OsStr::new("restore"),
+            OsStr::new("latest"),
+            OsStr::new("--target"),
+            target.as_os_str(),
+            OsStr::new("--include"),
+            wanted.as_os_str(),
+            OsStr::new("--delete"),
+            OsStr::new("--json"),
+        ])
+        .ok();
+    let sum = out.summary();
+    assert_eq!(u(&sum, "deleted"), 0, "{sum}");
+    let restored = restored_path(&target, &src);
+    assert_eq!(
+        fs::read_to_string(restored.join("wanted/file.txt")).unwrap(),
+        "hello"
+    );
+    assert!(!restored.join("askipped").exists());
+}

@@ -250,6 +250,7 @@ impl Planner<'_> {
                     continue;
                 }
                 let index = self.plan.dirs.len();
+                let complete_before = self.plan.complete_dirs.len();
                 self.plan.dirs.push(PlanDir {
                     rel,
                     node: child.clone(),
@@ -260,8 +261,11 @@ impl Planner<'_> {
                 self.depth -= 1;
                 let sub = sub?;
                 if !(sub || included) {
-                    // Nothing below was planned, so this directory is the last one.
+                    // Nothing below was planned, so this directory is the last one, and
+                    // the complete listings found below it (of directories now dropped)
+                    // go with it: an index left there would name a later directory.
                     self.plan.dirs.truncate(index);
+                    self.plan.complete_dirs.truncate(complete_before);
                     complete = false;
                     continue;
                 }

@@ -92,10 +92,12 @@ proptest! {
     fn every_plan_names_only_plain_distinct_paths_in_tree_order(
         layers in layers(),
         exclude in prop_oneof![Just(None), Just(Some("a".to_string())), Just(Some("b*".to_string()))],
+        include in prop_oneof![Just(None), Just(Some("/a/b".to_string())), Just(Some("/*/a*".to_string()))],
     ) {
         let (trees, root) = build(&layers);
         let excludes: Vec<String> = exclude.into_iter().collect();
-        let filters = Filters::new(&[], &excludes).unwrap();
+        let includes: Vec<String> = include.into_iter().collect();
+        let filters = Filters::new(&includes, &excludes).unwrap();
         let p = plan(&trees, &root, std::path::Path::new("/"), &filters).unwrap();
         if let Err(e) = p.check() {
             prop_assert!(false, "{e}");
@@ -106,6 +108,38 @@ proptest! {
         });
         prop_assert!(!root_unsafe || !p.errors.is_empty());
     }
+}
+
+/// Found by the fuzz target `restore_plan` (2026-12-04): an empty directory that an
+/// include pattern leaves out was dropped from the plan, but its complete listing stayed,
+/// naming a directory index that a later directory would take.
+#[test]
+fn a_directory_dropped_by_an_include_leaves_no_complete_listing_behind() {
+    let empty = Id([1u8; 32]);
+    let top = Id([2u8; 32]);
+    let mut skipped = Node::new(b"skipped".to_vec(), NodeKind::Dir);
+    skipped.subtree = Some(empty);
+    let mut kept = Node::new(b"wanted".to_vec(), NodeKind::Dir);
+    kept.subtree = Some(empty);
+    let trees = MadeUp(HashMap::from([
+        (empty, Tree::default()),
+        (
+            top,
+            Tree {
+                nodes: vec![skipped, kept],
+            },
+        ),
+    ]));
+    let mut root = Node::new(Vec::new(), NodeKind::Dir);
+    root.subtree = Some(top);
+    let filters = Filters::new(&["/wanted".to_string()], &[]).unwrap();
+    let p = plan(&trees, &root, std::path::Path::new("/"), &filters).unwrap();
+    p.check().unwrap();
+    assert_eq!(p.dirs.len(), 1);
+    assert_eq!(p.dirs[0].rel, std::path::Path::new("wanted"));
+    // One listing is complete: the kept directory's (empty). The root's is not (an
+    // entry was left out), and nothing names the dropped directory.
+    assert_eq!(p.complete_dirs, vec![(Some(0), Vec::<Vec<u8>>::new())]);
 }
 
 #[test]

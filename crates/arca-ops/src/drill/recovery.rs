@@ -205,6 +205,67 @@ pub(super) fn restore_into(
     )
 }
 
+/// The warm tier: restore into the staging path, run the configure and start hooks there,
+/// then switch it into the target's place (the old target goes aside and is removed once
+/// the switch is done; a failed switch puts it back).
+fn recover_warm(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    plan: &RecoveryPlan,
+    report: &mut RecoveryReport,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary, DrillError> {
+    let staging = plan.staging_path();
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
+    }
+    let t = Instant::now();
+    let s = restore_into(
+        repo,
+        index,
+        snapshot,
+        &staging,
+        Overwrite::Always,
+        false,
+        plan,
+        progress,
+    )?;
+    report.restore_secs = t.elapsed().as_secs_f64();
+    if !s.errors.is_empty() {
+        report.errors = s.errors.clone();
+        return Err(DrillError::Invalid(format!(
+            "{} entries did not restore into the staging path {}; the target was left alone",
+            s.errors.len(),
+            staging.display()
+        )));
+    }
+    run_hooks("configure", &plan.hooks.configure, plan, &staging, report)?;
+    run_hooks("start", &plan.hooks.start, plan, &staging, report)?;
+    // Switch: the old target goes aside (removed after the switch), staging takes
+    // its place.
+    let mut old_name = plan.target.as_os_str().to_os_string();
+    old_name.push(".arca-old");
+    let old = PathBuf::from(old_name);
+    let had_target = plan.target.exists();
+    if had_target {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| io_err(&old, e))?;
+        }
+        fs::rename(&plan.target, &old).map_err(|e| io_err(&plan.target, e))?;
+    }
+    if let Err(e) = fs::rename(&staging, &plan.target) {
+        if had_target {
+            let _ = fs::rename(&old, &plan.target);
+        }
+        return Err(io_err(&staging, e));
+    }
+    if had_target {
+        fs::remove_dir_all(&old).map_err(|e| io_err(&old, e))?;
+    }
+    Ok(s)
+}
+
 /// Recovers `snapshot` into `plan.target` the way `plan.tier` says (see the module doc).
 /// Hook output is kept in the report; a failing hook stops the recovery (warm: before the
 /// switch, so the old target stays in place).
@@ -237,62 +298,7 @@ pub fn recover(
             report.restore_secs = t.elapsed().as_secs_f64();
             s
         }
-        Tier::Warm => {
-            let staging = plan.staging_path();
-            if staging.exists() {
-                fs::remove_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
-            }
-            let t = Instant::now();
-            let s = restore_into(
-                repo,
-                index,
-                snapshot,
-                &staging,
-                Overwrite::Always,
-                false,
-                plan,
-                progress,
-            )?;
-            report.restore_secs = t.elapsed().as_secs_f64();
-            if !s.errors.is_empty() {
-                report.errors = s.errors.clone();
-                return Err(DrillError::Invalid(format!(
-                    "{} entries did not restore into the staging path {}; the target was left alone",
-                    s.errors.len(),
-                    staging.display()
-                )));
-            }
-            run_hooks(
-                "configure",
-                &plan.hooks.configure,
-                plan,
-                &staging,
-                &mut report,
-            )?;
-            run_hooks("start", &plan.hooks.start, plan, &staging, &mut report)?;
-            // Switch: the old target goes aside (removed after the switch), staging takes
-            // its place.
-            let mut old_name = plan.target.as_os_str().to_os_string();
-            old_name.push(".arca-old");
-            let old = PathBuf::from(old_name);
-            let had_target = plan.target.exists();
-            if had_target {
-                if old.exists() {
-                    fs::remove_dir_all(&old).map_err(|e| io_err(&old, e))?;
-                }
-                fs::rename(&plan.target, &old).map_err(|e| io_err(&plan.target, e))?;
-            }
-            if let Err(e) = fs::rename(&staging, &plan.target) {
-                if had_target {
-                    let _ = fs::rename(&old, &plan.target);
-                }
-                return Err(io_err(&staging, e));
-            }
-            if had_target {
-                fs::remove_dir_all(&old).map_err(|e| io_err(&old, e))?;
-            }
-            s
-        }
+        Tier::Warm => recover_warm(repo, index, snapshot, plan, &mut report, progress)?,
         Tier::Cold => {
             run_hooks(
                 "provision",

@@ -252,8 +252,21 @@ pub(super) fn security_step(
         ));
     }
 
-    // 3. Encryption at rest: raw packs hold neither the files' first bytes nor
-    // low-entropy content.
+    check_encryption_at_rest(repo, index, snapshot, target, samples, &mut step);
+    step.duration_secs = t.elapsed().as_secs_f64();
+    step
+}
+
+/// Encryption at rest: the raw packs of sampled files hold neither the files' first bytes
+/// nor low-entropy content.
+fn check_encryption_at_rest(
+    repo: &Repository,
+    index: &Index,
+    snapshot: &Snapshot,
+    target: &Path,
+    samples: usize,
+    step: &mut StepReport,
+) {
     let files = sample_files(repo, index, &snapshot.tree, target, samples);
     let mut packs: Vec<Id> = Vec::new();
     for (_, node) in &files {
@@ -307,8 +320,6 @@ pub(super) fn security_step(
         "{checked} pack files read raw: no plaintext of {} sampled files, entropy above {ENTROPY_THRESHOLD} bits/byte",
         files.len()
     ));
-    step.duration_secs = t.elapsed().as_secs_f64();
-    step
 }
 
 /// How many symlinks below `root` point outside it (absolute, or climbing out with `..`).

@@ -243,19 +243,9 @@ pub struct PathsSource {
     pub follow_symlinks: Vec<PathBuf>,
 }
 
-/// [`backup_paths`] for another source kind. `finish` runs after the walk and before the
-/// snapshot is written; it may add metadata, and an error from it discards the snapshot.
-pub fn backup_paths_as(
-    repo: &Arc<Repository>,
-    index: Arc<Index>,
-    paths: &[PathBuf],
-    opts: &BackupOptions,
-    kind: &PathsSource,
-    progress: &dyn Progress,
-    finish: impl FnOnce(&mut Snapshot) -> Result<()>,
-) -> Result<BackupResult> {
-    let start = Instant::now();
-    let start_time = jiff::Timestamp::now();
+/// The sources as absolute, clean, sorted and distinct paths (each must exist), and as
+/// the strings the snapshot records.
+fn source_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>)> {
     if paths.is_empty() {
         return Err(Error::Invalid(
             "nothing to back up: give at least one path".into(),
@@ -271,22 +261,54 @@ pub fn backup_paths_as(
     }
     abs.sort();
     abs.dedup();
-    let path_strings: Vec<String> = abs
+    let strings = abs
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
-    let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
+    Ok((abs, strings))
+}
 
+/// A parent snapshot and its root tree.
+type Parent = (Option<(Id, Snapshot)>, Option<Tree>);
+
+/// The parent snapshot (the one asked for, else by the backup type's rule) and its root
+/// tree.
+fn parent_of(
+    repo: &Repository,
+    index: &Index,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[String],
+) -> Result<Parent> {
     let (snaps, _) = repo.list_snapshots()?;
     let parent = match opts.parent {
         Some(id) => snaps.iter().find(|(i, _)| *i == id).cloned(),
-        None => select_parent(&snaps, &host, &path_strings, opts.backup_type).cloned(),
+        None => select_parent(&snaps, host, paths, opts.backup_type).cloned(),
     };
-    let parent_root = match &parent {
-        Some((_, s)) => Some(repo.load_tree(&index, &s.tree)?),
+    let root = match &parent {
+        Some((_, s)) => Some(repo.load_tree(index, &s.tree)?),
         None => None,
     };
+    Ok((parent, root))
+}
+
+/// [`backup_paths`] for another source kind. `finish` runs after the walk and before the
+/// snapshot is written; it may add metadata, and an error from it discards the snapshot.
+pub fn backup_paths_as(
+    repo: &Arc<Repository>,
+    index: Arc<Index>,
+    paths: &[PathBuf],
+    opts: &BackupOptions,
+    kind: &PathsSource,
+    progress: &dyn Progress,
+    finish: impl FnOnce(&mut Snapshot) -> Result<()>,
+) -> Result<BackupResult> {
+    let start = Instant::now();
+    let start_time = jiff::Timestamp::now();
+    let (abs, path_strings) = source_paths(paths)?;
+    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let excludes = Excludes::new(&opts.excludes, &opts.exclude_if_present)?;
+    let (parent, parent_root) = parent_of(repo, &index, opts, &host, &path_strings)?;
 
     let threads = opts
         .threads

@@ -399,47 +399,9 @@ fn drill_html(d: &RunRecord) -> String {
     out
 }
 
-fn job_html(app: &App, authed: &Authed, job: &JobConfig, n: &Notice) -> Result<String, WebError> {
-    let name = job.name.as_str();
-    let now = app.state.clock.now();
-    let status = crate::job_status::job_status(&app.state.history, job, now).map_err(hist)?;
-    let mut body = notice(n);
-    let repos: Vec<String> = job
-        .repositories
-        .iter()
-        .map(|r| {
-            format!(
-                "<a href=\"/repositories/{}/snapshots\">{}</a>",
-                url_component(r),
-                escape(r)
-            )
-        })
-        .collect();
-    let back = format!("/jobs/{}", url_component(name));
-    let _ = write!(
-        body,
-        "<h1>Job {}</h1><p>{}</p><table class=\"facts\"><tr><th>Source</th><td>{}</td></tr>\
-         <tr><th>Schedule</th><td>{} ({})</td></tr><tr><th>Repositories</th><td>{}</td></tr>\
-         <tr><th>State</th><td>{}</td></tr><tr><th>Last run</th><td>{}</td></tr>\
-         <tr><th>RPO</th><td>{}</td></tr><tr><th>RTO</th><td>{}</td></tr>\
-         <tr><th>3-2-1</th><td>{}</td></tr><tr><th>Alerts</th><td>{}</td></tr></table>",
-        escape(name),
-        buttons(authed, name, &back),
-        escape(&status.source),
-        escape(&status.schedule),
-        escape(&status.timezone),
-        repos.join(", "),
-        state_cell(app, &status),
-        last_run_cell(&status, now),
-        rpo_cell(&status),
-        rto_cell(
-            app.state.history.last_drill(name).map_err(hist)?.as_ref(),
-            job.rto.map(|r| r.as_secs_f64())
-        ),
-        three_two_one_cell(&status),
-        alerts_cell(app, name),
-    );
-
+/// The job's charts: repository growth and run duration, over its last 500 backups.
+fn job_charts(app: &App, name: &str) -> Result<String, WebError> {
+    let mut body = String::new();
     let points = app.db.backup_points(name, 500)?;
     let mut total = 0u64;
     let growth: Vec<Point> = points
@@ -482,20 +444,12 @@ fn job_html(app: &App, authed: &Authed, job: &JobConfig, n: &Notice) -> Result<S
         ),
         charts::line_chart("Run duration", "duration", &durations, html::seconds),
     );
+    Ok(body)
+}
 
-    let drills = app
-        .state
-        .history
-        .runs_of_kind(Some(name), "drill", 10)
-        .map_err(hist)?;
-    body.push_str("<h2>Drills</h2>");
-    if drills.is_empty() {
-        body.push_str("<p class=\"muted\">No drill yet.</p>");
-    }
-    for d in &drills {
-        body.push_str(&drill_html(d));
-    }
-
+/// The job's last 100 runs, newest first.
+fn runs_table(app: &App, name: &str, now: jiff::Timestamp) -> Result<String, WebError> {
+    let mut body = String::new();
     let runs = app.state.history.runs(Some(name), 100).map_err(hist)?;
     body.push_str(
         "<h2>Runs</h2><table id=\"runs\"><thead><tr><th>Type</th><th>Trigger</th>\
@@ -534,6 +488,65 @@ fn job_html(app: &App, authed: &Authed, job: &JobConfig, n: &Notice) -> Result<S
         );
     }
     body.push_str("</tbody></table>");
+    Ok(body)
+}
+
+fn job_html(app: &App, authed: &Authed, job: &JobConfig, n: &Notice) -> Result<String, WebError> {
+    let name = job.name.as_str();
+    let now = app.state.clock.now();
+    let status = crate::job_status::job_status(&app.state.history, job, now).map_err(hist)?;
+    let mut body = notice(n);
+    let repos: Vec<String> = job
+        .repositories
+        .iter()
+        .map(|r| {
+            format!(
+                "<a href=\"/repositories/{}/snapshots\">{}</a>",
+                url_component(r),
+                escape(r)
+            )
+        })
+        .collect();
+    let back = format!("/jobs/{}", url_component(name));
+    let _ = write!(
+        body,
+        "<h1>Job {}</h1><p>{}</p><table class=\"facts\"><tr><th>Source</th><td>{}</td></tr>\
+         <tr><th>Schedule</th><td>{} ({})</td></tr><tr><th>Repositories</th><td>{}</td></tr>\
+         <tr><th>State</th><td>{}</td></tr><tr><th>Last run</th><td>{}</td></tr>\
+         <tr><th>RPO</th><td>{}</td></tr><tr><th>RTO</th><td>{}</td></tr>\
+         <tr><th>3-2-1</th><td>{}</td></tr><tr><th>Alerts</th><td>{}</td></tr></table>",
+        escape(name),
+        buttons(authed, name, &back),
+        escape(&status.source),
+        escape(&status.schedule),
+        escape(&status.timezone),
+        repos.join(", "),
+        state_cell(app, &status),
+        last_run_cell(&status, now),
+        rpo_cell(&status),
+        rto_cell(
+            app.state.history.last_drill(name).map_err(hist)?.as_ref(),
+            job.rto.map(|r| r.as_secs_f64())
+        ),
+        three_two_one_cell(&status),
+        alerts_cell(app, name),
+    );
+
+    body.push_str(&job_charts(app, name)?);
+    let drills = app
+        .state
+        .history
+        .runs_of_kind(Some(name), "drill", 10)
+        .map_err(hist)?;
+    body.push_str("<h2>Drills</h2>");
+    if drills.is_empty() {
+        body.push_str("<p class=\"muted\">No drill yet.</p>");
+    }
+    for d in &drills {
+        body.push_str(&drill_html(d));
+    }
+
+    body.push_str(&runs_table(app, name, now)?);
     Ok(html::page_with_nav(
         &format!("Job {name}"),
         &body,

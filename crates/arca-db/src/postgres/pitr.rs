@@ -206,6 +206,57 @@ pub fn restore_base_backup(
     })
 }
 
+/// The parts of a data directory a restore makes itself: `pg_wal` (and its
+/// `archive_status`) as plain directories, `backup_label`, and `tablespace_map` naming
+/// where the tablespaces went.
+fn lay_down_wal_and_labels(
+    conf: &Confined,
+    snap: &Snapshot,
+    label: &str,
+    placements: &[Placement],
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let chown = |rel: &Path| {
+        if let Some((uid, gid)) = owner {
+            let _ = conf.set_owner(rel, uid, gid);
+        }
+    };
+    let io = |rel: &Path, e: std::io::Error| Error::io(conf.display(rel), e);
+    // pg_wal as a symlink elsewhere comes back as a plain directory, as pg_basebackup does.
+    let wal = Path::new("pg_wal");
+    if let Some(e) = conf.lstat(wal).map_err(|e| io(wal, e))?
+        && e.kind != EntryKind::Dir
+    {
+        conf.remove(wal, e.kind).map_err(|e| io(wal, e))?;
+    }
+    for d in [wal.to_path_buf(), wal.join("archive_status")] {
+        if !is_dir(conf, &d)? {
+            conf.create_dir(&d).map_err(|e| io(&d, e))?;
+            conf.set_mode(&d, 0o700).map_err(|e| io(&d, e))?;
+            chown(&d);
+        }
+    }
+    let mut files = vec![("backup_label", label.to_string())];
+    if !placements.is_empty() {
+        // PostgreSQL re-creates the pg_tblspc symlinks from this file when recovery
+        // starts: it names the locations chosen here, not the original ones.
+        let entries: Vec<(u32, &Path)> = placements
+            .iter()
+            .map(|p| (p.tablespace.oid, p.target.as_path()))
+            .collect();
+        files.push(("tablespace_map", tablespace::format_map(&entries)));
+    } else if let Some(map) = snap.meta.get("pg.tablespace_map").filter(|m| !m.is_empty()) {
+        files.push(("tablespace_map", map.clone()));
+    }
+    for (name, text) in files {
+        let p = Path::new(name);
+        conf.write_file(p, text.as_bytes(), 0o600)
+            .map_err(|e| io(p, e))?;
+        chown(p);
+    }
+    Ok(())
+}
+
 /// Lays down a file-level base backup: the data directory through the parallel
 /// restorer, each tablespace into its placement, then `backup_label` (and
 /// `tablespace_map`) from the snapshot's metadata and the WAL directories the backup left
@@ -308,38 +359,7 @@ fn restore_files(
             .map_err(|e| io(&link, e))?;
         chown(&link);
     }
-    // pg_wal as a symlink elsewhere comes back as a plain directory, as pg_basebackup does.
-    let wal = Path::new("pg_wal");
-    if let Some(e) = conf.lstat(wal).map_err(|e| io(wal, e))?
-        && e.kind != EntryKind::Dir
-    {
-        conf.remove(wal, e.kind).map_err(|e| io(wal, e))?;
-    }
-    for d in [wal.to_path_buf(), wal.join("archive_status")] {
-        if !is_dir(conf, &d)? {
-            conf.create_dir(&d).map_err(|e| io(&d, e))?;
-            conf.set_mode(&d, 0o700).map_err(|e| io(&d, e))?;
-            chown(&d);
-        }
-    }
-    let mut files = vec![("backup_label", label.clone())];
-    if !placements.is_empty() {
-        // PostgreSQL re-creates the pg_tblspc symlinks from this file when recovery
-        // starts: it names the locations chosen here, not the original ones.
-        let entries: Vec<(u32, &Path)> = placements
-            .iter()
-            .map(|p| (p.tablespace.oid, p.target.as_path()))
-            .collect();
-        files.push(("tablespace_map", tablespace::format_map(&entries)));
-    } else if let Some(map) = snap.meta.get("pg.tablespace_map").filter(|m| !m.is_empty()) {
-        files.push(("tablespace_map", map.clone()));
-    }
-    for (name, text) in files {
-        let p = Path::new(name);
-        conf.write_file(p, text.as_bytes(), 0o600)
-            .map_err(|e| io(p, e))?;
-        chown(p);
-    }
+    lay_down_wal_and_labels(conf, snap, label, placements, owner)?;
     Ok(bytes)
 }
 

@@ -17,7 +17,7 @@ use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_core::backup::{BackupResult, PathsSource, backup_paths_as};
+use arca_core::backup::{BackupOptions, BackupResult, PathsSource, backup_paths_as};
 use arca_core::format::{BlobKind, Node, NodeKind, Snapshot};
 use arca_core::index::Index;
 use arca_core::progress::Progress;
@@ -555,6 +555,89 @@ fn new_api(facts: &ServerFacts) -> bool {
     facts.version_num >= 150000 || facts.version_num == 0
 }
 
+/// The options of a file-level base backup: the parent (the previous backup of the same
+/// cluster and directory) and how far its files may be reused, what is left out, the
+/// tablespaces read through their links; and the OIDs of those linked tablespaces.
+fn files_options(
+    repo: &Repository,
+    o: &BaseBackupOptions,
+    facts: &ServerFacts,
+    pgdata: &Path,
+    tablespaces: &[Tablespace],
+) -> Result<(BackupOptions, PathsSource, HashSet<String>)> {
+    let pgdata_str = pgdata.to_string_lossy().into_owned();
+    let host = o
+        .backup
+        .host
+        .clone()
+        .unwrap_or_else(arca_core::repo::hostname);
+    let (snaps, _) = repo.list_snapshots()?;
+    let parent = previous_backup(&snaps, &pgdata_str, facts, &host);
+    let reuse_before = parent.map(|(_, s)| {
+        let start = s.summary.start.unwrap_or(s.time);
+        start.as_nanosecond() as i64 - REUSE_MARGIN_NS
+    });
+    let mut opts = o.backup.clone();
+    opts.parent = parent.map(|p| p.0);
+    opts.excludes.extend(excludes(pgdata));
+    opts.meta.extend(facts.meta.clone());
+    opts.meta
+        .insert("pg.method".to_string(), METHOD_FILES.to_string());
+    opts.meta
+        .insert("pg.pgdata".to_string(), pgdata_str.clone());
+    let (follow_symlinks, tablespace_excludes) =
+        tablespace_walk(pgdata, tablespaces, &tablespace_version_dir(facts))?;
+    opts.excludes.extend(tablespace_excludes);
+    if !tablespaces.is_empty() {
+        opts.meta.insert(
+            META_TABLESPACES.to_string(),
+            tablespace::to_meta(tablespaces),
+        );
+    }
+    let linked: HashSet<String> = tablespaces
+        .iter()
+        .filter(|t| !t.in_place())
+        .map(|t| t.oid.to_string())
+        .collect();
+    let kind = PathsSource {
+        source: SOURCE_BASEBACKUP.to_string(),
+        reuse_mtime_before_ns: Some(reuse_before.unwrap_or(i64::MAX)),
+        changes_expected: true,
+        fixed_chunk_size: Some(FIXED_CHUNK),
+        follow_symlinks,
+    };
+    Ok((opts, kind, linked))
+}
+
+/// A copy of `global/pg_control` whose CRC verifies, as the tree node and bytes to store.
+fn control_file(
+    pgdata: &Path,
+    cluster_id: u64,
+    progress: &dyn Progress,
+) -> Result<(arca_core::format::Node, Vec<u8>)> {
+    let control = read_verified(pgdata, cluster_id)?;
+    let control_path = pgdata.join(CONTROL_FILE);
+    if control.attempts > 1 {
+        progress.warning(
+            &control_path,
+            &format!(
+                "read {} times until its CRC verified (the server was rewriting it)",
+                control.attempts
+            ),
+        );
+    }
+    let (control_node, warnings) = node_from_metadata(
+        &control_path,
+        b"pg_control",
+        &control.metadata,
+        &mut OwnerNames::new(),
+    );
+    for w in warnings {
+        progress.warning(&control_path, &w);
+    }
+    Ok((control_node, control.bytes))
+}
+
 /// The `files` method: a directory backup of the data directory while the server is in
 /// backup mode, then `pg_backup_stop`.
 pub(crate) fn file_base_backup(
@@ -571,47 +654,7 @@ pub(crate) fn file_base_backup(
         tablespaces,
     } = started;
     let pgdata = pgdata.as_path();
-    let pgdata_str = pgdata.to_string_lossy().into_owned();
-    let host = o
-        .backup
-        .host
-        .clone()
-        .unwrap_or_else(arca_core::repo::hostname);
-    let (snaps, _) = repo.list_snapshots()?;
-    let parent = previous_backup(&snaps, &pgdata_str, &facts, &host);
-    let reuse_before = parent.map(|(_, s)| {
-        let start = s.summary.start.unwrap_or(s.time);
-        start.as_nanosecond() as i64 - REUSE_MARGIN_NS
-    });
-    let mut opts = o.backup.clone();
-    opts.parent = parent.map(|p| p.0);
-    opts.excludes.extend(excludes(pgdata));
-    opts.meta.extend(facts.meta.clone());
-    opts.meta
-        .insert("pg.method".to_string(), METHOD_FILES.to_string());
-    opts.meta
-        .insert("pg.pgdata".to_string(), pgdata_str.clone());
-    let (follow_symlinks, tablespace_excludes) =
-        tablespace_walk(pgdata, &tablespaces, &tablespace_version_dir(&facts))?;
-    opts.excludes.extend(tablespace_excludes);
-    if !tablespaces.is_empty() {
-        opts.meta.insert(
-            META_TABLESPACES.to_string(),
-            tablespace::to_meta(&tablespaces),
-        );
-    }
-    let linked: HashSet<String> = tablespaces
-        .iter()
-        .filter(|t| !t.in_place())
-        .map(|t| t.oid.to_string())
-        .collect();
-    let kind = PathsSource {
-        source: SOURCE_BASEBACKUP.to_string(),
-        reuse_mtime_before_ns: Some(reuse_before.unwrap_or(i64::MAX)),
-        changes_expected: true,
-        fixed_chunk_size: Some(FIXED_CHUNK),
-        follow_symlinks,
-    };
+    let (opts, kind, linked) = files_options(repo, o, &facts, pgdata, &tablespaces)?;
     let seg_size = facts.seg_size;
     let cluster_id: u64 = facts.system_identifier.parse().map_err(|_| {
         Error::Invalid(format!(
@@ -660,26 +703,8 @@ pub(crate) fn file_base_backup(
                 )));
             }
             // pg_control last, after every other file, and only a copy that verifies.
-            let control = read_verified(pgdata, cluster_id).map_err(no_snapshot)?;
-            let control_path = pgdata.join(CONTROL_FILE);
-            if control.attempts > 1 {
-                progress.warning(
-                    &control_path,
-                    &format!(
-                        "read {} times until its CRC verified (the server was rewriting it)",
-                        control.attempts
-                    ),
-                );
-            }
-            let (control_node, warnings) = node_from_metadata(
-                &control_path,
-                b"pg_control",
-                &control.metadata,
-                &mut OwnerNames::new(),
-            );
-            for w in warnings {
-                progress.warning(&control_path, &w);
-            }
+            let (control_node, control_bytes) =
+                control_file(pgdata, cluster_id, progress).map_err(no_snapshot)?;
             let rows = session.query(stop_sql).map_err(no_snapshot)?;
             let row = rows.into_iter().next().unwrap_or_default();
             let get = |i: usize| row.get(i).cloned().unwrap_or_default();
@@ -710,7 +735,7 @@ pub(crate) fn file_base_backup(
             files.push(AddedFile {
                 dir: vec![b"global".to_vec()],
                 node: control_node,
-                data: control.bytes,
+                data: control_bytes,
             });
             add_files_to_tree(repo, &index_for_label, &indexes_before, snap, pgdata, files)?;
             let meta = finish_meta(label, stop, Some(map), seg_size).map_err(no_snapshot)?;

@@ -35,7 +35,7 @@ pub use walarchive::{
     FetchOutcome, PushOptions, PushReport, SpoolState, WalCheckReport, check_wal, fetch,
     forget_wal, push, push_done_in_spool, run_push_worker, spool_state, take_prefetched,
 };
-pub use walname::{Lsn, WalName, segment_name};
+pub use walname::{Lsn, LsnError, WalName, segment_name};
 
 /// Snapshot `source` of a `pg_dump` of one database.
 pub const SOURCE_DUMP: &str = "pg-dump";

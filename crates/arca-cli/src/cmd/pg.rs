@@ -447,7 +447,7 @@ fn restore(g: &GlobalArgs, a: RestoreArgs) -> Result<i32> {
     } else if let Some(l) = &a.target_lsn {
         RecoveryTarget::Lsn(
             l.parse()
-                .map_err(|e: String| anyhow::anyhow!("--target-lsn: {e}"))?,
+                .map_err(|e: arca_db::postgres::LsnError| anyhow::anyhow!("--target-lsn: {e}"))?,
         )
     } else if let Some(n) = &a.target_name {
         RecoveryTarget::Name(n.clone())

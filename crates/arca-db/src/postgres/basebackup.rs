@@ -485,7 +485,7 @@ pub(crate) fn finish_meta(
         .next()
         .unwrap_or_default()
         .parse()
-        .map_err(Error::Invalid)?;
+        .map_err(|e: super::walname::LsnError| Error::Invalid(e.to_string()))?;
     let timeline: u32 = label_field(&label, "START TIMELINE")
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);

@@ -708,9 +708,9 @@ pub(crate) fn file_base_backup(
             let rows = session.query(stop_sql).map_err(no_snapshot)?;
             let row = rows.into_iter().next().unwrap_or_default();
             let get = |i: usize| row.get(i).cloned().unwrap_or_default();
-            let stop: Lsn = get(0)
-                .parse()
-                .map_err(|e: String| no_snapshot(Error::Invalid(e)))?;
+            let stop: Lsn = get(0).parse().map_err(|e: super::walname::LsnError| {
+                no_snapshot(Error::Invalid(e.to_string()))
+            })?;
             let label = decode_hex_text(&get(1)).map_err(no_snapshot)?;
             let map = decode_hex_text(&get(2)).map_err(no_snapshot)?;
             // Every tablespace the map names was read through its symlink.

@@ -8,15 +8,18 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Lsn(pub u64);
 
+/// A WAL position that is not `X/Y` with X and Y 32-bit hexadecimal numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid LSN {0:?}: expected X/Y in hex")]
+pub struct LsnError(pub String);
+
 impl std::str::FromStr for Lsn {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Lsn, String> {
-        let (hi, lo) = s
-            .trim()
-            .split_once('/')
-            .ok_or_else(|| format!("invalid LSN {s:?}: expected X/Y in hex"))?;
-        let hi = u32::from_str_radix(hi, 16).map_err(|_| format!("invalid LSN {s:?}"))?;
-        let lo = u32::from_str_radix(lo, 16).map_err(|_| format!("invalid LSN {s:?}"))?;
+    type Err = LsnError;
+    fn from_str(s: &str) -> Result<Lsn, LsnError> {
+        let bad = || LsnError(s.to_string());
+        let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
+        let hi = u32::from_str_radix(hi, 16).map_err(|_| bad())?;
+        let lo = u32::from_str_radix(lo, 16).map_err(|_| bad())?;
         Ok(Lsn(((hi as u64) << 32) | lo as u64))
     }
 }

@@ -129,16 +129,21 @@ pub(crate) fn format_map(entries: &[(u32, &Path)]) -> String {
     s
 }
 
+/// A `--tablespace-map` value that is not `OID_OR_NAME=DIR`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?}: expected OID_OR_NAME=DIR (a tablespace's OID or name, then the directory to \
+     restore it into)"
+)]
+pub struct MappingError(pub String);
+
 /// Parses `OID_OR_NAME=DIR` (the value of `--tablespace-map`).
-pub fn parse_mapping(arg: &str) -> std::result::Result<(String, PathBuf), String> {
+pub fn parse_mapping(arg: &str) -> std::result::Result<(String, PathBuf), MappingError> {
     match arg.split_once('=') {
         Some((key, dir)) if !key.is_empty() && !dir.is_empty() => {
             Ok((key.to_string(), PathBuf::from(dir)))
         }
-        _ => Err(format!(
-            "{arg:?}: expected OID_OR_NAME=DIR (a tablespace's OID or name, then the directory \
-             to restore it into)"
-        )),
+        _ => Err(MappingError(arg.to_string())),
     }
 }
 

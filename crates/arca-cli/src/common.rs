@@ -39,17 +39,17 @@ pub fn location(g: &GlobalArgs) -> Result<String> {
 
 /// The description of the repository that the flags and `ARCA_*` variables name.
 pub fn spec(g: &GlobalArgs) -> Result<RepositorySpec> {
-    let location = location(g)?;
-    let mut spec = spec_without_password(g)?;
-    spec.location = location;
-    spec.password = crate::password::source(g, false)?;
-    Ok(spec)
+    spec_with(g, location(g)?, crate::password::source(g, false)?)
 }
 
-/// [`spec`] with the location and the password left to the caller (a prompt that fails
-/// if it is asked), for a second repository such as the source of a copy.
-pub fn spec_without_password(g: &GlobalArgs) -> Result<RepositorySpec> {
-    let location = String::new();
+/// [`spec`] for the repository at `location` with its own password source (a second
+/// repository, such as the source of a copy): the same connections, limits, cache and
+/// lock waiting.
+pub fn spec_with(
+    g: &GlobalArgs,
+    location: String,
+    password: arca_ops::PasswordSource,
+) -> Result<RepositorySpec> {
     let cache = if g.no_cache {
         CacheSetting::Off
     } else {
@@ -59,9 +59,7 @@ pub fn spec_without_password(g: &GlobalArgs) -> Result<RepositorySpec> {
     };
     Ok(RepositorySpec {
         location,
-        password: arca_ops::PasswordSource::Prompt(Arc::new(|| {
-            Err(arca_ops::PasswordError::Prompt("no password source".into()))
-        })),
+        password,
         connections: g.connections,
         upload_limit_kib: g.limit_upload,
         download_limit_kib: g.limit_download,

@@ -21,22 +21,45 @@ pub fn from_file(path: &Path) -> Result<Vec<u8>> {
 /// precedence: a command, a file, `ARCA_PASSWORD`, the terminal. `confirm` asks twice on a
 /// terminal (for new passwords).
 pub fn source(g: &GlobalArgs, confirm: bool) -> Result<PasswordSource> {
-    if let Some(command) = &g.password_command {
+    let given = Given {
+        command: g.password_command.as_deref(),
+        file: g.password_file.as_deref(),
+        env: &["ARCA_PASSWORD"],
+        prompt: "repository password",
+    };
+    source_of(g, &given, confirm)
+}
+
+/// Where one repository's password may come from.
+pub struct Given<'a> {
+    pub command: Option<&'a str>,
+    pub file: Option<&'a Path>,
+    /// Environment variables, the first that is set wins.
+    pub env: &'a [&'static str],
+    /// What the terminal prompt asks for.
+    pub prompt: &'static str,
+}
+
+/// The source `given` names, in order of precedence: the command (killed after
+/// `--password-command-timeout`), the file, the variables, the terminal.
+pub fn source_of(g: &GlobalArgs, given: &Given<'_>, confirm: bool) -> Result<PasswordSource> {
+    if let Some(command) = given.command {
         let timeout = arca_core::units::parse_elapsed(&g.password_command_timeout)
             .context("--password-command-timeout (ARCA_PASSWORD_COMMAND_TIMEOUT)")?;
         return Ok(PasswordSource::Command {
-            command: command.clone(),
+            command: command.to_string(),
             timeout,
         });
     }
-    if let Some(p) = &g.password_file {
-        return Ok(PasswordSource::File(p.clone()));
+    if let Some(p) = given.file {
+        return Ok(PasswordSource::File(p.to_path_buf()));
     }
-    if std::env::var_os("ARCA_PASSWORD").is_some() {
-        return Ok(PasswordSource::Env("ARCA_PASSWORD".into()));
+    if let Some(var) = given.env.iter().find(|v| std::env::var_os(v).is_some()) {
+        return Ok(PasswordSource::Env(var.to_string()));
     }
+    let what = given.prompt;
     Ok(PasswordSource::Prompt(Arc::new(move || {
-        prompt(confirm, "repository password").map_err(|e| PasswordError::Prompt(e.to_string()))
+        prompt(confirm, what).map_err(|e| PasswordError::Prompt(e.to_string()))
     })))
 }
 

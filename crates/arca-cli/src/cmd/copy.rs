@@ -2,40 +2,13 @@
 //! of arca-ops; the source is opened as a session like the destination, with the same
 //! connection, bandwidth and cache settings).
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result};
-use arca_ops::{PasswordError, PasswordSource, Session};
+use arca_ops::Session;
 
 use crate::cli::{CopyArgs, FromRepoArgs, GlobalArgs};
 use crate::common;
 use crate::output::CliProgress;
 use crate::render;
-
-/// The password source of the repository named by --from-repo: its own command or file,
-/// else ARCA_FROM_PASSWORD, else ARCA_PASSWORD, else a prompt.
-fn source_password(g: &GlobalArgs, f: &FromRepoArgs) -> Result<PasswordSource> {
-    if let Some(command) = &f.from_password_command {
-        let timeout = arca_core::units::parse_elapsed(&g.password_command_timeout)
-            .context("--password-command-timeout (ARCA_PASSWORD_COMMAND_TIMEOUT)")?;
-        return Ok(PasswordSource::Command {
-            command: command.clone(),
-            timeout,
-        });
-    }
-    if let Some(p) = &f.from_password_file {
-        return Ok(PasswordSource::File(p.clone()));
-    }
-    for var in ["ARCA_FROM_PASSWORD", "ARCA_PASSWORD"] {
-        if std::env::var_os(var).is_some() {
-            return Ok(PasswordSource::Env(var.into()));
-        }
-    }
-    Ok(PasswordSource::Prompt(Arc::new(|| {
-        crate::password::prompt(false, "password of the source repository")
-            .map_err(|e| PasswordError::Prompt(e.to_string()))
-    })))
-}
 
 /// Opens the source repository named by --from-repo with its own password source.
 pub fn open_source(g: &GlobalArgs, f: &FromRepoArgs) -> Result<Session> {
@@ -43,9 +16,15 @@ pub fn open_source(g: &GlobalArgs, f: &FromRepoArgs) -> Result<Session> {
         .from_repo
         .as_deref()
         .context("no source repository: use --from-repo or ARCA_FROM_REPOSITORY")?;
-    let mut spec = common::spec_without_password(g)?;
-    spec.location = location.to_string();
-    spec.password = source_password(g, f)?;
+    // Its own command or file, else ARCA_FROM_PASSWORD, else ARCA_PASSWORD, else a prompt.
+    let given = crate::password::Given {
+        command: f.from_password_command.as_deref(),
+        file: f.from_password_file.as_deref(),
+        env: &["ARCA_FROM_PASSWORD", "ARCA_PASSWORD"],
+        prompt: "password of the source repository",
+    };
+    let password = crate::password::source_of(g, &given, false)?;
+    let mut spec = common::spec_with(g, location.to_string(), password)?;
     // The source is only read: the client-side append-only layer is the destination's.
     spec.append_only = false;
     Session::open(&spec, arca_ops::Access::Cached)

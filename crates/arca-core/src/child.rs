@@ -43,7 +43,8 @@ pub struct StderrTail {
 }
 
 impl StderrTail {
-    fn push(&mut self, line: String) {
+    /// Adds a line (the oldest ones go beyond 40).
+    pub fn push(&mut self, line: String) {
         let lower = line.to_ascii_lowercase();
         if lower.contains("error") || lower.contains("fatal") || lower.contains("denied") {
             if self.errors.len() == KEPT_LINES {

@@ -132,7 +132,7 @@ hooks = {{ pre = ["echo pre-hook-output $ARCA_JOB"], post = ["echo post-hook-out
 limits = {{ nice = 5, ionice = "idle", threads = 2 }}
 
 [jobs.dump]
-command = "echo partial; exit 3"
+command = "echo partial; echo dump: out of tape >&2; exit 3"
 repositories = ["local"]
 schedule = "every 2s"
 hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
@@ -252,6 +252,18 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
     let failed = &backups_with(&config, "dump", "failed")[0];
     assert!(
         failed["error"].as_str().unwrap().contains("failed"),
+        "{failed}"
+    );
+    // The command's error output: its end in the error, its lines in the run's log.
+    assert!(
+        failed["error"].as_str().unwrap().contains("dump: out of tape"),
+        "{failed}"
+    );
+    assert!(
+        failed["log"]
+            .as_str()
+            .unwrap()
+            .contains("command stderr:\ndump: out of tape"),
         "{failed}"
     );
     assert!(

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca_core::backup::BackupOptions;
+use arca_core::child::StderrTail;
 use arca_core::format::{BackupType, Snapshot};
 use arca_core::progress::Progress;
 use arca_core::{Id, Repository};
@@ -238,15 +239,14 @@ fn backup(
         ..BackupOptions::default()
     };
     // A command's error output goes into the run's log (its last lines).
-    let stderr_lines: Arc<Mutex<std::collections::VecDeque<String>>> = Arc::default();
+    let stderr_lines: Arc<Mutex<StderrTail>> = Arc::default();
     let source = backup_source(job, &opts, &stderr_lines)?;
     let result = arca_ops::backup::backup(session, source, &opts, progress);
     {
         let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
         let stderr = stderr_lines.lock().unwrap_or_else(|p| p.into_inner());
-        if stderr.iter().any(|line| !line.trim().is_empty()) {
-            let text: Vec<&str> = stderr.iter().map(String::as_str).collect();
-            let _ = writeln!(l, "command stderr:\n{}", text.join("\n").trim_end());
+        if !stderr.is_empty() {
+            let _ = writeln!(l, "command stderr:\n{}", stderr.text());
         }
         if let Ok(r) = &result
             && r.adopted_packs > 0
@@ -268,15 +268,12 @@ fn backup(
     }
 }
 
-/// Lines of a command source's error output kept for the run's log.
-const COMMAND_STDERR_LINES: usize = 40;
-
 /// What a job backs up, as the backup operation's source; a command's error lines go to
-/// `stderr_lines` (the last [`COMMAND_STDERR_LINES`]).
+/// `stderr_lines` (its last 40).
 fn backup_source<'a>(
     job: &'a JobConfig,
     opts: &BackupOptions,
-    stderr_lines: &Arc<Mutex<std::collections::VecDeque<String>>>,
+    stderr_lines: &Arc<Mutex<StderrTail>>,
 ) -> Result<BackupSource<'a>, (bool, String)> {
     let source = match &job.source {
         Source::Postgres {
@@ -347,11 +344,10 @@ fn backup_source<'a>(
                 tool: format!("command {command:?}"),
                 file: filename,
                 on_stderr_line: Some(Box::new(move |line: &str| {
-                    let mut l = lines.lock().unwrap_or_else(|p| p.into_inner());
-                    if l.len() == COMMAND_STDERR_LINES {
-                        l.pop_front();
-                    }
-                    l.push_back(line.to_string());
+                    lines
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(line.to_string());
                 })),
             }
         }

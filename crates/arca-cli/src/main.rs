@@ -56,28 +56,8 @@ fn exit_code(err: &anyhow::Error) -> i32 {
         {
             return exit::LOCKED;
         }
-        // The operations' errors wrap the engines' transparently.
-        let core = cause
-            .downcast_ref::<arca_core::Error>()
-            .or_else(|| match cause.downcast_ref() {
-                Some(arca_ops::prune::MaintenanceError::Repository(e)) => Some(e),
-                _ => None,
-            })
-            .or_else(|| match cause.downcast_ref() {
-                Some(arca_ops::copy::CopyError::Repository(e)) => Some(e),
-                _ => None,
-            })
-            .or_else(|| {
-                cause
-                    .downcast_ref::<arca_ops::backup::BackupError>()
-                    .and_then(|e| e.core())
-            })
-            .or_else(|| {
-                cause
-                    .downcast_ref::<arca_ops::restore::RestoreError>()
-                    .map(|e| e.core())
-            });
-        if let Some(e) = core {
+        // The operations' errors wrap the engine's: its kind picks the code.
+        if let Some(e) = arca_ops::engine_error(cause) {
             return match e.kind() {
                 arca_core::ErrorKind::RepositoryNotFound => exit::NO_REPOSITORY,
                 arca_core::ErrorKind::WrongPassword => exit::WRONG_PASSWORD,

@@ -22,3 +22,27 @@ pub mod session;
 pub use cache::CacheSetting;
 pub use password::{PasswordError, PasswordSource};
 pub use session::{Access, CacheHandle, OpenError, RepositorySpec, Session};
+
+/// The engine's error inside `cause` when it is one of the operations' errors that wrap
+/// it transparently (a transparent error hands its source's source to `Error::source`,
+/// so the engine's error itself is not in an error chain): front ends classify it with
+/// [`arca_core::Error::kind`] (interrupted, locked, wrong password, ...).
+pub fn engine_error<'a>(
+    cause: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a arca_core::Error> {
+    if let Some(e) = cause.downcast_ref::<arca_core::Error>() {
+        return Some(e);
+    }
+    if let Some(prune::MaintenanceError::Repository(e)) = cause.downcast_ref() {
+        return Some(e);
+    }
+    if let Some(copy::CopyError::Repository(e)) = cause.downcast_ref() {
+        return Some(e);
+    }
+    if let Some(e) = cause.downcast_ref::<backup::BackupError>() {
+        return e.core();
+    }
+    cause
+        .downcast_ref::<restore::RestoreError>()
+        .map(restore::RestoreError::core)
+}

@@ -256,7 +256,10 @@ hooks = {{ failure = ["echo failure-hook-output: $ARCA_ERROR"] }}
     );
     // The command's error output: its end in the error, its lines in the run's log.
     assert!(
-        failed["error"].as_str().unwrap().contains("dump: out of tape"),
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("dump: out of tape"),
         "{failed}"
     );
     assert!(

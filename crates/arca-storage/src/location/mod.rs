@@ -531,6 +531,23 @@ pub(crate) fn parse_credentials_file(
     })
 }
 
+/// An OpenDAL storage of `location` in a bucket or container: (noun, name, endpoint) as
+/// messages name it, and where its credentials came from.
+fn in_container(
+    location: &str,
+    op: Operator,
+    (noun, name, endpoint): (&'static str, &str, String),
+    source: String,
+) -> Result<OpendalStorage> {
+    Ok(OpendalStorage::new(op, location)?
+        .with_container(Container {
+            noun,
+            name: name.to_string(),
+            endpoint,
+        })
+        .with_credentials_source(source))
+}
+
 /// An S3 (or S3-compatible) bucket: region, endpoint, credentials, checksums.
 fn build_s3(
     location: &str,
@@ -596,15 +613,11 @@ fn build_s3(
         }
     }
     let op = Operator::new(b).map_err(err)?;
-    Ok(OpendalStorage::new(op, location)?
-        .with_container(Container {
-            noun: "bucket",
-            name: bucket.to_string(),
-            endpoint: shown_endpoint,
-        })
-        .with_credentials_source(source)
-        .with_single_request_writes(single_request)
-        .with_md5_fallback(md5_fallback))
+    Ok(
+        in_container(location, op, ("bucket", bucket, shown_endpoint), source)?
+            .with_single_request_writes(single_request)
+            .with_md5_fallback(md5_fallback),
+    )
 }
 
 /// An Aliyun OSS bucket.
@@ -638,13 +651,7 @@ fn build_oss(
             .to_string(),
     };
     let op = Operator::new(b).map_err(err)?;
-    Ok(OpendalStorage::new(op, location)?
-        .with_container(Container {
-            noun: "bucket",
-            name: bucket.to_string(),
-            endpoint,
-        })
-        .with_credentials_source(source))
+    in_container(location, op, ("bucket", bucket, endpoint), source)
 }
 
 /// An Azure Blob Storage container.
@@ -676,13 +683,7 @@ fn build_azure(
             .to_string()
     };
     let op = Operator::new(b).map_err(err)?;
-    Ok(OpendalStorage::new(op, location)?
-        .with_container(Container {
-            noun: "container",
-            name: container.to_string(),
-            endpoint,
-        })
-        .with_credentials_source(source))
+    in_container(location, op, ("container", container, endpoint), source)
 }
 
 /// A Google Cloud Storage bucket.
@@ -705,13 +706,12 @@ fn build_gcs(
             .to_string()
     };
     let op = Operator::new(b).map_err(err)?;
-    Ok(OpendalStorage::new(op, location)?
-        .with_container(Container {
-            noun: "bucket",
-            name: bucket.to_string(),
-            endpoint: "Google Cloud Storage".to_string(),
-        })
-        .with_credentials_source(source))
+    in_container(
+        location,
+        op,
+        ("bucket", bucket, "Google Cloud Storage".to_string()),
+        source,
+    )
 }
 
 fn build_opendal(

@@ -3,11 +3,23 @@
 use super::*;
 
 fn cases() -> Vec<Case> {
+    [
+        count_cases(),
+        bucket_count_cases(),
+        calendar_cases(),
+        within_cases(),
+        within_bucket_cases(),
+        tag_and_mixed_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Count rules: keep-last and daily budgets.
+fn count_cases() -> Vec<Case> {
     const LAST: &[&str] = &["last snapshot"];
     const DAILY: &[&str] = &["daily snapshot"];
-    const WEEKLY: &[&str] = &["weekly snapshot"];
-    const HOURLY: &[&str] = &["hourly snapshot"];
-    const YEARLY: &[&str] = &["yearly snapshot"];
     vec![
         Case {
             name: "keep-last 3 of 5 (input unordered)",
@@ -80,6 +92,17 @@ fn cases() -> Vec<Case> {
             ]),
             kept: vec![(3, DAILY), (2, DAILY), (1, DAILY)],
         },
+    ]
+}
+
+/// Count rules by calendar bucket: weekly across ISO years, monthly, yearly, unlimited and
+/// zero counts.
+fn bucket_count_cases() -> Vec<Case> {
+    const LAST: &[&str] = &["last snapshot"];
+    const DAILY: &[&str] = &["daily snapshot"];
+    const WEEKLY: &[&str] = &["weekly snapshot"];
+    const YEARLY: &[&str] = &["yearly snapshot"];
+    vec![
         Case {
             name: "weekly across the ISO year boundary (2020-W53)",
             policy: count(|p| p.keep_weekly = Some(3)),
@@ -174,6 +197,15 @@ fn cases() -> Vec<Case> {
             ]),
             kept: vec![(2, DAILY)],
         },
+    ]
+}
+
+/// Buckets in the snapshot's own local time: leap days, time zones, daylight-saving changes, mixed offsets.
+fn calendar_cases() -> Vec<Case> {
+    const DAILY: &[&str] = &["daily snapshot"];
+    const HOURLY: &[&str] = &["hourly snapshot"];
+    const YEARLY: &[&str] = &["yearly snapshot"];
+    vec![
         Case {
             name: "leap day is its own daily/monthly bucket",
             policy: count(|p| {
@@ -266,6 +298,12 @@ fn cases() -> Vec<Case> {
             ]),
             kept: vec![(1, YEARLY), (0, YEARLY)],
         },
+    ]
+}
+
+/// keep-within: calendar spans from the newest snapshot, as restic (Go's AddDate) computes them.
+fn within_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "keep-within 1mo from 2024-03-31 (Go AddDate: cutoff 2024-03-02)",
             policy: count(|p| p.keep_within = Some(dur("1mo"))),
@@ -332,6 +370,12 @@ fn cases() -> Vec<Case> {
             ],
             kept: vec![(0, &["within 1d"]), (1, &["within 1d"])],
         },
+    ]
+}
+
+/// keep-within-hourly/daily/weekly/monthly/yearly.
+fn within_bucket_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "keep-within-daily 2d",
             policy: count(|p| p.keep_within_daily = Some(dur("2d"))),
@@ -384,6 +428,12 @@ fn cases() -> Vec<Case> {
                 ),
             ],
         },
+    ]
+}
+
+/// keep-tag, every reason together, and empty policies.
+fn tag_and_mixed_cases() -> Vec<Case> {
+    vec![
         Case {
             name: "keep-tag: every tag of a list must be present",
             policy: count(|p| {
